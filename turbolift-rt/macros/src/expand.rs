@@ -1,0 +1,148 @@
+//! The expansion of `#[turbolift::distribute]`.
+//!
+//! ```text
+//! #[turbolift::distribute(timeout = "5s")]
+//! pub fn square(u: u64) -> u64 { u * u }
+//! ```
+//! becomes
+//! ```text
+//! pub async fn square(u: u64) -> Result<u64, ::turbolift::Error> { /* local or remote call */ }
+//! static __TURBOLIFT_FN_square: FnInfo = /* id, signature hash, timeout */;
+//! fn __turbolift_body_square(u: u64) -> u64 { u * u }   // what a service runs
+//! ::turbolift::__register_handler! { /* the service's entry for `square` */ }
+//! ```
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, ItemFn, Pat, ReturnType};
+use turbolift_syntax::{DistributeArgs, check_function, signature_hash};
+
+pub fn distribute(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let parsed_args = DistributeArgs::parse_tokens(args);
+    let func: ItemFn = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "#[turbolift::distribute] goes on a function: `fn name(arg: Type, ..) -> Type { .. }`",
+        )
+    })?;
+    let mut errors: Option<syn::Error> = parsed_args.as_ref().err().cloned();
+    for problem in check_function(&func.sig) {
+        let e = problem.to_syn_error();
+        match &mut errors {
+            Some(all) => all.combine(e),
+            None => errors = Some(e),
+        }
+    }
+    if let Some(e) = errors {
+        return Err(e);
+    }
+    Ok(expand(parsed_args?, func))
+}
+
+fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+        ..
+    } = func;
+    let name = &sig.ident;
+    let name_str = name.to_string();
+    let info = format_ident!("__TURBOLIFT_FN_{}", name);
+    let body_fn = format_ident!("__turbolift_body_{}", name);
+    let (docs, others): (Vec<&Attribute>, Vec<&Attribute>) =
+        attrs.iter().partition(|a| a.path().is_ident("doc"));
+    let cfgs: Vec<&&Attribute> = others
+        .iter()
+        .filter(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+        .collect();
+
+    let mut names = Vec::new();
+    let mut types = Vec::new();
+    for input in &sig.inputs {
+        if let FnArg::Typed(arg) = input
+            && let Pat::Ident(ident) = &*arg.pat
+        {
+            names.push(ident.ident.clone());
+            types.push((*arg.ty).clone());
+        }
+    }
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    let output_span = match &sig.output {
+        ReturnType::Default => sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    };
+    let assertions = types.iter().map(|ty| {
+        quote_spanned! {ty.span()=> ::turbolift::__private::assert_argument::<#ty>(); }
+    });
+    let output_assertion = quote_spanned! {output_span=>
+        ::turbolift::__private::assert_result::<#output>();
+    };
+
+    let signature = signature_hash(&sig);
+    let timeout = match args.timeout {
+        Some(t) => {
+            let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+            quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let (call, invoke) = if sig.asyncness.is_some() {
+        (quote!(call_async), quote!(invoke_async))
+    } else {
+        (quote!(call_blocking), quote!(invoke_blocking))
+    };
+    let asyncness = &sig.asyncness;
+    let inputs = &sig.inputs;
+    let wrapper_inputs = names.iter().zip(&types).map(|(n, t)| quote!(#n: #t));
+    // Resolving the info through `self::` fails inside a function body, where the static
+    // is a local item: distributed functions must live at module level.
+    let module_level = quote_spanned! {Span::call_site()=> &self::#info };
+
+    quote! {
+        #(#docs)*
+        #(#others)*
+        #vis async fn #name(#(#wrapper_inputs),*) -> ::core::result::Result<#output, ::turbolift::Error> {
+            #(#assertions)*
+            #output_assertion
+            ::turbolift::__private::#call(
+                #module_level,
+                (#(#names,)*),
+                |(#(#names,)*)| #body_fn(#(#names),*),
+            )
+            .await
+        }
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        #(#cfgs)*
+        static #info: ::turbolift::__private::FnInfo = ::turbolift::__private::FnInfo::new(
+            ::core::module_path!(),
+            #name_str,
+            #signature,
+            #timeout,
+        );
+
+        #[doc(hidden)]
+        #[allow(clippy::too_many_arguments)]
+        #(#others)*
+        #asyncness fn #body_fn(#inputs) -> #output #block
+
+        #(#cfgs)*
+        ::turbolift::__register_handler! {
+            {
+                fn __invoke(
+                    body: ::turbolift::__private::Bytes,
+                ) -> ::turbolift::__private::Invocation {
+                    ::turbolift::__private::#invoke(body, |(#(#names,)*)| #body_fn(#(#names),*))
+                }
+                ::turbolift::__private::Handler::new(&#info, __invoke)
+            }
+        }
+    }
+}

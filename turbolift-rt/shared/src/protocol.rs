@@ -1,0 +1,152 @@
+//! Constants of the turbolift wire protocol (see `docs/protocol.md`).
+
+/// Version of the wire protocol. Sent with every call in [`PROTOCOL_HEADER`]; a service
+/// refuses calls of another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Media type of call and result bodies: postcard-encoded serde values.
+pub const CONTENT_TYPE: &str = "application/vnd.turbolift.postcard";
+
+/// Request header carrying [`PROTOCOL_VERSION`].
+pub const PROTOCOL_HEADER: &str = "x-turbolift-protocol";
+/// Request header carrying the 16-hex-digit signature hash of the called function.
+pub const SIGNATURE_HEADER: &str = "x-turbolift-signature";
+/// Request header carrying the run's shared secret.
+pub const SECRET_HEADER: &str = "x-turbolift-secret";
+/// Response header naming the kind of failure on a non-200 answer (see [`ErrorKind`]).
+pub const ERROR_HEADER: &str = "x-turbolift-error";
+/// Response header naming the service instance that answered (for logs and tests).
+pub const INSTANCE_HEADER: &str = "x-turbolift-instance";
+
+/// Liveness endpoint: 200 while the process serves HTTP.
+pub const HEALTH_PATH: &str = "/v1/health";
+/// Readiness endpoint: 200 when calls are accepted, 503 while starting or draining.
+pub const READY_PATH: &str = "/v1/ready";
+/// Prefix of the call endpoints; see [`crate::naming::route`].
+pub const CALL_PREFIX: &str = "/v1/call/";
+
+/// The line a service prints on stdout once it listens, followed by its base URL.
+pub const LISTENING_LINE: &str = "turbolift: listening on ";
+
+/// Environment variables read by the runtime.
+pub mod env {
+    /// `id=url,url;id=url`: which functions are remote, and their replicas.
+    pub const ENDPOINTS: &str = "TURBOLIFT_ENDPOINTS";
+    /// The run's shared secret (caller and service).
+    pub const SECRET: &str = "TURBOLIFT_SECRET";
+    /// Default per-call timeout for functions without `timeout = ".."`.
+    pub const TIMEOUT: &str = "TURBOLIFT_TIMEOUT";
+    /// `id=duration;id=duration`: per-function timeouts that win over the attribute.
+    pub const TIMEOUTS: &str = "TURBOLIFT_TIMEOUTS";
+    /// Attempts per call across replicas (first try included).
+    pub const MAX_ATTEMPTS: &str = "TURBOLIFT_MAX_ATTEMPTS";
+    /// Address a service binds (default `127.0.0.1:0`).
+    pub const BIND: &str = "TURBOLIFT_BIND";
+    /// Largest request body a service accepts, in bytes.
+    pub const MAX_BODY: &str = "TURBOLIFT_MAX_BODY";
+    /// Calls a service runs at once; more wait in line.
+    pub const MAX_CONCURRENCY: &str = "TURBOLIFT_MAX_CONCURRENCY";
+    /// Name of the service instance, echoed in [`super::INSTANCE_HEADER`].
+    pub const INSTANCE: &str = "TURBOLIFT_INSTANCE";
+    /// Log filter of a service (tracing `EnvFilter` syntax).
+    pub const LOG: &str = "TURBOLIFT_LOG";
+}
+
+/// The kinds of failure a service reports in [`ERROR_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the body does not decode as the function's arguments.
+    BadRequest,
+    /// 401: missing or wrong shared secret.
+    Unauthorized,
+    /// 404: no function at this path.
+    UnknownFunction,
+    /// 409: the caller speaks another protocol version.
+    ProtocolMismatch,
+    /// 409: the caller was built from another signature of the function.
+    SignatureMismatch,
+    /// 413: the body is larger than the service's limit.
+    TooLarge,
+    /// 415: the content type is not [`CONTENT_TYPE`].
+    UnsupportedMediaType,
+    /// 500: the function panicked; the body is the panic message.
+    Panic,
+    /// 500: the service failed outside the function (its result did not encode, say).
+    Internal,
+    /// 503: the service is at its concurrency limit; retry elsewhere or later.
+    Busy,
+    /// 503: the service is shutting down; retry elsewhere.
+    Draining,
+}
+
+impl ErrorKind {
+    /// Every kind, for tests and documentation.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::BadRequest,
+        ErrorKind::Unauthorized,
+        ErrorKind::UnknownFunction,
+        ErrorKind::ProtocolMismatch,
+        ErrorKind::SignatureMismatch,
+        ErrorKind::TooLarge,
+        ErrorKind::UnsupportedMediaType,
+        ErrorKind::Panic,
+        ErrorKind::Internal,
+        ErrorKind::Busy,
+        ErrorKind::Draining,
+    ];
+
+    /// The token sent in [`ERROR_HEADER`].
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad-request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::UnknownFunction => "unknown-function",
+            ErrorKind::ProtocolMismatch => "protocol-mismatch",
+            ErrorKind::SignatureMismatch => "signature-mismatch",
+            ErrorKind::TooLarge => "too-large",
+            ErrorKind::UnsupportedMediaType => "unsupported-media-type",
+            ErrorKind::Panic => "panic",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Busy => "busy",
+            ErrorKind::Draining => "draining",
+        }
+    }
+
+    /// The HTTP status that goes with the kind.
+    pub const fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::UnknownFunction => 404,
+            ErrorKind::ProtocolMismatch | ErrorKind::SignatureMismatch => 409,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::Panic | ErrorKind::Internal => 500,
+            ErrorKind::Busy | ErrorKind::Draining => 503,
+        }
+    }
+
+    /// Parses the token of [`ERROR_HEADER`].
+    pub fn parse(token: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == token)
+    }
+
+    /// Whether a caller may retry the call on another replica.
+    pub const fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Busy | ErrorKind::Draining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_round_trip_through_their_tokens() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+            assert!((400..600).contains(&kind.status()));
+        }
+        assert_eq!(ErrorKind::parse("nonsense"), None);
+    }
+}

@@ -1,0 +1,136 @@
+//! What `#[turbolift::distribute]` expands to. Not a public API: it may change in any
+//! release.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use bytes::Bytes;
+
+use crate::Error;
+use crate::local;
+
+#[cfg(feature = "service")]
+pub use crate::service::handler::{Handler, Invocation, invoke_async, invoke_blocking};
+#[cfg(feature = "service")]
+pub use inventory;
+
+/// Everything known about one distributed function at compile time, plus its cached
+/// call route.
+pub struct FnInfo {
+    module_path: &'static str,
+    name: &'static str,
+    signature: u64,
+    timeout: Option<Duration>,
+    names: OnceLock<Names>,
+    #[cfg(feature = "distributed")]
+    pub(crate) remote: crate::client::RemoteCache,
+}
+
+struct Names {
+    id: String,
+    function: String,
+}
+
+impl FnInfo {
+    /// `module_path` as `module_path!()` gives it; `signature` from
+    /// `turbolift_syntax::signature_hash`; `timeout` from the attribute.
+    pub const fn new(
+        module_path: &'static str,
+        name: &'static str,
+        signature: u64,
+        timeout: Option<Duration>,
+    ) -> Self {
+        FnInfo {
+            module_path,
+            name,
+            signature,
+            timeout,
+            names: OnceLock::new(),
+            #[cfg(feature = "distributed")]
+            remote: crate::client::RemoteCache::new(),
+        }
+    }
+
+    fn names(&self) -> &Names {
+        self.names.get_or_init(|| Names {
+            id: crate::naming::id_from_module_path(self.module_path, self.name),
+            function: format!("{}::{}", self.module_path, self.name),
+        })
+    }
+
+    /// The function's id (`geo::area`), which routes calls; see [`crate::naming`].
+    pub fn id(&self) -> &str {
+        &self.names().id
+    }
+
+    /// The function as `crate::module::name`, for messages.
+    pub fn function(&self) -> &str {
+        &self.names().function
+    }
+
+    /// The signature hash checked on each call.
+    pub fn signature(&self) -> u64 {
+        self.signature
+    }
+
+    /// The timeout given in the attribute, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    pub(crate) fn panic_error(&self, message: String) -> Error {
+        Error::Panic {
+            function: self.function().to_owned(),
+            message,
+        }
+    }
+}
+
+/// What can be an argument or a result of a distributed function.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent to or from a turbolift service",
+    label = "arguments and results of a distributed function must implement `Serialize + DeserializeOwned + Send + 'static`",
+    note = "derive `Serialize` and `Deserialize` for it (serde is re-exported as `turbolift::serde`), and use owned data"
+)]
+pub trait Wire: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
+
+/// Fails to compile, at the argument's type, when it cannot travel.
+pub const fn assert_argument<T: Wire>() {}
+
+/// Fails to compile, at the return type, when it cannot travel.
+pub const fn assert_result<T: Wire>() {}
+
+/// A call of a synchronous distributed function.
+pub async fn call_blocking<A, R, F>(info: &'static FnInfo, args: A, body: F) -> Result<R, Error>
+where
+    A: Wire,
+    R: Wire,
+    F: FnOnce(A) -> R + Send + 'static,
+{
+    #[cfg(feature = "distributed")]
+    if let Some(remote) = info.remote()? {
+        return crate::client::call(&remote, &args).await;
+    }
+    local::run_blocking(info, move || body(args)).await
+}
+
+/// A call of an `async` distributed function.
+pub async fn call_async<A, R, F, Fut>(info: &'static FnInfo, args: A, body: F) -> Result<R, Error>
+where
+    A: Wire,
+    R: Wire,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    #[cfg(feature = "distributed")]
+    if let Some(remote) = info.remote()? {
+        return crate::client::call(&remote, &args).await;
+    }
+    local::run_async(info, body(args)).await
+}

@@ -1,0 +1,297 @@
+//! Where the remote functions are, read from the environment (or installed by code).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use turbolift_shared::duration::parse_duration;
+use turbolift_shared::protocol::env;
+
+use crate::Error;
+
+/// Timeout of a call when neither the attribute nor the environment gives one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Attempts per call (first try included) unless `TURBOLIFT_MAX_ATTEMPTS` says otherwise;
+/// a function with more replicas gets one attempt per replica plus one.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+
+/// The remote-call configuration: which functions run as services, where, and how.
+///
+/// [`Config::from_env`] reads what `cargo turbolift run` sets; [`Config::install`] puts a
+/// configuration built in code in place of it (for tests, or a launcher of your own).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    endpoints: HashMap<String, Vec<String>>,
+    secret: Option<String>,
+    default_timeout: Option<Duration>,
+    timeouts: HashMap<String, Duration>,
+    max_attempts: Option<u32>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("endpoints", &self.endpoints)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("default_timeout", &self.default_timeout)
+            .field("timeouts", &self.timeouts)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+impl Config {
+    /// An empty configuration: every function runs in-process.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads `TURBOLIFT_ENDPOINTS`, `TURBOLIFT_SECRET`, `TURBOLIFT_TIMEOUT`,
+    /// `TURBOLIFT_TIMEOUTS` and `TURBOLIFT_MAX_ATTEMPTS` (see `docs/protocol.md`).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`], from any source of variables.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let mut config = Config::new();
+        if let Some(text) = var(env::ENDPOINTS) {
+            for (id, urls) in parse_map(env::ENDPOINTS, &text)? {
+                let urls: Vec<String> = urls
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                config = config.endpoint(id, urls);
+            }
+        }
+        config.secret = var(env::SECRET).filter(|s| !s.is_empty());
+        if let Some(text) = var(env::TIMEOUT) {
+            config.default_timeout = Some(
+                parse_duration(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", env::TIMEOUT)))?,
+            );
+        }
+        if let Some(text) = var(env::TIMEOUTS) {
+            for (id, value) in parse_map(env::TIMEOUTS, &text)? {
+                let d = parse_duration(value)
+                    .map_err(|e| Error::Config(format!("{} for `{id}`: {e}", env::TIMEOUTS)))?;
+                config.timeouts.insert(id.to_owned(), d);
+            }
+        }
+        if let Some(text) = var(env::MAX_ATTEMPTS) {
+            let n: u32 = text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{} must be a whole number of at least 1, not `{text}`",
+                        env::MAX_ATTEMPTS
+                    ))
+                })?;
+            config.max_attempts = Some(n);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sends calls of function `id` (`geo::area`) to these base URLs (`http://host:port`).
+    pub fn endpoint<I, S>(mut self, id: impl Into<String>, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoints
+            .insert(id.into(), urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The shared secret sent with every call.
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// Timeout for functions without `timeout = ".."` in their attribute.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Timeout for function `id`, winning over its attribute.
+    pub fn timeout(mut self, id: impl Into<String>, timeout: Duration) -> Self {
+        self.timeouts.insert(id.into(), timeout);
+        self
+    }
+
+    /// Attempts per call across replicas, the first one included.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Makes this the configuration of every call from now on, in place of the environment.
+    pub fn install(self) -> Result<(), Error> {
+        self.validate()?;
+        INSTALLED.store(Some(Arc::new(self)));
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        for (id, urls) in &self.endpoints {
+            if urls.is_empty() {
+                return Err(Error::Config(format!("`{id}` has no URL")));
+            }
+            for url in urls {
+                let ok = url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .is_some_and(|u| u.scheme_str() == Some("http") && u.authority().is_some());
+                if !ok {
+                    return Err(Error::Config(format!(
+                        "`{url}` (for `{id}`) is not an `http://host:port` URL"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn urls(&self, id: &str) -> Option<&[String]> {
+        self.endpoints.get(id).map(Vec::as_slice)
+    }
+
+    pub(crate) fn secret_value(&self) -> Option<&str> {
+        self.secret.as_deref()
+    }
+
+    pub(crate) fn timeout_for(&self, id: &str, attribute: Option<Duration>) -> Duration {
+        self.timeouts
+            .get(id)
+            .copied()
+            .or(attribute)
+            .or(self.default_timeout)
+            .unwrap_or(DEFAULT_TIMEOUT)
+    }
+
+    pub(crate) fn attempts_for(&self, replicas: usize) -> u32 {
+        self.max_attempts.unwrap_or_else(|| {
+            DEFAULT_MAX_ATTEMPTS.max(
+                u32::try_from(replicas)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1),
+            )
+        })
+    }
+}
+
+/// `key=value;key=value`, keys not empty.
+fn parse_map<'t>(var: &str, text: &'t str) -> Result<Vec<(&'t str, &'t str)>, Error> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| match entry.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim(), v.trim())),
+            _ => Err(Error::Config(format!(
+                "{var}: expected `function=value` entries separated by `;`, found `{entry}`"
+            ))),
+        })
+        .collect()
+}
+
+static INSTALLED: ArcSwapOption<Config> = ArcSwapOption::const_empty();
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static FROM_ENV: OnceLock<Result<Arc<Config>, Error>> = OnceLock::new();
+
+/// The configuration in force and its generation (which changes on every install).
+pub(crate) fn current() -> (u64, Result<Arc<Config>, Error>) {
+    let generation = GENERATION.load(Ordering::Acquire);
+    if let Some(config) = INSTALLED.load_full() {
+        return (generation, Ok(config));
+    }
+    let from_env = FROM_ENV.get_or_init(|| Config::from_env().map(Arc::new));
+    (generation, from_env.clone())
+}
+
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn reads_every_variable() {
+        let config = Config::from_vars(vars(&[
+            (
+                env::ENDPOINTS,
+                "square=http://127.0.0.1:1,http://127.0.0.1:2; geo::area=http://h:3",
+            ),
+            (env::SECRET, "s3cret"),
+            (env::TIMEOUT, "5s"),
+            (env::TIMEOUTS, "geo::area=1m"),
+            (env::MAX_ATTEMPTS, "7"),
+        ]))
+        .unwrap();
+        assert_eq!(config.urls("square").unwrap().len(), 2);
+        assert_eq!(config.urls("geo::area").unwrap(), ["http://h:3"]);
+        assert_eq!(config.urls("other"), None);
+        assert_eq!(config.secret_value(), Some("s3cret"));
+        assert_eq!(config.timeout_for("square", None), Duration::from_secs(5));
+        assert_eq!(
+            config.timeout_for("square", Some(Duration::from_secs(9))),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            config.timeout_for("geo::area", Some(Duration::from_secs(9))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(config.attempts_for(2), 7);
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn defaults_without_variables() {
+        let config = Config::from_vars(vars(&[])).unwrap();
+        assert_eq!(config.timeout_for("f", None), DEFAULT_TIMEOUT);
+        assert_eq!(config.attempts_for(1), DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(config.attempts_for(9), 10);
+    }
+
+    #[test]
+    fn bad_values_say_which_variable() {
+        for (var, value, expected) in [
+            (env::ENDPOINTS, "square", "function=value"),
+            (env::ENDPOINTS, "square=", "has no URL"),
+            (
+                env::ENDPOINTS,
+                "square=ftp://x",
+                "not an `http://host:port` URL",
+            ),
+            (env::TIMEOUT, "soon", "TURBOLIFT_TIMEOUT"),
+            (env::TIMEOUTS, "f=3", "TURBOLIFT_TIMEOUTS for `f`"),
+            (env::MAX_ATTEMPTS, "0", "TURBOLIFT_MAX_ATTEMPTS"),
+        ] {
+            let err = Config::from_vars(vars(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{var}={value}: {err}");
+        }
+    }
+}

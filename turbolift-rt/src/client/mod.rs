@@ -1,0 +1,204 @@
+//! The remote call path: a pooled keep-alive hyper client, replica choice, retries and
+//! timeouts.
+
+mod config;
+mod remote;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use turbolift_shared::protocol::{self, ErrorKind};
+
+pub use config::Config;
+pub(crate) use remote::RemoteCache;
+use remote::{Remote, Replica};
+
+use crate::{Error, RemoteError, wire};
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Largest error body read from a service: error bodies are one line of text.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+fn http_client() -> &'static HttpClient {
+    static CLIENT: OnceLock<HttpClient> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector)
+    })
+}
+
+/// Calls the function on one of its replicas within its timeout.
+pub(crate) async fn call<A: Serialize, R: DeserializeOwned>(
+    remote: &Remote,
+    args: &A,
+) -> Result<R, Error> {
+    let function = remote.info.function();
+    let body = wire::encode(args).map_err(|e| Error::Encode {
+        function: function.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let body = Bytes::from(body);
+    match tokio::time::timeout(remote.timeout, attempts(remote, body)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout {
+            function: function.to_owned(),
+            after: remote.timeout,
+        }),
+    }
+}
+
+enum Attempt<R> {
+    /// The call has its answer, good or bad.
+    Done(Result<R, Error>),
+    /// The function did not run to an answer on this replica; another may take it.
+    Retry(String),
+}
+
+async fn attempts<R: DeserializeOwned>(remote: &Remote, body: Bytes) -> Result<R, Error> {
+    let mut tried = vec![false; remote.replicas.len()];
+    let mut last = String::new();
+    for attempt in 0..remote.max_attempts {
+        if attempt > 0 && tried.iter().all(|t| *t) {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        let index = remote.pick(&tried);
+        let replica = &remote.replicas[index];
+        let outcome = {
+            let _in_flight = replica.begin();
+            send(remote, replica, body.clone()).await
+        };
+        match outcome {
+            Attempt::Done(result) => return result,
+            Attempt::Retry(reason) => {
+                tracing::debug!(function = remote.info.function(), replica = %replica.base, %reason, "retrying on another replica");
+                tried[index] = true;
+                last = format!("{}: {reason}", replica.base);
+            }
+        }
+    }
+    Err(Error::Unavailable {
+        function: remote.info.function().to_owned(),
+        attempts: remote.max_attempts,
+        last,
+    })
+}
+
+/// 10 ms, 20 ms, 40 ms, ... capped at 500 ms.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((10u64 << attempt.min(6)).min(500))
+}
+
+async fn send<R: DeserializeOwned>(remote: &Remote, replica: &Replica, body: Bytes) -> Attempt<R> {
+    let function = remote.info.function();
+    let mut request = Request::post(replica.uri.clone())
+        .header(
+            CONTENT_TYPE,
+            HeaderValue::from_static(protocol::CONTENT_TYPE),
+        )
+        .header(protocol::PROTOCOL_HEADER, protocol::PROTOCOL_VERSION)
+        .header(protocol::SIGNATURE_HEADER, remote.signature.clone());
+    if let Some(secret) = &remote.secret {
+        request = request.header(protocol::SECRET_HEADER, secret.clone());
+    }
+    let request = request
+        .body(Full::new(body))
+        .expect("a request of valid parts");
+    let response = match http_client().request(request).await {
+        Ok(response) => response,
+        Err(e) if e.is_connect() => {
+            replica.cool_down();
+            return Attempt::Retry(format!("cannot connect: {}", source_chain(&e)));
+        }
+        // The connection broke before an answer: the replica died or closed it. The
+        // function is pure, so running it again elsewhere is safe.
+        Err(e) => return Attempt::Retry(format!("connection lost: {}", source_chain(&e))),
+    };
+    let (parts, body) = response.into_parts();
+    if parts.status == StatusCode::OK {
+        return match body.collect().await {
+            Ok(collected) => {
+                Attempt::Done(
+                    wire::decode(&collected.to_bytes()).map_err(|e| Error::Decode {
+                        function: function.to_owned(),
+                        detail: e.to_string(),
+                    }),
+                )
+            }
+            Err(e) => Attempt::Retry(format!("connection lost in the answer: {e}")),
+        };
+    }
+    let kind = parts
+        .headers
+        .get(protocol::ERROR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ErrorKind::parse);
+    let text = match Limited::new(body, MAX_ERROR_BODY).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes())
+            .trim()
+            .to_owned(),
+        Err(_) => String::new(),
+    };
+    let function = function.to_owned();
+    let remote_error = |e: RemoteError| {
+        Attempt::Done(Err(Error::Remote {
+            function: function.clone(),
+            error: e,
+        }))
+    };
+    match kind {
+        Some(kind) if kind.is_retryable() => Attempt::Retry(format!("{} ({text})", kind.as_str())),
+        Some(ErrorKind::Panic) => Attempt::Done(Err(Error::Panic {
+            function,
+            message: text,
+        })),
+        Some(ErrorKind::SignatureMismatch | ErrorKind::ProtocolMismatch) => {
+            Attempt::Done(Err(Error::VersionMismatch {
+                function,
+                detail: text,
+            }))
+        }
+        Some(ErrorKind::BadRequest) => remote_error(RemoteError::BadRequest(text)),
+        Some(ErrorKind::Unauthorized) => remote_error(RemoteError::Unauthorized(text)),
+        Some(ErrorKind::UnknownFunction) => remote_error(RemoteError::UnknownFunction(text)),
+        Some(ErrorKind::TooLarge) => remote_error(RemoteError::TooLarge(text)),
+        Some(ErrorKind::UnsupportedMediaType) => {
+            remote_error(RemoteError::UnsupportedMediaType(text))
+        }
+        Some(_) => remote_error(RemoteError::Internal(text)),
+        // No turbolift answer: a proxy or a dying server in between.
+        None if matches!(parts.status.as_u16(), 502..=504) => Attempt::Retry(format!(
+            "HTTP {} from something that is not a turbolift service",
+            parts.status
+        )),
+        None => remote_error(RemoteError::Http {
+            status: parts.status.as_u16(),
+            reason: text.lines().next().unwrap_or_default().to_owned(),
+        }),
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,162 @@
+//! One remote function: its replicas, and the choice among them.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use http::{HeaderValue, Uri};
+
+use super::config;
+use crate::__private::FnInfo;
+use crate::Error;
+
+/// How long a replica that refused a connection is passed over while others are healthy.
+const COOL_DOWN: Duration = Duration::from_millis(250);
+
+/// A function's remote route as resolved from one configuration generation.
+pub(crate) struct RemoteCache(ArcSwapOption<Resolved>);
+
+struct Resolved {
+    generation: u64,
+    remote: Option<Arc<Remote>>,
+}
+
+impl RemoteCache {
+    pub(crate) const fn new() -> Self {
+        RemoteCache(ArcSwapOption::const_empty())
+    }
+}
+
+impl FnInfo {
+    /// Where calls of this function go: `None` runs it in-process.
+    pub(crate) fn remote(&'static self) -> Result<Option<Arc<Remote>>, Error> {
+        let generation = config::generation();
+        if let Some(resolved) = &*self.remote.0.load()
+            && resolved.generation == generation
+        {
+            return Ok(resolved.remote.clone());
+        }
+        let (generation, config) = config::current();
+        let config = config?;
+        let remote = match config.urls(self.id()) {
+            None => None,
+            Some(urls) => Some(Arc::new(Remote::new(self, &config, urls)?)),
+        };
+        self.remote.0.store(Some(Arc::new(Resolved {
+            generation,
+            remote: remote.clone(),
+        })));
+        Ok(remote)
+    }
+}
+
+/// The replicas of one function and what every call to them sends.
+pub(crate) struct Remote {
+    pub(crate) info: &'static FnInfo,
+    pub(crate) replicas: Box<[Replica]>,
+    pub(crate) timeout: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) secret: Option<HeaderValue>,
+    pub(crate) signature: HeaderValue,
+    next: AtomicUsize,
+}
+
+pub(crate) struct Replica {
+    pub(crate) base: String,
+    pub(crate) uri: Uri,
+    inflight: AtomicUsize,
+    /// Milliseconds since [`epoch`] until which the replica is cooling down.
+    cool_until: AtomicU64,
+}
+
+impl Remote {
+    fn new(info: &'static FnInfo, config: &config::Config, urls: &[String]) -> Result<Self, Error> {
+        let route = crate::naming::route(info.id());
+        let replicas = urls
+            .iter()
+            .map(|base| {
+                let base = base.trim_end_matches('/').to_owned();
+                let uri = format!("{base}{route}")
+                    .parse::<Uri>()
+                    .map_err(|e| Error::Config(format!("`{base}` for `{}`: {e}", info.id())))?;
+                Ok(Replica {
+                    base,
+                    uri,
+                    inflight: AtomicUsize::new(0),
+                    cool_until: AtomicU64::new(0),
+                })
+            })
+            .collect::<Result<Box<[Replica]>, Error>>()?;
+        let secret = match config.secret_value() {
+            Some(s) => {
+                let mut value = HeaderValue::from_str(s)
+                    .map_err(|_| Error::Config("the secret must be visible ASCII".to_owned()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        Ok(Remote {
+            info,
+            timeout: config.timeout_for(info.id(), info.timeout()),
+            max_attempts: config.attempts_for(replicas.len()),
+            replicas,
+            secret,
+            signature: HeaderValue::from_str(&format!("{:016x}", info.signature()))
+                .expect("hex digits are a valid header value"),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The replica for the next attempt: the least loaded among those not yet tried by
+    /// this call and not cooling down, ties broken round-robin. When every replica was
+    /// tried, any may be tried again.
+    pub(crate) fn pick(&self, tried: &[bool]) -> usize {
+        let n = self.replicas.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let now = now_millis();
+        let all_tried = tried.iter().all(|t| *t);
+        let mut best: Option<(usize, (bool, usize))> = None;
+        for offset in 0..n {
+            let i = (start + offset) % n;
+            if tried[i] && !all_tried {
+                continue;
+            }
+            let r = &self.replicas[i];
+            let cooling = r.cool_until.load(Ordering::Relaxed) > now;
+            let key = (cooling, r.inflight.load(Ordering::Relaxed));
+            if best.is_none_or(|(_, k)| key < k) {
+                best = Some((i, key));
+            }
+        }
+        best.map_or(start, |(i, _)| i)
+    }
+}
+
+impl Replica {
+    pub(crate) fn begin(&self) -> InFlight<'_> {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    pub(crate) fn cool_down(&self) {
+        let until = now_millis() + COOL_DOWN.as_millis() as u64;
+        self.cool_until.store(until, Ordering::Relaxed);
+    }
+}
+
+/// Counts a call in flight on a replica until dropped.
+pub(crate) struct InFlight<'r>(&'r Replica);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn now_millis() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}

@@ -1,0 +1,45 @@
+#![doc = include_str!("docs/crate.md")]
+#![warn(missing_docs)]
+
+mod error;
+mod local;
+pub mod wire;
+
+#[cfg(feature = "distributed")]
+mod client;
+#[cfg(feature = "service")]
+pub mod service;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use error::{Error, RemoteError};
+pub use turbolift_macros::distribute;
+pub use turbolift_shared::{duration, naming, protocol};
+
+#[cfg(feature = "distributed")]
+pub use client::Config;
+
+/// serde, re-exported so that user crates can derive without naming it as a dependency:
+/// `#[derive(turbolift::serde::Serialize)] #[serde(crate = "turbolift::serde")]`.
+pub use serde;
+
+/// Registers a distributed function with the service runtime. Expanded by
+/// `#[turbolift::distribute]`; it expands to nothing unless the `service` feature is on.
+#[cfg(feature = "service")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_handler {
+    ($handler:expr) => {
+        $crate::__private::inventory::submit! { $handler }
+    };
+}
+
+/// Registers a distributed function with the service runtime. Expanded by
+/// `#[turbolift::distribute]`; it expands to nothing unless the `service` feature is on.
+#[cfg(not(feature = "service"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_handler {
+    ($handler:expr) => {};
+}

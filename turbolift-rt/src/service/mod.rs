@@ -1,0 +1,330 @@
+//! The service side: serve distributed functions over HTTP with axum.
+//!
+//! A generated service crate's `main` is one call: [`main_for`]`("geo::area")`. Tests and
+//! launchers of your own can build a [`Service`] and drive it directly.
+
+pub(crate) mod handler;
+mod router;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use turbolift_shared::protocol::{self, ErrorKind, env};
+
+pub use handler::{Handler, InvokeError, registered};
+
+/// Default largest request body: 64 MiB.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
+/// Default number of calls a service runs at once; further calls wait in line.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
+
+/// How a service runs.
+#[derive(Clone)]
+pub struct ServiceOptions {
+    /// The shared secret every call must carry.
+    pub secret: String,
+    /// Largest request body in bytes.
+    pub max_body: usize,
+    /// Calls run at once.
+    pub max_concurrency: usize,
+    /// Name of this instance, sent back in `x-turbolift-instance`.
+    pub instance: String,
+    /// Address to bind.
+    pub bind: SocketAddr,
+}
+
+impl std::fmt::Debug for ServiceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceOptions")
+            .field("secret", &"<redacted>")
+            .field("max_body", &self.max_body)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("instance", &self.instance)
+            .field("bind", &self.bind)
+            .finish()
+    }
+}
+
+impl ServiceOptions {
+    /// Options with this secret and the defaults: 127.0.0.1, an OS-assigned port.
+    pub fn new(secret: impl Into<String>) -> Self {
+        ServiceOptions {
+            secret: secret.into(),
+            max_body: DEFAULT_MAX_BODY,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            instance: format!("pid-{}", std::process::id()),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
+    /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_MAX_BODY`,
+    /// `TURBOLIFT_MAX_CONCURRENCY` and `TURBOLIFT_INSTANCE`.
+    pub fn from_env() -> Result<Self, String> {
+        let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
+            format!(
+                "{} is not set: a service refuses to run without a shared secret (`cargo turbolift run` sets one for you)",
+                env::SECRET
+            )
+        })?;
+        let mut options = ServiceOptions::new(secret);
+        if let Ok(bind) = std::env::var(env::BIND) {
+            options.bind = bind.parse().map_err(|_| {
+                format!(
+                    "{}=`{bind}` is not an address like 127.0.0.1:8080",
+                    env::BIND
+                )
+            })?;
+        }
+        if let Some(n) = positive(env::MAX_BODY)? {
+            options.max_body = n;
+        }
+        if let Some(n) = positive(env::MAX_CONCURRENCY)? {
+            options.max_concurrency = n;
+        }
+        if let Ok(instance) = std::env::var(env::INSTANCE) {
+            options.instance = instance;
+        }
+        Ok(options)
+    }
+}
+
+fn positive(var: &str) -> Result<Option<usize>, String> {
+    match std::env::var(var) {
+        Err(_) => Ok(None),
+        Ok(text) => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("{var}=`{text}` must be a whole number above 0")),
+    }
+}
+
+/// Shared state of a running service.
+pub(crate) struct State {
+    secret: Box<[u8]>,
+    max_body: usize,
+    limiter: Semaphore,
+    ready: AtomicBool,
+    draining: AtomicBool,
+    instance: HeaderValue,
+    functions: Vec<String>,
+    served: AtomicU64,
+    rejected: AtomicU64,
+    panicked: AtomicU64,
+}
+
+impl State {
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    fn check_secret(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let given = headers
+            .get(protocol::SECRET_HEADER)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if constant_time_eq(given, &self.secret) {
+            Ok(())
+        } else {
+            Err(self.reject(
+                ErrorKind::Unauthorized,
+                format!("missing or wrong `{}` header", protocol::SECRET_HEADER),
+            ))
+        }
+    }
+
+    /// A refusal, counted and logged.
+    fn reject(&self, kind: ErrorKind, reason: String) -> Response {
+        let count = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(kind = kind.as_str(), rejected = count, "{reason}");
+        router::refusal(kind, reason)
+    }
+
+    fn stamp(&self, mut response: Response) -> Response {
+        response
+            .headers_mut()
+            .insert(protocol::INSTANCE_HEADER, self.instance.clone());
+        response
+    }
+
+    fn served_functions(&self) -> String {
+        let names: Vec<String> = self.functions.iter().map(|f| format!("`{f}`")).collect();
+        names.join(", ")
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..b.len() {
+        let x = a.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ b[i]);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// A service of a set of distributed functions.
+pub struct Service {
+    state: Arc<State>,
+    router: Router,
+}
+
+impl Service {
+    /// A service of `handlers` (see [`registered`]).
+    pub fn new(handlers: &[&'static Handler], options: &ServiceOptions) -> Self {
+        let instance = HeaderValue::from_str(&options.instance)
+            .unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
+        let state = Arc::new(State {
+            secret: options.secret.as_bytes().into(),
+            max_body: options.max_body,
+            limiter: Semaphore::new(options.max_concurrency),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            instance,
+            functions: handlers.iter().map(|h| h.info().id().to_owned()).collect(),
+            served: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
+        });
+        let router = router::build(state.clone(), handlers);
+        Service { state, router }
+    }
+
+    /// The router, for in-process tests (`tower::ServiceExt::oneshot`). It reports ready.
+    pub fn router(&self) -> Router {
+        self.state.ready.store(true, Ordering::Release);
+        self.router.clone()
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops taking calls (readiness
+    /// turns 503, new calls get a retryable `draining`) and finishes the calls in flight.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        state.ready.store(true, Ordering::Release);
+        let draining = state.clone();
+        axum::serve(listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                draining.draining.store(true, Ordering::Release);
+                tracing::info!("shutting down: finishing the calls in flight");
+            })
+            .await?;
+        tracing::info!(
+            served = state.served.load(Ordering::Relaxed),
+            rejected = state.rejected.load(Ordering::Relaxed),
+            panicked = state.panicked.load(Ordering::Relaxed),
+            "stopped"
+        );
+        Ok(())
+    }
+}
+
+/// The `main` of a generated service crate: serves the registered function `id`
+/// with options from the environment, until SIGTERM or SIGINT.
+pub fn main_for(id: &str) -> ExitCode {
+    init_logging();
+    let Some(handler) = registered().find(|h| h.info().id() == id) else {
+        let known: Vec<&str> = registered().map(|h| h.info().id()).collect();
+        eprintln!(
+            "error: this binary has no distributed function `{id}` (it has: {}); regenerate it with `cargo turbolift build`",
+            known.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let options = match ServiceOptions::from_env() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = TcpListener::bind(options.bind).await.map_err(|e| {
+            format!("cannot listen on {}: {e}", options.bind)
+        })?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        announce(addr);
+        tracing::info!(function = handler.info().function(), %addr, instance = %options.instance, "serving");
+        Service::new(&[handler], &options)
+            .serve(listener, shutdown_signal())
+            .await
+            .map_err(|e| format!("serving failed: {e}"))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the line `cargo turbolift run` waits for: where the service listens.
+fn announce(addr: SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}http://{addr}", protocol::LISTENING_LINE);
+    let _ = out.flush();
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    tokio::select! {
+        _ = async { match &mut term { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        _ = async { match &mut int { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secret!", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"secret", b""));
+    }
+}

@@ -1,0 +1,231 @@
+//! The HTTP face of a service: call endpoints, health, readiness, and every refusal.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State as Extract};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use turbolift_shared::naming;
+use turbolift_shared::protocol::{self, ErrorKind};
+
+use super::State;
+use super::handler::{Handler, InvokeError};
+
+pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router {
+    let mut router = Router::new()
+        .route(protocol::HEALTH_PATH, get(health))
+        .route(protocol::READY_PATH, get(ready));
+    for &handler in handlers {
+        let route = naming::route(handler.info().id());
+        router = router.route(
+            &route,
+            post(
+                move |Extract(state): Extract<Arc<State>>, request: Request| {
+                    call(state, handler, request)
+                },
+            ),
+        );
+    }
+    router.fallback(fallback).with_state(state)
+}
+
+async fn health(Extract(state): Extract<Arc<State>>) -> Response {
+    state.stamp((StatusCode::OK, "ok\n").into_response())
+}
+
+async fn ready(Extract(state): Extract<Arc<State>>) -> Response {
+    let response = if state.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else if state.draining.load(Ordering::Acquire) {
+        refusal(ErrorKind::Draining, "the service is shutting down")
+    } else {
+        refusal(ErrorKind::Busy, "the service is starting")
+    };
+    state.stamp(response)
+}
+
+async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Response {
+    let path = request.uri().path();
+    let response = if path.starts_with(protocol::CALL_PREFIX) {
+        if let Err(refused) = state.check_secret(request.headers()) {
+            refused
+        } else {
+            let name = naming::id_from_route(path).unwrap_or_else(|| path.to_owned());
+            let reason = format!(
+                "this service does not serve `{name}`; it serves {}",
+                state.served_functions()
+            );
+            state.reject(ErrorKind::UnknownFunction, reason)
+        }
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            format!(
+                "no such endpoint `{path}`; a turbolift service answers {}, {} and POST {}<function>\n",
+                protocol::HEALTH_PATH,
+                protocol::READY_PATH,
+                protocol::CALL_PREFIX
+            ),
+        )
+            .into_response()
+    };
+    state.stamp(response)
+}
+
+async fn call(state: Arc<State>, handler: &'static Handler, request: Request) -> Response {
+    let response = match call_inner(&state, handler, request).await {
+        Ok(response) | Err(response) => response,
+    };
+    state.stamp(response)
+}
+
+async fn call_inner(
+    state: &State,
+    handler: &'static Handler,
+    request: Request,
+) -> Result<Response, Response> {
+    let info = handler.info();
+    if state.draining.load(Ordering::Acquire) {
+        return Err(refusal(
+            ErrorKind::Draining,
+            "the service is shutting down; retry on another replica",
+        ));
+    }
+    let headers = request.headers();
+    state.check_secret(headers)?;
+    check_content_type(state, headers)?;
+    check_protocol(state, headers)?;
+    let expected = format!("{:016x}", info.signature());
+    match headers
+        .get(protocol::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(got) if got == expected => {}
+        got => {
+            let reason = format!(
+                "caller and service of `{}` were built from different sources (caller signature {}, service signature {expected})",
+                info.function(),
+                got.unwrap_or("missing"),
+            );
+            return Err(state.reject(ErrorKind::SignatureMismatch, reason));
+        }
+    }
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > state.max_body as u64) {
+        return Err(too_large(state));
+    }
+    let _permit = state.limiter.acquire().await.map_err(|_| {
+        refusal(
+            ErrorKind::Draining,
+            "the service is shutting down; retry on another replica",
+        )
+    })?;
+    let body = match Limited::new(request.into_body(), state.max_body)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(state)),
+        Err(e) => {
+            return Err(state.reject(
+                ErrorKind::BadRequest,
+                format!("the body could not be read: {e}"),
+            ));
+        }
+    };
+    match handler.invoke(body).await {
+        Ok(result) => {
+            state.served.fetch_add(1, Ordering::Relaxed);
+            let mut response = Response::new(Body::from(result));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(protocol::CONTENT_TYPE),
+            );
+            Ok(response)
+        }
+        Err(InvokeError::BadArguments(detail)) => Err(state.reject(
+            ErrorKind::BadRequest,
+            format!(
+                "the body is not an encoded argument tuple of `{}`: {detail}",
+                info.function()
+            ),
+        )),
+        Err(InvokeError::Panic(message)) => {
+            state.panicked.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(function = info.function(), %message, "the function panicked");
+            Err(refusal(ErrorKind::Panic, message))
+        }
+        Err(InvokeError::Encode(detail)) => Err(state.reject(
+            ErrorKind::Internal,
+            format!(
+                "the result of `{}` could not be encoded: {detail}",
+                info.function()
+            ),
+        )),
+    }
+}
+
+fn check_content_type(state: &State, headers: &HeaderMap) -> Result<(), Response> {
+    let got = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let essence = got.map(|v| v.split(';').next().unwrap_or_default().trim());
+    if essence.is_some_and(|v| v.eq_ignore_ascii_case(protocol::CONTENT_TYPE)) {
+        return Ok(());
+    }
+    Err(state.reject(
+        ErrorKind::UnsupportedMediaType,
+        format!(
+            "expected content-type `{}`, got `{}`",
+            protocol::CONTENT_TYPE,
+            got.unwrap_or("none")
+        ),
+    ))
+}
+
+fn check_protocol(state: &State, headers: &HeaderMap) -> Result<(), Response> {
+    let got = headers
+        .get(protocol::PROTOCOL_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if got.and_then(|v| v.trim().parse::<u32>().ok()) == Some(protocol::PROTOCOL_VERSION) {
+        return Ok(());
+    }
+    Err(state.reject(
+        ErrorKind::ProtocolMismatch,
+        format!(
+            "the caller speaks turbolift protocol `{}`, this service speaks {}",
+            got.unwrap_or("none"),
+            protocol::PROTOCOL_VERSION
+        ),
+    ))
+}
+
+fn too_large(state: &State) -> Response {
+    state.reject(
+        ErrorKind::TooLarge,
+        format!(
+            "the body is larger than this service's limit of {} bytes (set TURBOLIFT_MAX_BODY to raise it)",
+            state.max_body
+        ),
+    )
+}
+
+/// A refusal: the kind's status, the kind in [`protocol::ERROR_HEADER`], one line of text.
+pub(super) fn refusal(kind: ErrorKind, reason: impl Into<String>) -> Response {
+    let mut reason = reason.into();
+    reason.push('\n');
+    let status = StatusCode::from_u16(kind.status()).expect("protocol statuses are valid");
+    let mut response = (status, reason).into_response();
+    response.headers_mut().insert(
+        protocol::ERROR_HEADER,
+        HeaderValue::from_static(kind.as_str()),
+    );
+    response
+}

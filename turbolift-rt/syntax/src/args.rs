@@ -1,0 +1,277 @@
+//! `#[turbolift::distribute(timeout = "30s", replicas = "1..=8", cpu = "500m", memory = "256Mi")]`
+
+use std::time::Duration;
+
+use proc_macro2::TokenStream;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Attribute, LitStr, Meta, Token};
+
+/// The arguments of `#[turbolift::distribute(...)]`, all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DistributeArgs {
+    /// Per-call timeout (`timeout = "30s"`).
+    pub timeout: Option<Duration>,
+    /// How many replicas of the service to run (`replicas = "2"` or `"1..=8"`).
+    pub replicas: Option<Replicas>,
+    /// CPU request of one replica, as a Kubernetes quantity (`cpu = "500m"`).
+    pub cpu: Option<String>,
+    /// Memory request of one replica, as a Kubernetes quantity (`memory = "256Mi"`).
+    pub memory: Option<String>,
+}
+
+/// A replica count or an autoscaling range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replicas {
+    /// Fewest replicas.
+    pub min: u32,
+    /// Most replicas (equal to `min` for a fixed count).
+    pub max: u32,
+}
+
+const KEYS: &str = "`timeout`, `replicas`, `cpu` or `memory`";
+
+impl DistributeArgs {
+    /// Parses the tokens inside the attribute's parentheses (what a proc-macro receives).
+    pub fn parse_tokens(tokens: TokenStream) -> syn::Result<Self> {
+        syn::parse2(tokens)
+    }
+
+    /// Parses the arguments of an attribute as found in a source file.
+    pub fn from_attribute(attr: &Attribute) -> syn::Result<Self> {
+        match &attr.meta {
+            Meta::Path(_) => Ok(Self::default()),
+            Meta::List(list) => Self::parse_tokens(list.tokens.clone()),
+            Meta::NameValue(nv) => Err(syn::Error::new_spanned(
+                nv,
+                format!(
+                    "expected `#[turbolift::distribute]` or `#[turbolift::distribute(key = \"value\", ...)]` with key {KEYS}"
+                ),
+            )),
+        }
+    }
+}
+
+impl Parse for DistributeArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut args = DistributeArgs::default();
+        let pairs = Punctuated::<KeyValue, Token![,]>::parse_terminated(input)?;
+        let mut errors: Option<syn::Error> = None;
+        let mut push = |e: syn::Error| match &mut errors {
+            Some(all) => all.combine(e),
+            None => errors = Some(e),
+        };
+        for KeyValue { key, value } in pairs {
+            let name = key.to_string();
+            let duplicate = match name.as_str() {
+                "timeout" => args.timeout.is_some(),
+                "replicas" => args.replicas.is_some(),
+                "cpu" => args.cpu.is_some(),
+                "memory" => args.memory.is_some(),
+                _ => false,
+            };
+            if duplicate {
+                push(syn::Error::new(
+                    key.span(),
+                    format!("`{name}` is given twice"),
+                ));
+                continue;
+            }
+            let result = match name.as_str() {
+                "timeout" => parse_timeout(&value).map(|t| args.timeout = Some(t)),
+                "replicas" => parse_replicas(&value).map(|r| args.replicas = Some(r)),
+                "cpu" => parse_quantity(&value, false).map(|q| args.cpu = Some(q)),
+                "memory" => parse_quantity(&value, true).map(|q| args.memory = Some(q)),
+                _ => Err(syn::Error::new(
+                    key.span(),
+                    format!("unknown argument `{name}`; expected {KEYS}"),
+                )),
+            };
+            if let Err(e) = result {
+                push(e);
+            }
+        }
+        match errors {
+            Some(e) => Err(e),
+            None => Ok(args),
+        }
+    }
+}
+
+struct KeyValue {
+    key: syn::Ident,
+    value: LitStr,
+}
+
+impl Parse for KeyValue {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let key: syn::Ident = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), format!("expected an argument name: {KEYS}")))?;
+        input
+            .parse::<Token![=]>()
+            .map_err(|e| syn::Error::new(e.span(), format!("expected `{key} = \"...\"`")))?;
+        let value: LitStr = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                format!("the value of `{key}` must be a string literal, e.g. `{key} = \"...\"`"),
+            )
+        })?;
+        Ok(KeyValue { key, value })
+    }
+}
+
+fn parse_timeout(lit: &LitStr) -> syn::Result<Duration> {
+    turbolift_shared::duration::parse_duration(&lit.value())
+        .map_err(|e| syn::Error::new(lit.span(), e.to_string()))
+}
+
+fn parse_replicas(lit: &LitStr) -> syn::Result<Replicas> {
+    let text = lit.value();
+    let err = |why: &str| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "invalid replicas `{text}`: {why}; write a count like \"2\" or a range like \"1..=8\""
+            ),
+        )
+    };
+    let number = |s: &str| -> syn::Result<u32> {
+        s.trim()
+            .parse::<u32>()
+            .map_err(|_| err("expected a whole number"))
+    };
+    let (min, max) = match text.split_once("..=") {
+        Some((lo, hi)) => (number(lo)?, number(hi)?),
+        None if text.contains("..") => return Err(err("use an inclusive range `..=`")),
+        None => {
+            let n = number(&text)?;
+            (n, n)
+        }
+    };
+    if min == 0 {
+        return Err(err("at least one replica is needed"));
+    }
+    if min > max {
+        return Err(err("the range is empty"));
+    }
+    Ok(Replicas { min, max })
+}
+
+/// Checks a Kubernetes resource quantity: a decimal number and an optional suffix.
+fn parse_quantity(lit: &LitStr, memory: bool) -> syn::Result<String> {
+    let text = lit.value();
+    let suffixes: &[&str] = if memory {
+        &["Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T", ""]
+    } else {
+        &["m", ""]
+    };
+    let ok = suffixes.iter().any(|suffix| {
+        text.strip_suffix(suffix).is_some_and(|num| {
+            !num.is_empty()
+                && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && num.chars().filter(|&c| c == '.').count() <= 1
+                && num.chars().any(|c| c.is_ascii_digit())
+        })
+    });
+    if ok {
+        Ok(text)
+    } else {
+        let example = if memory {
+            "\"256Mi\" or \"1Gi\""
+        } else {
+            "\"500m\" or \"2\""
+        };
+        Err(syn::Error::new(
+            lit.span(),
+            format!("invalid quantity `{text}`; write a Kubernetes quantity like {example}"),
+        ))
+    }
+}
+
+impl Default for Replicas {
+    fn default() -> Self {
+        Replicas { min: 1, max: 1 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse(tokens: TokenStream) -> syn::Result<DistributeArgs> {
+        DistributeArgs::parse_tokens(tokens)
+    }
+
+    #[test]
+    fn empty_and_full_argument_lists() {
+        assert_eq!(parse(quote!()).unwrap(), DistributeArgs::default());
+        let args = parse(quote!(
+            timeout = "1m30s",
+            replicas = "1..=8",
+            cpu = "500m",
+            memory = "256Mi"
+        ))
+        .unwrap();
+        assert_eq!(args.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(args.replicas, Some(Replicas { min: 1, max: 8 }));
+        assert_eq!(args.cpu.as_deref(), Some("500m"));
+        assert_eq!(args.memory.as_deref(), Some("256Mi"));
+        assert_eq!(
+            parse(quote!(replicas = "3")).unwrap().replicas,
+            Some(Replicas { min: 3, max: 3 })
+        );
+    }
+
+    #[test]
+    fn every_bad_argument_is_reported() {
+        let err = parse(quote!(
+            timeout = "soon",
+            replicas = "0",
+            color = "red",
+            cpu = "lots"
+        ))
+        .unwrap_err();
+        let messages: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert!(messages[0].contains("invalid duration `soon`"));
+        assert!(messages[1].contains("at least one replica"));
+        assert!(messages[2].contains("unknown argument `color`"));
+        assert!(messages[3].contains("invalid quantity `lots`"));
+    }
+
+    #[test]
+    fn shapes_that_are_not_key_value_strings() {
+        assert!(
+            parse(quote!(timeout = 30))
+                .unwrap_err()
+                .to_string()
+                .contains("string literal")
+        );
+        assert!(
+            parse(quote!(timeout))
+                .unwrap_err()
+                .to_string()
+                .contains("expected `timeout = \"...\"`")
+        );
+        assert!(
+            parse(quote!(timeout = "1s", timeout = "2s"))
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        assert!(
+            parse(quote!(replicas = "4..=2"))
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
+        assert!(
+            parse(quote!(replicas = "1..4"))
+                .unwrap_err()
+                .to_string()
+                .contains("inclusive")
+        );
+    }
+}
