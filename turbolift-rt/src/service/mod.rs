@@ -151,13 +151,6 @@ impl State {
         router::refusal(kind, reason)
     }
 
-    fn stamp(&self, mut response: Response) -> Response {
-        response
-            .headers_mut()
-            .insert(protocol::INSTANCE_HEADER, self.instance.clone());
-        response
-    }
-
     fn served_functions(&self) -> String {
         let names: Vec<String> = self.functions.iter().map(|f| format!("`{f}`")).collect();
         names.join(", ")

@@ -32,27 +32,37 @@ pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router 
             ),
         );
     }
-    router.fallback(fallback).with_state(state)
+    router
+        .fallback(fallback)
+        .layer(axum::middleware::map_response_with_state(state.clone(), stamp))
+        .with_state(state)
 }
 
-async fn health(Extract(state): Extract<Arc<State>>) -> Response {
-    state.stamp((StatusCode::OK, "ok\n").into_response())
+/// Names the instance on every answer, including axum's own (405, say).
+async fn stamp(Extract(state): Extract<Arc<State>>, mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(protocol::INSTANCE_HEADER, state.instance.clone());
+    response
+}
+
+async fn health() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 async fn ready(Extract(state): Extract<Arc<State>>) -> Response {
-    let response = if state.is_ready() {
+    if state.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else if state.draining.load(Ordering::Acquire) {
         refusal(ErrorKind::Draining, "the service is shutting down")
     } else {
         refusal(ErrorKind::Busy, "the service is starting")
-    };
-    state.stamp(response)
+    }
 }
 
 async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Response {
     let path = request.uri().path();
-    let response = if path.starts_with(protocol::CALL_PREFIX) {
+    if path.starts_with(protocol::CALL_PREFIX) {
         if let Err(refused) = state.check_secret(request.headers()) {
             refused
         } else {
@@ -74,15 +84,13 @@ async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Resp
             ),
         )
             .into_response()
-    };
-    state.stamp(response)
+    }
 }
 
 async fn call(state: Arc<State>, handler: &'static Handler, request: Request) -> Response {
-    let response = match call_inner(&state, handler, request).await {
+    match call_inner(&state, handler, request).await {
         Ok(response) | Err(response) => response,
-    };
-    state.stamp(response)
+    }
 }
 
 async fn call_inner(

@@ -1,0 +1,253 @@
+//! The service's HTTP answers, driven in-process with `tower::ServiceExt::oneshot`.
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use tower::ServiceExt;
+use turbolift::protocol::{self, ErrorKind};
+use turbolift::service::{Handler, Service, ServiceOptions, registered};
+use turbolift::wire;
+
+const SECRET: &str = "router-test-secret";
+
+#[turbolift::distribute]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[turbolift::distribute]
+fn explode(n: u32) -> u32 {
+    panic!("exploded on {n}")
+}
+
+#[turbolift::distribute]
+async fn shout(text: String) -> Result<String, String> {
+    if text.is_empty() {
+        Err("nothing to shout".to_owned())
+    } else {
+        Ok(text.to_uppercase())
+    }
+}
+
+fn handler(id: &str) -> &'static Handler {
+    registered()
+        .find(|h| h.info().id() == id)
+        .unwrap_or_else(|| panic!("`{id}` is registered"))
+}
+
+fn service(max_body: usize) -> axum::Router {
+    let mut options = ServiceOptions::new(SECRET);
+    options.max_body = max_body;
+    options.instance = "router-test".to_owned();
+    Service::new(&[handler("add"), handler("explode"), handler("shout")], &options).router()
+}
+
+/// A well-formed call of `id` with `body`; `edit` changes it before it is sent.
+fn call(id: &str, body: Vec<u8>, edit: impl FnOnce(&mut Request<Body>)) -> Request<Body> {
+    let signature = format!("{:016x}", handler(id).info().signature());
+    let mut request = Request::post(turbolift::naming::route(id))
+        .header("content-type", protocol::CONTENT_TYPE)
+        .header(protocol::PROTOCOL_HEADER, protocol::PROTOCOL_VERSION.to_string())
+        .header(protocol::SIGNATURE_HEADER, signature)
+        .header(protocol::SECRET_HEADER, SECRET)
+        .body(Body::from(body))
+        .unwrap();
+    edit(&mut request);
+    request
+}
+
+async fn send(request: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+    send_to(service(1024), request).await
+}
+
+async fn send_to(router: axum::Router, request: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+    let response: Response = router.oneshot(request).await.unwrap();
+    assert_eq!(
+        response.headers()[protocol::INSTANCE_HEADER],
+        "router-test",
+        "every answer names its instance"
+    );
+    let kind = response
+        .headers()
+        .get(protocol::ERROR_HEADER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let status = response.status();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec();
+    (status, kind, body)
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+fn assert_refused(answer: &(StatusCode, Option<String>, Vec<u8>), kind: ErrorKind, needle: &str) {
+    let (status, got_kind, body) = answer;
+    assert_eq!(status.as_u16(), kind.status(), "{}", text(body));
+    assert_eq!(got_kind.as_deref(), Some(kind.as_str()));
+    let body = text(body);
+    assert!(body.contains(needle), "`{body}` should mention `{needle}`");
+    assert_eq!(body.trim_end().lines().count(), 1, "one-line reason: {body:?}");
+}
+
+#[tokio::test]
+async fn a_good_call_gets_200_and_the_encoded_result() {
+    let (status, kind, body) = send(call("add", wire::encode(&(40u64, 2u64)).unwrap(), |_| {})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(kind, None);
+    assert_eq!(wire::decode::<u64>(&body).unwrap(), 42);
+}
+
+#[tokio::test]
+async fn an_async_function_and_its_own_err_travel_as_the_value() {
+    let (status, _, body) = send(call("shout", wire::encode(&("hi".to_owned(),)).unwrap(), |_| {})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(wire::decode::<Result<String, String>>(&body).unwrap(), Ok("HI".to_owned()));
+    let (status, _, body) = send(call("shout", wire::encode(&(String::new(),)).unwrap(), |_| {})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        wire::decode::<Result<String, String>>(&body).unwrap(),
+        Err("nothing to shout".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_bodies_get_400() {
+    let answer = send(call("add", vec![0xff; 30], |_| {})).await;
+    assert_refused(&answer, ErrorKind::BadRequest, "not an encoded argument tuple of");
+    let mut body = wire::encode(&(300u64, 7u64)).unwrap();
+    body.pop();
+    assert_refused(&send(call("add", body, |_| {})).await, ErrorKind::BadRequest, "add");
+    let mut body = wire::encode(&(1u64, 2u64)).unwrap();
+    body.push(0);
+    assert_refused(&send(call("add", body, |_| {})).await, ErrorKind::BadRequest, "unexpected byte");
+    assert_refused(&send(call("add", Vec::new(), |_| {})).await, ErrorKind::BadRequest, "add");
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_secret_gets_401() {
+    let body = wire::encode(&(1u64, 2u64)).unwrap();
+    let answer = send(call("add", body.clone(), |r| {
+        r.headers_mut().remove(protocol::SECRET_HEADER);
+    }))
+    .await;
+    assert_refused(&answer, ErrorKind::Unauthorized, protocol::SECRET_HEADER);
+    for wrong in ["router-test-secreT", "router-test-secret2", "", "x"] {
+        let answer = send(call("add", body.clone(), |r| {
+            r.headers_mut()
+                .insert(protocol::SECRET_HEADER, wrong.parse().unwrap());
+        }))
+        .await;
+        assert_refused(&answer, ErrorKind::Unauthorized, "wrong");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_function_gets_404_naming_what_is_served() {
+    let mut request = call("add", Vec::new(), |_| {});
+    *request.uri_mut() = "/v1/call/nope/missing".parse().unwrap();
+    let answer = send(request).await;
+    assert_refused(&answer, ErrorKind::UnknownFunction, "`nope::missing`");
+    assert!(text(&answer.2).contains("`add`"));
+    // Without the secret, the service does not say what it serves.
+    let mut request = call("add", Vec::new(), |r| {
+        r.headers_mut().remove(protocol::SECRET_HEADER);
+    });
+    *request.uri_mut() = "/v1/call/nope".parse().unwrap();
+    assert_refused(&send(request).await, ErrorKind::Unauthorized, "secret");
+}
+
+#[tokio::test]
+async fn protocol_and_signature_mismatches_get_409() {
+    let body = wire::encode(&(1u64, 2u64)).unwrap();
+    let answer = send(call("add", body.clone(), |r| {
+        r.headers_mut()
+            .insert(protocol::PROTOCOL_HEADER, "999".parse().unwrap());
+    }))
+    .await;
+    assert_refused(&answer, ErrorKind::ProtocolMismatch, "protocol `999`");
+    let answer = send(call("add", body, |r| {
+        r.headers_mut()
+            .insert(protocol::SIGNATURE_HEADER, "00000000deadbeef".parse().unwrap());
+    }))
+    .await;
+    assert_refused(&answer, ErrorKind::SignatureMismatch, "different sources");
+}
+
+#[tokio::test]
+async fn an_oversize_body_gets_413_whether_declared_or_not() {
+    let big = wire::encode(&(vec![7u8; 4096],)).unwrap();
+    let answer = send(call("add", big.clone(), |_| {})).await;
+    assert_refused(&answer, ErrorKind::TooLarge, "TURBOLIFT_MAX_BODY");
+    // A streamed body without content-length is cut at the limit too.
+    let stream = futures_stream(big);
+    let answer = send(call("add", Vec::new(), |r| {
+        *r.body_mut() = stream;
+        r.headers_mut().remove("content-length");
+    }))
+    .await;
+    assert_refused(&answer, ErrorKind::TooLarge, "limit of 1024 bytes");
+}
+
+fn futures_stream(bytes: Vec<u8>) -> Body {
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = bytes
+        .chunks(100)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    Body::from_stream(iter_stream(chunks))
+}
+
+fn iter_stream<T: Send + Unpin + 'static>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Send {
+    struct Iter<T>(std::vec::IntoIter<T>);
+    impl<T> futures_core::Stream for Iter<T>
+    where
+        T: Unpin,
+    {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            std::task::Poll::Ready(self.0.next())
+        }
+    }
+    Iter(items.into_iter())
+}
+
+#[tokio::test]
+async fn a_wrong_content_type_gets_415() {
+    let body = wire::encode(&(1u64, 2u64)).unwrap();
+    let answer = send(call("add", body.clone(), |r| {
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+    }))
+    .await;
+    assert_refused(&answer, ErrorKind::UnsupportedMediaType, "application/json");
+    let answer = send(call("add", body, |r| {
+        r.headers_mut().remove("content-type");
+    }))
+    .await;
+    assert_refused(&answer, ErrorKind::UnsupportedMediaType, "got `none`");
+}
+
+#[tokio::test]
+async fn a_panic_gets_500_with_its_message_and_the_service_keeps_serving() {
+    let router = service(1024);
+    let answer = send_to(router.clone(), call("explode", wire::encode(&(9u32,)).unwrap(), |_| {})).await;
+    assert_refused(&answer, ErrorKind::Panic, "exploded on 9");
+    let (status, _, body) = send_to(router, call("add", wire::encode(&(1u64, 1u64)).unwrap(), |_| {})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(wire::decode::<u64>(&body).unwrap(), 2);
+}
+
+#[tokio::test]
+async fn health_readiness_and_other_paths() {
+    for path in [protocol::HEALTH_PATH, protocol::READY_PATH] {
+        let (status, kind, _) = send(Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!((status, kind), (StatusCode::OK, None), "{path}");
+    }
+    let (status, _, body) = send(Request::get("/nope").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(text(&body).contains(protocol::READY_PATH));
+    let (status, _, _) = send(Request::get(turbolift::naming::route("add")).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -1,0 +1,9 @@
+struct NotSerde;
+
+#[turbolift::distribute]
+fn consume(value: NotSerde) -> u8 {
+    let _ = value;
+    1
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[turbolift::distribute(timeout = "soon")]
+fn one() -> u8 {
+    1
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[turbolift::distribute]
+const fn one() -> u8 {
+    1
+}
+
+fn main() {}

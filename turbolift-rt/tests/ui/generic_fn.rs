@@ -1,0 +1,6 @@
+#[turbolift::distribute]
+fn identity<T>(t: T) -> T {
+    t
+}
+
+fn main() {}

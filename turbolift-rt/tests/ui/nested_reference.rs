@@ -1,0 +1,6 @@
+#[turbolift::distribute]
+fn join(words: Vec<&'static str>) -> String {
+    words.join(" ")
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+struct NotSerde;
+
+#[turbolift::distribute]
+fn produce() -> NotSerde {
+    NotSerde
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[turbolift::distribute]
+fn shout(s: &str) -> String {
+    s.to_uppercase()
+}
+
+fn main() {}

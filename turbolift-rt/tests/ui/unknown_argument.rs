@@ -1,0 +1,6 @@
+#[turbolift::distribute(colour = "red")]
+fn one() -> u8 {
+    1
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[turbolift::distribute]
+unsafe fn one() -> u8 {
+    1
+}
+
+fn main() {}
