@@ -11,7 +11,11 @@ static RELEASE: Mutex<Option<Receiver<u64>>> = Mutex::new(None);
 /// Blocks its thread until another task sends a value.
 #[turbolift::distribute]
 fn wait_for_release(add: u64) -> u64 {
-    let rx = RELEASE.lock().unwrap().take().expect("one waiter at a time");
+    let rx = RELEASE
+        .lock()
+        .unwrap()
+        .take()
+        .expect("one waiter at a time");
     rx.recv_timeout(Duration::from_secs(10))
         .expect("released by the other task")
         + add
@@ -61,7 +65,10 @@ async fn a_blocking_body_does_not_stall_the_callers_runtime() {
 #[tokio::test]
 async fn results_and_the_functions_own_errors() {
     assert_eq!(checked_div(7, 2).await, Ok(Ok(3)));
-    assert_eq!(checked_div(7, 0).await, Ok(Err("division by zero".to_owned())));
+    assert_eq!(
+        checked_div(7, 0).await,
+        Ok(Err("division by zero".to_owned()))
+    );
 }
 
 #[tokio::test]

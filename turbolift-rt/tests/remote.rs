@@ -18,7 +18,7 @@ fn square(u: u64) -> u64 {
 
 #[turbolift::distribute]
 fn fragile(n: u32) -> u32 {
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         panic!("{n} is a multiple of three");
     }
     n
@@ -63,13 +63,13 @@ fn mismatched(u: u32) -> u32 {
 }
 
 /// Every test adds the endpoints of its own functions to one shared configuration.
-fn route(id: &str, urls: &[String]) {
+fn route<S: AsRef<str>>(id: &str, urls: &[S]) {
     static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
     let mut config = CONFIG.lock().unwrap();
     let next = config
         .take()
         .unwrap_or_else(|| Config::new().secret(SECRET))
-        .endpoint(id, urls.to_vec());
+        .endpoint(id, urls.iter().map(|u| u.as_ref().to_owned()));
     next.clone().install().unwrap();
     *config = Some(next);
 }
@@ -115,14 +115,18 @@ async fn dead_url() -> String {
 #[tokio::test]
 async fn calls_go_to_the_service_and_fail_once_it_is_gone() {
     let running = serve(&[handler("square")], SECRET).await;
-    route("square", &[running.url.clone()]);
+    route("square", &[&running.url]);
     for u in [0u64, 3, 4_000_000_000] {
         assert_eq!(square(u).await, Ok(u * u));
     }
     running.stop().await;
     // The same call now has nowhere to go: proof that it went over the network before.
     match square(5).await {
-        Err(Error::Unavailable { function, attempts, last }) => {
+        Err(Error::Unavailable {
+            function,
+            attempts,
+            last,
+        }) => {
             assert_eq!(function, "remote::square");
             assert_eq!(attempts, 4);
             assert!(last.contains("cannot connect"), "{last}");
@@ -134,7 +138,7 @@ async fn calls_go_to_the_service_and_fail_once_it_is_gone() {
 #[tokio::test]
 async fn a_remote_panic_is_an_error_with_its_message_and_the_service_survives() {
     let running = serve(&[handler("fragile")], SECRET).await;
-    route("fragile", &[running.url.clone()]);
+    route("fragile", &[&running.url]);
     let mut panics = 0;
     for n in 1..=30u32 {
         match fragile(n).await {
@@ -154,7 +158,7 @@ async fn a_remote_panic_is_an_error_with_its_message_and_the_service_survives() 
 #[tokio::test]
 async fn the_functions_own_err_is_the_value_not_a_transport_error() {
     let running = serve(&[handler("parse")], SECRET).await;
-    route("parse", &[running.url.clone()]);
+    route("parse", &[&running.url]);
     assert_eq!(parse("42".to_owned()).await, Ok(Ok(42)));
     let err = parse("forty".to_owned()).await.unwrap().unwrap_err();
     assert!(err.starts_with("`forty`: invalid digit"), "{err}");
@@ -164,7 +168,7 @@ async fn the_functions_own_err_is_the_value_not_a_transport_error() {
 #[tokio::test]
 async fn a_call_past_its_timeout_returns_timeout_promptly() {
     let running = serve(&[handler("slow")], SECRET).await;
-    route("slow", &[running.url.clone()]);
+    route("slow", &[&running.url]);
     assert_eq!(slow(10).await, Ok(10));
     let started = Instant::now();
     let result = slow(3_000).await;
@@ -176,8 +180,16 @@ async fn a_call_past_its_timeout_returns_timeout_promptly() {
             after: Duration::from_millis(300)
         })
     );
-    assert!(waited < Duration::from_millis(2_000), "gave up after {waited:?}");
-    assert!(result.unwrap_err().to_string().contains("timed out after 300ms"));
+    assert!(
+        waited < Duration::from_millis(2_000),
+        "gave up after {waited:?}"
+    );
+    assert!(
+        result
+            .unwrap_err()
+            .to_string()
+            .contains("timed out after 300ms")
+    );
     // The service still answers while the slow body runs on.
     assert_eq!(slow(5).await, Ok(5));
     running.stop().await;
@@ -186,7 +198,7 @@ async fn a_call_past_its_timeout_returns_timeout_promptly() {
 #[tokio::test]
 async fn a_wrong_secret_is_refused() {
     let running = serve(&[handler("guarded")], "not-the-callers-secret").await;
-    route("guarded", &[running.url.clone()]);
+    route("guarded", &[&running.url]);
     match guarded(1).await {
         Err(Error::Remote {
             function,
@@ -210,7 +222,7 @@ fn invoke_old(body: Bytes) -> Invocation {
 #[tokio::test]
 async fn a_service_built_from_another_signature_is_a_version_mismatch() {
     let running = serve(&[&OLD_HANDLER], SECRET).await;
-    route("mismatched", &[running.url.clone()]);
+    route("mismatched", &[&running.url]);
     match mismatched(7).await {
         Err(e @ Error::VersionMismatch { .. }) => {
             let text = e.to_string();
@@ -226,8 +238,13 @@ async fn a_service_built_from_another_signature_is_a_version_mismatch() {
 #[tokio::test]
 async fn a_replica_that_refuses_connections_is_skipped() {
     let running = serve(&[handler("slow_async")], SECRET).await;
-    route("slow_async", &[dead_url().await, running.url.clone(), dead_url().await]);
-    let calls: Vec<_> = (0..50u64).map(|i| tokio::spawn(slow_async(i % 3))).collect();
+    route(
+        "slow_async",
+        &[dead_url().await, running.url.clone(), dead_url().await],
+    );
+    let calls: Vec<_> = (0..50u64)
+        .map(|i| tokio::spawn(slow_async(i % 3)))
+        .collect();
     for (i, call) in calls.into_iter().enumerate() {
         assert_eq!(call.await.unwrap(), Ok(i as u64 % 3));
     }
@@ -239,15 +256,22 @@ async fn when_every_replica_is_down_the_call_fails_fast() {
     route("nowhere", &[dead_url().await, dead_url().await]);
     let started = Instant::now();
     let result = nowhere(1).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let text = result.unwrap_err().to_string();
-    assert!(text.starts_with("no replica of `remote::nowhere` could take the call after 4 attempt(s)"), "{text}");
+    assert!(
+        text.starts_with("no replica of `remote::nowhere` could take the call after 4 attempt(s)"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_finishes_the_calls_in_flight() {
     let running = serve(&[handler("drained")], SECRET).await;
-    route("drained", &[running.url.clone()]);
+    route("drained", &[&running.url]);
     let in_flight: Vec<_> = (0..8).map(|_| tokio::spawn(drained(400))).collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = tokio::spawn(running.stop());

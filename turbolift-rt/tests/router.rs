@@ -39,7 +39,11 @@ fn service(max_body: usize) -> axum::Router {
     let mut options = ServiceOptions::new(SECRET);
     options.max_body = max_body;
     options.instance = "router-test".to_owned();
-    Service::new(&[handler("add"), handler("explode"), handler("shout")], &options).router()
+    Service::new(
+        &[handler("add"), handler("explode"), handler("shout")],
+        &options,
+    )
+    .router()
 }
 
 /// A well-formed call of `id` with `body`; `edit` changes it before it is sent.
@@ -47,7 +51,10 @@ fn call(id: &str, body: Vec<u8>, edit: impl FnOnce(&mut Request<Body>)) -> Reque
     let signature = format!("{:016x}", handler(id).info().signature());
     let mut request = Request::post(turbolift::naming::route(id))
         .header("content-type", protocol::CONTENT_TYPE)
-        .header(protocol::PROTOCOL_HEADER, protocol::PROTOCOL_VERSION.to_string())
+        .header(
+            protocol::PROTOCOL_HEADER,
+            protocol::PROTOCOL_VERSION.to_string(),
+        )
         .header(protocol::SIGNATURE_HEADER, signature)
         .header(protocol::SECRET_HEADER, SECRET)
         .body(Body::from(body))
@@ -60,7 +67,10 @@ async fn send(request: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
     send_to(service(1024), request).await
 }
 
-async fn send_to(router: axum::Router, request: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+async fn send_to(
+    router: axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, Option<String>, Vec<u8>) {
     let response: Response = router.oneshot(request).await.unwrap();
     assert_eq!(
         response.headers()[protocol::INSTANCE_HEADER],
@@ -72,7 +82,10 @@ async fn send_to(router: axum::Router, request: Request<Body>) -> (StatusCode, O
         .get(protocol::ERROR_HEADER)
         .map(|v| v.to_str().unwrap().to_owned());
     let status = response.status();
-    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec();
+    let body = to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
     (status, kind, body)
 }
 
@@ -86,12 +99,17 @@ fn assert_refused(answer: &(StatusCode, Option<String>, Vec<u8>), kind: ErrorKin
     assert_eq!(got_kind.as_deref(), Some(kind.as_str()));
     let body = text(body);
     assert!(body.contains(needle), "`{body}` should mention `{needle}`");
-    assert_eq!(body.trim_end().lines().count(), 1, "one-line reason: {body:?}");
+    assert_eq!(
+        body.trim_end().lines().count(),
+        1,
+        "one-line reason: {body:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_good_call_gets_200_and_the_encoded_result() {
-    let (status, kind, body) = send(call("add", wire::encode(&(40u64, 2u64)).unwrap(), |_| {})).await;
+    let (status, kind, body) =
+        send(call("add", wire::encode(&(40u64, 2u64)).unwrap(), |_| {})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(kind, None);
     assert_eq!(wire::decode::<u64>(&body).unwrap(), 42);
@@ -99,10 +117,23 @@ async fn a_good_call_gets_200_and_the_encoded_result() {
 
 #[tokio::test]
 async fn an_async_function_and_its_own_err_travel_as_the_value() {
-    let (status, _, body) = send(call("shout", wire::encode(&("hi".to_owned(),)).unwrap(), |_| {})).await;
+    let (status, _, body) = send(call(
+        "shout",
+        wire::encode(&("hi".to_owned(),)).unwrap(),
+        |_| {},
+    ))
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(wire::decode::<Result<String, String>>(&body).unwrap(), Ok("HI".to_owned()));
-    let (status, _, body) = send(call("shout", wire::encode(&(String::new(),)).unwrap(), |_| {})).await;
+    assert_eq!(
+        wire::decode::<Result<String, String>>(&body).unwrap(),
+        Ok("HI".to_owned())
+    );
+    let (status, _, body) = send(call(
+        "shout",
+        wire::encode(&(String::new(),)).unwrap(),
+        |_| {},
+    ))
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         wire::decode::<Result<String, String>>(&body).unwrap(),
@@ -113,14 +144,30 @@ async fn an_async_function_and_its_own_err_travel_as_the_value() {
 #[tokio::test]
 async fn garbage_and_truncated_bodies_get_400() {
     let answer = send(call("add", vec![0xff; 30], |_| {})).await;
-    assert_refused(&answer, ErrorKind::BadRequest, "not an encoded argument tuple of");
+    assert_refused(
+        &answer,
+        ErrorKind::BadRequest,
+        "not an encoded argument tuple of",
+    );
     let mut body = wire::encode(&(300u64, 7u64)).unwrap();
     body.pop();
-    assert_refused(&send(call("add", body, |_| {})).await, ErrorKind::BadRequest, "add");
+    assert_refused(
+        &send(call("add", body, |_| {})).await,
+        ErrorKind::BadRequest,
+        "add",
+    );
     let mut body = wire::encode(&(1u64, 2u64)).unwrap();
     body.push(0);
-    assert_refused(&send(call("add", body, |_| {})).await, ErrorKind::BadRequest, "unexpected byte");
-    assert_refused(&send(call("add", Vec::new(), |_| {})).await, ErrorKind::BadRequest, "add");
+    assert_refused(
+        &send(call("add", body, |_| {})).await,
+        ErrorKind::BadRequest,
+        "unexpected byte",
+    );
+    assert_refused(
+        &send(call("add", Vec::new(), |_| {})).await,
+        ErrorKind::BadRequest,
+        "add",
+    );
 }
 
 #[tokio::test]
@@ -166,8 +213,10 @@ async fn protocol_and_signature_mismatches_get_409() {
     .await;
     assert_refused(&answer, ErrorKind::ProtocolMismatch, "protocol `999`");
     let answer = send(call("add", body, |r| {
-        r.headers_mut()
-            .insert(protocol::SIGNATURE_HEADER, "00000000deadbeef".parse().unwrap());
+        r.headers_mut().insert(
+            protocol::SIGNATURE_HEADER,
+            "00000000deadbeef".parse().unwrap(),
+        );
     }))
     .await;
     assert_refused(&answer, ErrorKind::SignatureMismatch, "different sources");
@@ -196,7 +245,9 @@ fn futures_stream(bytes: Vec<u8>) -> Body {
     Body::from_stream(iter_stream(chunks))
 }
 
-fn iter_stream<T: Send + Unpin + 'static>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Send {
+fn iter_stream<T: Send + Unpin + 'static>(
+    items: Vec<T>,
+) -> impl futures_core::Stream<Item = T> + Send {
     struct Iter<T>(std::vec::IntoIter<T>);
     impl<T> futures_core::Stream for Iter<T>
     where
@@ -232,9 +283,17 @@ async fn a_wrong_content_type_gets_415() {
 #[tokio::test]
 async fn a_panic_gets_500_with_its_message_and_the_service_keeps_serving() {
     let router = service(1024);
-    let answer = send_to(router.clone(), call("explode", wire::encode(&(9u32,)).unwrap(), |_| {})).await;
+    let answer = send_to(
+        router.clone(),
+        call("explode", wire::encode(&(9u32,)).unwrap(), |_| {}),
+    )
+    .await;
     assert_refused(&answer, ErrorKind::Panic, "exploded on 9");
-    let (status, _, body) = send_to(router, call("add", wire::encode(&(1u64, 1u64)).unwrap(), |_| {})).await;
+    let (status, _, body) = send_to(
+        router,
+        call("add", wire::encode(&(1u64, 1u64)).unwrap(), |_| {}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(wire::decode::<u64>(&body).unwrap(), 2);
 }
@@ -248,6 +307,11 @@ async fn health_readiness_and_other_paths() {
     let (status, _, body) = send(Request::get("/nope").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(text(&body).contains(protocol::READY_PATH));
-    let (status, _, _) = send(Request::get(turbolift::naming::route("add")).body(Body::empty()).unwrap()).await;
+    let (status, _, _) = send(
+        Request::get(turbolift::naming::route("add"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -7,12 +7,12 @@
 //! becomes
 //! ```text
 //! pub async fn square(u: u64) -> Result<u64, ::turbolift::Error> { /* local or remote call */ }
-//! static __TURBOLIFT_FN_square: FnInfo = /* id, signature hash, timeout */;
+//! static __TURBOLIFT_square_MUST_BE_DECLARED_AT_MODULE_LEVEL: FnInfo = /* id, signature hash, timeout */;
 //! fn __turbolift_body_square(u: u64) -> u64 { u * u }   // what a service runs
 //! ::turbolift::__register_handler! { /* the service's entry for `square` */ }
 //! ```
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, ItemFn, Pat, ReturnType};
@@ -50,7 +50,8 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
     } = func;
     let name = &sig.ident;
     let name_str = name.to_string();
-    let info = format_ident!("__TURBOLIFT_FN_{}", name);
+    // The name shows in rustc's message when the function is nested in another one.
+    let info = format_ident!("__TURBOLIFT_{}_MUST_BE_DECLARED_AT_MODULE_LEVEL", name);
     let body_fn = format_ident!("__turbolift_body_{}", name);
     let (docs, others): (Vec<&Attribute>, Vec<&Attribute>) =
         attrs.iter().partition(|a| a.path().is_ident("doc"));
@@ -102,7 +103,20 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
     let wrapper_inputs = names.iter().zip(&types).map(|(n, t)| quote!(#n: #t));
     // Resolving the info through `self::` fails inside a function body, where the static
     // is a local item: distributed functions must live at module level.
-    let module_level = quote_spanned! {Span::call_site()=> &self::#info };
+    let module_level = quote_spanned! {name.span()=> &self::#info };
+    // Bound errors of the call itself (already reported at the types by the assertions)
+    // point at the function's name rather than into the macro.
+    let call = quote_spanned! {name.span()=>
+        ::turbolift::__private::#call(
+            #module_level,
+            (#(#names,)*),
+            |(#(#names,)*)| #body_fn(#(#names),*),
+        )
+        .await
+    };
+    let invoke = quote_spanned! {name.span()=>
+        ::turbolift::__private::#invoke(body, |(#(#names,)*)| #body_fn(#(#names),*))
+    };
 
     quote! {
         #(#docs)*
@@ -110,12 +124,7 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         #vis async fn #name(#(#wrapper_inputs),*) -> ::core::result::Result<#output, ::turbolift::Error> {
             #(#assertions)*
             #output_assertion
-            ::turbolift::__private::#call(
-                #module_level,
-                (#(#names,)*),
-                |(#(#names,)*)| #body_fn(#(#names),*),
-            )
-            .await
+            #call
         }
 
         #[doc(hidden)]
@@ -139,7 +148,7 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
                 fn __invoke(
                     body: ::turbolift::__private::Bytes,
                 ) -> ::turbolift::__private::Invocation {
-                    ::turbolift::__private::#invoke(body, |(#(#names,)*)| #body_fn(#(#names),*))
+                    #invoke
                 }
                 ::turbolift::__private::Handler::new(&#info, __invoke)
             }

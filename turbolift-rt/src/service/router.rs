@@ -34,7 +34,10 @@ pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router 
     }
     router
         .fallback(fallback)
-        .layer(axum::middleware::map_response_with_state(state.clone(), stamp))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            stamp,
+        ))
         .with_state(state)
 }
 
@@ -93,6 +96,8 @@ async fn call(state: Arc<State>, handler: &'static Handler, request: Request) ->
     }
 }
 
+// A refusal is an HTTP answer, built where the check fails.
+#[allow(clippy::result_large_err)]
 async fn call_inner(
     state: &State,
     handler: &'static Handler,
@@ -182,6 +187,7 @@ async fn call_inner(
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn check_content_type(state: &State, headers: &HeaderMap) -> Result<(), Response> {
     let got = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let essence = got.map(|v| v.split(';').next().unwrap_or_default().trim());
@@ -198,6 +204,7 @@ fn check_content_type(state: &State, headers: &HeaderMap) -> Result<(), Response
     ))
 }
 
+#[allow(clippy::result_large_err)]
 fn check_protocol(state: &State, headers: &HeaderMap) -> Result<(), Response> {
     let got = headers
         .get(protocol::PROTOCOL_HEADER)

@@ -1,7 +1,7 @@
 //! The shapes of function that can be distributed, and what to do about the others.
 
-use proc_macro2::Span;
-use syn::spanned::Spanned;
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
 use syn::visit::{self, Visit};
 use syn::{FnArg, Pat, ReturnType, Signature, Type};
 
@@ -9,7 +9,7 @@ use syn::{FnArg, Pat, ReturnType, Signature, Type};
 #[derive(Debug, Clone)]
 pub struct Problem {
     /// The code to underline.
-    pub span: Span,
+    pub tokens: TokenStream,
     /// What is wrong, as one sentence without a final period.
     pub message: String,
     /// What to do instead.
@@ -17,19 +17,27 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(span: Span, message: impl Into<String>, help: impl Into<String>) -> Self {
+    fn new(code: &impl ToTokens, message: impl Into<String>, help: impl Into<String>) -> Self {
         Problem {
-            span,
+            tokens: code.to_token_stream(),
             message: message.into(),
             help: help.into(),
         }
     }
 
-    /// The problem as a compiler error, with the help as a trailing line.
+    /// Where the underlined code starts and ends.
+    pub fn span_range(&self) -> (Span, Span) {
+        let mut tokens = self.tokens.clone().into_iter();
+        let first = tokens.next().map_or_else(Span::call_site, |t| t.span());
+        let last = tokens.last().map_or(first, |t| t.span());
+        (first, last)
+    }
+
+    /// The problem as a compiler error, the help on a line of its own.
     pub fn to_syn_error(&self) -> syn::Error {
-        syn::Error::new(
-            self.span,
-            format!("{}\n  = help: {}", self.message, self.help),
+        syn::Error::new_spanned(
+            &self.tokens,
+            format!("{}\nhelp: {}", self.message, self.help),
         )
     }
 }
@@ -41,35 +49,35 @@ pub fn check_function(sig: &Signature) -> Vec<Problem> {
     let name = &sig.ident;
     if let Some(c) = &sig.constness {
         problems.push(Problem::new(
-            c.span(),
+            c,
             format!("`const fn {name}` cannot be distributed"),
             "remove `const`: a distributed function becomes an `async fn` that may call a service",
         ));
     }
     if let syn::Safety::Unsafe(u) = &sig.safety {
         problems.push(Problem::new(
-            u.span(),
+            u,
             format!("`unsafe fn {name}` cannot be distributed"),
             "distribute a safe function that wraps the unsafe code and states its invariants",
         ));
     }
     if let Some(abi) = &sig.abi {
         problems.push(Problem::new(
-            abi.span(),
+            abi,
             format!("`extern` function `{name}` cannot be distributed"),
             "remove the ABI; distribute a plain Rust function",
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         problems.push(Problem::new(
-            sig.generics.span(),
+            &sig.generics,
             format!("generic function `{name}` cannot be distributed"),
             "a service runs one concrete function: write a non-generic function for each type you call it with (it may call the generic one)",
         ));
     }
     if let Some(v) = &sig.variadic {
         problems.push(Problem::new(
-            v.span(),
+            v,
             format!("variadic function `{name}` cannot be distributed"),
             "take the values as a `Vec<T>` argument",
         ));
@@ -77,7 +85,7 @@ pub fn check_function(sig: &Signature) -> Vec<Problem> {
     for input in &sig.inputs {
         match input {
             FnArg::Receiver(receiver) => problems.push(Problem::new(
-                receiver.span(),
+                receiver,
                 format!("method `{name}` cannot be distributed: it takes `self`"),
                 "distribute a free function that takes the value as an owned argument, e.g. `fn f(this: MyType, ..)`, and call it from the method",
             )),
@@ -97,7 +105,7 @@ fn check_pattern(pat: &Pat, problems: &mut Vec<Problem>) {
     match pat {
         Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {}
         other => problems.push(Problem::new(
-            other.span(),
+            other,
             "arguments of a distributed function must be plain names",
             "bind the argument to a name (`point: (f64, f64)`) and destructure it inside the body",
         )),
@@ -127,18 +135,18 @@ fn check_type(ty: &Type, position: Position, problems: &mut Vec<Problem>) {
                     "return an owned value instead: `String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T`",
                 ),
             };
-            self.problems.push(Problem::new(r.span(), message, help));
+            self.problems.push(Problem::new(r, message, help));
         }
         fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
             self.problems.push(Problem::new(
-                t.span(),
+                t,
                 "`impl Trait` cannot cross a service boundary",
                 "name a concrete type that implements `Serialize` and `Deserialize` (for example `Vec<T>` instead of `impl Iterator<Item = T>`)",
             ));
         }
         fn visit_type_trait_object(&mut self, t: &'ast syn::TypeTraitObject) {
             self.problems.push(Problem::new(
-                t.span(),
+                t,
                 "trait objects cannot cross a service boundary",
                 "use a concrete type or an enum of the possible values",
             ));
@@ -146,14 +154,14 @@ fn check_type(ty: &Type, position: Position, problems: &mut Vec<Problem>) {
         }
         fn visit_type_ptr(&mut self, t: &'ast syn::TypePtr) {
             self.problems.push(Problem::new(
-                t.span(),
+                t,
                 "raw pointers cannot cross a service boundary",
                 "send the value the pointer points at",
             ));
         }
         fn visit_type_fn_ptr(&mut self, t: &'ast syn::TypeFnPtr) {
             self.problems.push(Problem::new(
-                t.span(),
+                t,
                 "function pointers cannot cross a service boundary",
                 "send data that says which function to run (an enum, say)",
             ));

@@ -38,7 +38,10 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         assert_eq!(square(7).await.unwrap(), 49);
-        assert_eq!(greet("turbolift".to_owned()).await.unwrap(), "hello, turbolift");
+        assert_eq!(
+            greet("turbolift".to_owned()).await.unwrap(),
+            "hello, turbolift"
+        );
         assert_eq!(parse("42".to_owned()).await.unwrap(), Ok(42));
         assert!(parse("forty-two".to_owned()).await.unwrap().is_err());
         nothing().await.unwrap();
