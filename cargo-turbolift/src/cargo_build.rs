@@ -1,0 +1,218 @@
+//! `cargo turbolift build`: discover, check, generate, and build with cargo.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use cargo_metadata::Message;
+
+use crate::cli::BuildArgs;
+use crate::discover::{Discovery, DistributedFn};
+use crate::generate::{self, ServiceCrate};
+use crate::project::Project;
+use crate::shell::Shell;
+
+/// Everything a run needs, built.
+pub struct Built {
+    pub project: Project,
+    pub services: Vec<(ServiceCrate, PathBuf)>,
+    /// The program's executables by binary name.
+    pub programs: BTreeMap<String, PathBuf>,
+}
+
+/// Which of the package's binaries to build.
+pub enum Programs<'a> {
+    /// `--bin NAME`, or every binary.
+    Selected(Option<&'a str>),
+    /// The one to run: `--bin NAME`, `default-run`, or the only one.
+    One(Option<&'a str>),
+}
+
+/// The `build` subcommand.
+pub fn command(shell: &Shell, args: &BuildArgs) -> Result<Built> {
+    let built = build(shell, args, Programs::Selected(args.bin.as_deref()))?;
+    for (service, exe) in &built.services {
+        shell.status(
+            "Service",
+            format!("`{}`: {}", service.function.id, exe.display()),
+        );
+    }
+    for exe in built.programs.values() {
+        shell.status("Program", exe.display());
+    }
+    Ok(built)
+}
+
+/// Discovers, generates and builds the services, then the program (`bin`, or all of
+/// the package's binaries).
+pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<Built> {
+    let project = Project::load(args)?;
+    let bin = match programs {
+        Programs::Selected(bin) => bin.map(str::to_owned),
+        Programs::One(bin) => Some(project.program(bin)?),
+    };
+    let functions = discover(shell, &project)?;
+    let mut services = Vec::new();
+    if !functions.is_empty() {
+        shell.status(
+            "Generating",
+            format!(
+                "{} service crate{} for `{}` ({})",
+                functions.len(),
+                plural(functions.len()),
+                project.package.name,
+                generate::workspace_dir(&project).display()
+            ),
+        );
+        let generated = generate::generate(&project, &functions)?;
+        shell.status(
+            "Building",
+            format!(
+                "{} service{}",
+                generated.services.len(),
+                plural(generated.services.len())
+            ),
+        );
+        let mut cargo = cargo(shell, args, &project);
+        cargo
+            .arg("--manifest-path")
+            .arg(generated.dir.join("Cargo.toml"))
+            .arg("--workspace");
+        let features = args.feature_list();
+        if !features.is_empty() {
+            let qualified: Vec<String> = generated
+                .services
+                .iter()
+                .flat_map(|s| features.iter().map(move |f| format!("{}/{f}", s.name)))
+                .collect();
+            cargo.arg("--features").arg(qualified.join(","));
+        }
+        let mut executables =
+            run_cargo(cargo).context("could not build the services; cargo's errors are above")?;
+        for service in generated.services {
+            let exe = executables.remove(&service.name).with_context(|| {
+                format!(
+                    "cargo built no executable for the service `{}`",
+                    service.name
+                )
+            })?;
+            services.push((service, exe));
+        }
+    } else {
+        shell.warn(format!(
+            "no #[turbolift::distribute] function in package `{}`: everything runs in-process",
+            project.package.name
+        ));
+    }
+
+    shell.status(
+        "Building",
+        format!("`{}` with the remote call path", project.package.name),
+    );
+    let mut cargo = cargo(shell, args, &project);
+    cargo
+        .arg("--manifest-path")
+        .arg(project.package.manifest_path.as_std_path());
+    cargo.arg("-p").arg(project.package.name.as_str());
+    match &bin {
+        Some(bin) => {
+            cargo.arg("--bin").arg(bin);
+        }
+        None => {
+            cargo.arg("--bins");
+        }
+    }
+    let mut features = args.feature_list();
+    features.push(format!("{}/service", project.turbolift_key));
+    cargo.arg("--features").arg(features.join(","));
+    let programs =
+        run_cargo(cargo).context("could not build the program; cargo's errors are above")?;
+    Ok(Built {
+        project,
+        services,
+        programs,
+    })
+}
+
+/// Finds the distributed functions, or reports every problem and fails.
+fn discover(shell: &Shell, project: &Project) -> Result<Vec<DistributedFn>> {
+    let discovery = Discovery::of_targets(project.package_root(), &project.targets());
+    let count = discovery.diagnostics.len() + discovery.errors.len();
+    if count == 0 {
+        return Ok(discovery.functions);
+    }
+    for diagnostic in &discovery.diagnostics {
+        shell.print_rendered(&diagnostic.render(shell.use_color()));
+    }
+    for error in &discovery.errors {
+        shell.error(&anyhow::anyhow!("{error}"));
+    }
+    bail!(
+        "could not distribute the functions of `{}` due to {count} previous error{}",
+        project.package.name,
+        plural(count)
+    )
+}
+
+/// `cargo build` with the flags every build shares.
+fn cargo(shell: &Shell, args: &BuildArgs, project: &Project) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.arg("build")
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--target-dir")
+        .arg(&project.target_dir)
+        .arg("--color")
+        .arg(shell.cargo_color())
+        // The user's `.cargo/config.toml` applies to the services too.
+        .current_dir(project.package_root());
+    if args.release {
+        cmd.arg("--release");
+    }
+    if args.all_features {
+        cmd.arg("--all-features");
+    }
+    if args.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    if shell.is_quiet() {
+        cmd.arg("--quiet");
+    }
+    for _ in 0..shell.verbosity().min(2) {
+        cmd.arg("--verbose");
+    }
+    cmd
+}
+
+/// Runs cargo with its diagnostics going straight to the user, and returns the
+/// executables it built by target name.
+fn run_cargo(mut cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("could not start cargo")?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut executables = BTreeMap::new();
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        match message.context("cannot read cargo's output")? {
+            Message::CompilerArtifact(artifact) => {
+                if let Some(exe) = artifact.executable {
+                    executables.insert(artifact.target.name.clone(), exe.into_std_path_buf());
+                }
+            }
+            Message::TextLine(line) => println!("{line}"),
+            _ => {}
+        }
+    }
+    let status = child.wait().context("cargo did not finish")?;
+    if !status.success() {
+        bail!("cargo exited with {status}");
+    }
+    Ok(executables)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,163 @@
+//! The command line, in cargo's conventions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `cargo` invokes `cargo-turbolift turbolift ARGS`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", styles = clap_cargo::style::CLAP_STYLING)]
+pub enum Cargo {
+    /// Build and run #[turbolift::distribute] functions as services
+    #[command(
+        version,
+        after_help = "Run `cargo help turbolift` or see docs/cli.md for more.\nIn-process runs need nothing of this: plain `cargo run` works too."
+    )]
+    Turbolift(TurboliftArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = false)]
+pub struct TurboliftArgs {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Use verbose output (-vv very verbose: also stream service logs)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Do not print cargo log messages
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Coloring
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true, value_name = "WHEN")]
+    pub color: Color,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a service crate per distributed function and build them and the program
+    Build(BuildArgs),
+    /// Build, start the services on this machine, run the program against them
+    Run(RunArgs),
+}
+
+/// Which package, features and profile: cargo's own flags.
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Path to Cargo.toml
+    #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
+    pub manifest_path: Option<PathBuf>,
+
+    /// Package to build (see `cargo help pkgid`)
+    #[arg(short, long, value_name = "SPEC", help_heading = "Package Selection")]
+    pub package: Option<String>,
+
+    /// Name of the bin target to run or build
+    #[arg(long, value_name = "NAME", help_heading = "Target Selection")]
+    pub bin: Option<String>,
+
+    /// Build artifacts in release mode, with optimizations
+    #[arg(short, long, help_heading = "Compilation Options")]
+    pub release: bool,
+
+    /// Space or comma separated list of features to activate
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "FEATURES",
+        help_heading = "Feature Selection"
+    )]
+    pub features: Vec<String>,
+
+    /// Activate all available features
+    #[arg(long, help_heading = "Feature Selection")]
+    pub all_features: bool,
+
+    /// Do not activate the `default` feature
+    #[arg(long, help_heading = "Feature Selection")]
+    pub no_default_features: bool,
+
+    /// Directory for all generated artifacts
+    #[arg(long, value_name = "DIRECTORY", help_heading = "Compilation Options")]
+    pub target_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    /// Replicas of each service [default: 2 when the machine has 2 or more cores, else 1;
+    /// a function's `replicas = ".."` wins]
+    #[arg(long, value_name = "N", help_heading = "Run Options")]
+    pub replicas: Option<u32>,
+
+    /// Arguments for the program
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+impl BuildArgs {
+    /// The features the user asked for, split as cargo splits them.
+    pub fn feature_list(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .flat_map(|f| f.split([' ', ',']))
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cargo::command().debug_assert();
+    }
+
+    #[test]
+    fn cargo_style_flags_parse() {
+        let Cargo::Turbolift(args) = Cargo::try_parse_from([
+            "cargo",
+            "turbolift",
+            "run",
+            "--manifest-path",
+            "x/Cargo.toml",
+            "-p",
+            "app",
+            "--release",
+            "--features",
+            "a,b c",
+            "-F",
+            "d",
+            "--replicas",
+            "3",
+            "-v",
+            "--",
+            "--flag",
+            "value",
+        ])
+        .unwrap();
+        assert_eq!(args.verbose, 1);
+        let Command::Run(run) = args.command else {
+            panic!("run")
+        };
+        assert_eq!(run.build.feature_list(), ["a", "b", "c", "d"]);
+        assert_eq!(run.replicas, Some(3));
+        assert_eq!(run.args, ["--flag", "value"]);
+        assert!(run.build.release);
+    }
+}

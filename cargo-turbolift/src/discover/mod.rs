@@ -1,0 +1,105 @@
+//! Finding every `#[turbolift::distribute]` function of a crate target: a walk of its
+//! module tree from the crate root, parsed with syn outside any proc-macro.
+
+mod attr;
+mod walk;
+
+use std::path::{Path, PathBuf};
+
+use turbolift_syntax::DistributeArgs;
+
+use crate::diagnostic::Diagnostic;
+
+pub use walk::walk_target;
+
+/// The kind of crate target a function lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Lib,
+    Bin,
+}
+
+/// A crate target to walk: its name, kind and root file.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+    pub root: PathBuf,
+}
+
+/// One function to distribute.
+#[derive(Debug, Clone)]
+pub struct DistributedFn {
+    /// `geo::summary::area`, as `turbolift::naming` computes it.
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// Modules from the crate root to the function.
+    pub modules: Vec<String>,
+    /// The target it was found in.
+    pub target: Target,
+    /// The file it is declared in, and its line.
+    pub file: PathBuf,
+    pub line: usize,
+    pub args: DistributeArgs,
+    pub is_async: bool,
+}
+
+/// What a walk found: functions, and the problems that stop generation.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub functions: Vec<DistributedFn>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Problems without one place in the source.
+    pub errors: Vec<String>,
+}
+
+impl Discovery {
+    /// Walks each target and checks that ids are unique across them.
+    pub fn of_targets(package_root: &Path, targets: &[Target]) -> Discovery {
+        let mut discovery = Discovery::default();
+        for target in targets {
+            walk_target(package_root, target, &mut discovery);
+        }
+        discovery.check_unique_ids(package_root);
+        discovery
+    }
+
+    fn check_unique_ids(&mut self, package_root: &Path) {
+        let mut seen: Vec<&DistributedFn> = Vec::new();
+        let mut duplicates = Vec::new();
+        for f in &self.functions {
+            if let Some(first) = seen.iter().find(|s| s.id == f.id) {
+                duplicates.push(format!(
+                    "`{}` is distributed twice: in the {} target `{}` ({}:{}) and in the {} target `{}` ({}:{}); calls are routed by module path, so rename one of them",
+                    f.id,
+                    kind_name(first.target.kind),
+                    first.target.name,
+                    relative(package_root, &first.file).display(),
+                    first.line,
+                    kind_name(f.target.kind),
+                    f.target.name,
+                    relative(package_root, &f.file).display(),
+                    f.line,
+                ));
+            } else {
+                seen.push(f);
+            }
+        }
+        self.errors.extend(duplicates);
+    }
+}
+
+fn kind_name(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Lib => "library",
+        TargetKind::Bin => "binary",
+    }
+}
+
+/// `path` relative to `base` when it is inside it.
+pub fn relative(base: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(base)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,0 +1,200 @@
+//! `cargo turbolift run`: build, start the services on this machine, run the program
+//! against them, and stop everything when it ends.
+
+mod process;
+mod supervisor;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use turbolift_shared::protocol;
+
+use crate::cargo_build::{self, Programs};
+use crate::cli::RunArgs;
+use crate::shell::Shell;
+use supervisor::{ServiceSpec, Supervisor};
+
+/// How many runs' logs are kept under `target/turbolift/<package>/logs/`.
+const KEPT_LOGS: usize = 10;
+/// How long the program has to exit after it was forwarded a signal.
+const PROGRAM_GRACE: Duration = Duration::from_secs(10);
+
+pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
+    // Signals are caught from here on, so that an interrupted run still cleans up.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot install signal handlers")?;
+    let built = cargo_build::build(shell, &args.build, Programs::One(args.build.bin.as_deref()))?;
+    let (program_name, program) = built
+        .programs
+        .iter()
+        .next()
+        .context("cargo built no program")?;
+    let run_id = random_hex(6)?;
+    let secret = random_hex(32)?;
+    let logs = logs_dir(&crate::generate::workspace_dir(&built.project), &run_id)?;
+
+    let specs: Vec<ServiceSpec> = built
+        .services
+        .iter()
+        .map(|(service, exe)| ServiceSpec {
+            name: service.name.clone(),
+            function_id: service.function.id.clone(),
+            executable: exe.clone(),
+            replicas: args
+                .replicas
+                .or(service.function.args.replicas.map(|r| r.min))
+                .unwrap_or_else(default_replicas)
+                .max(1),
+        })
+        .collect();
+    let started = Instant::now();
+    let supervisor = if specs.is_empty() {
+        None
+    } else {
+        let replicas: u32 = specs.iter().map(|s| s.replicas).sum();
+        let _spinner = shell.spinner(
+            "Starting",
+            format!(
+                "{replicas} replica{} of {} service{}",
+                plural(replicas as usize),
+                specs.len(),
+                plural(specs.len())
+            ),
+        );
+        Some(Supervisor::start(&specs, &secret, &logs)?)
+    };
+    if let Some(supervisor) = &supervisor {
+        let mut by_function: Vec<(String, Vec<String>)> = Vec::new();
+        for (id, addr) in supervisor.addresses() {
+            match by_function.iter_mut().find(|(f, _)| *f == id) {
+                Some((_, addrs)) => addrs.push(addr.to_string()),
+                None => by_function.push((id, vec![addr.to_string()])),
+            }
+        }
+        for (id, addrs) in by_function {
+            shell.status("Ready", format!("`{id}` at {}", addrs.join(", ")));
+        }
+        shell.verbose_status(
+            "Started",
+            format!("in {:?}; logs in {}", started.elapsed(), logs.display()),
+        );
+    }
+
+    shell.status(
+        "Running",
+        format!("`{}{}`", program.display(), args_suffix(&args.args)),
+    );
+    let mut command = Command::new(program);
+    command.args(&args.args);
+    if let Some(supervisor) = &supervisor {
+        command
+            .env(protocol::env::ENDPOINTS, supervisor.endpoints())
+            .env(protocol::env::SECRET, &secret);
+    }
+    process::tie_to_parent(&mut command, libc::SIGTERM, false);
+    let outcome = run_program(command, program_name, &mut signals);
+
+    if let Some(supervisor) = supervisor {
+        let restarts = supervisor.stop();
+        let note = if restarts > 0 {
+            format!(
+                " ({restarts} restart{} during the run)",
+                plural(restarts as usize)
+            )
+        } else {
+            String::new()
+        };
+        shell.verbose_status(
+            "Stopped",
+            format!("every service{note}; logs in {}", logs.display()),
+        );
+        if restarts > 0 && shell.verbosity() == 0 {
+            shell.status(
+                "Stopped",
+                format!("every service{note}; logs in {}", logs.display()),
+            );
+        }
+    }
+    outcome.map(ExitCode::from)
+}
+
+/// Runs the program to its end, passing on SIGINT, SIGTERM and SIGHUP; returns its exit
+/// code (128 + signal when a signal ended it).
+fn run_program(
+    mut command: Command,
+    name: &str,
+    signals: &mut signal_hook::iterator::Signals,
+) -> Result<u8> {
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("could not start the program `{name}`"))?;
+    let pid = child.id();
+    let (tx, rx) = channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    let mut forwarded: Option<Instant> = None;
+    loop {
+        if rx.recv_timeout(Duration::from_millis(20)).is_ok() {
+            break;
+        }
+        for signal in signals.pending() {
+            process::signal(pid, signal);
+            forwarded.get_or_insert_with(Instant::now);
+        }
+        if forwarded.is_some_and(|at| at.elapsed() > PROGRAM_GRACE) {
+            process::signal(pid, libc::SIGKILL);
+        }
+    }
+    let status = waiter
+        .join()
+        .expect("the waiting thread does not panic")
+        .context("could not wait for the program")?;
+    Ok(process::exit_code(status))
+}
+
+/// Two replicas where there are two cores or more, so that a call has somewhere to go
+/// while a replica restarts; one on a single core.
+fn default_replicas() -> u32 {
+    match std::thread::available_parallelism() {
+        Ok(n) if n.get() >= 2 => 2,
+        _ => 1,
+    }
+}
+
+/// A fresh directory for this run's service logs; old runs beyond [`KEPT_LOGS`] go.
+fn logs_dir(workspace: &Path, run_id: &str) -> Result<PathBuf> {
+    let root = workspace.join("logs");
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let mut old: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&root)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    old.sort();
+    let excess = old.len().saturating_sub(KEPT_LOGS - 1);
+    for (_, path) in old.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    Ok(root.join(run_id))
+}
+
+/// `n` random bytes from the OS, as hex.
+fn random_hex(n: usize) -> Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn args_suffix(args: &[String]) -> String {
+    args.iter().map(|a| format!(" {a}")).collect()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

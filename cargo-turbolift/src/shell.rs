@@ -1,0 +1,125 @@
+//! Status output on stderr, in cargo's style.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anstyle::{AnsiColor, Style};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::Color;
+
+const STATUS: Style = AnsiColor::Green.on_default().bold();
+const ERROR: Style = AnsiColor::Red.on_default().bold();
+const WARN: Style = AnsiColor::Yellow.on_default().bold();
+
+/// Where messages go and how loud.
+pub struct Shell {
+    verbose: u8,
+    quiet: bool,
+    color: anstream::ColorChoice,
+}
+
+impl Shell {
+    pub fn new(verbose: u8, quiet: bool, color: Color) -> Self {
+        let color = match color {
+            Color::Always => anstream::ColorChoice::Always,
+            Color::Never => anstream::ColorChoice::Never,
+            Color::Auto => anstream::ColorChoice::Auto,
+        };
+        Shell {
+            verbose,
+            quiet,
+            color,
+        }
+    }
+
+    pub fn verbosity(&self) -> u8 {
+        self.verbose
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// The `--color` value to hand to cargo.
+    pub fn cargo_color(&self) -> &'static str {
+        match self.color {
+            anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi => "always",
+            anstream::ColorChoice::Never => "never",
+            anstream::ColorChoice::Auto => "auto",
+        }
+    }
+
+    fn stderr(&self) -> anstream::AutoStream<std::io::Stderr> {
+        anstream::AutoStream::new(std::io::stderr(), self.color)
+    }
+
+    /// `   Generating service crates for ...`
+    pub fn status(&self, verb: &str, message: impl std::fmt::Display) {
+        if self.quiet {
+            return;
+        }
+        let _ = writeln!(self.stderr(), "{STATUS}{verb:>12}{STATUS:#} {message}");
+    }
+
+    /// A status line shown only with `-v`.
+    pub fn verbose_status(&self, verb: &str, message: impl std::fmt::Display) {
+        if self.verbose > 0 {
+            self.status(verb, message);
+        }
+    }
+
+    pub fn warn(&self, message: impl std::fmt::Display) {
+        let _ = writeln!(self.stderr(), "{WARN}warning{WARN:#}: {message}");
+    }
+
+    /// Prints an error and its causes, like cargo.
+    pub fn error(&self, error: &anyhow::Error) {
+        let mut out = self.stderr();
+        let _ = writeln!(out, "{ERROR}error{ERROR:#}: {error}");
+        for cause in error.chain().skip(1) {
+            let _ = writeln!(out, "\nCaused by:\n  {cause}");
+        }
+    }
+
+    /// Writes already rendered text (diagnostics) to stderr, keeping or dropping its color.
+    pub fn print_rendered(&self, text: &str) {
+        let _ = write!(self.stderr(), "{text}");
+    }
+
+    pub fn use_color(&self) -> bool {
+        match self.color {
+            anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi => true,
+            anstream::ColorChoice::Never => false,
+            anstream::ColorChoice::Auto => std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A spinner for a long step, when stderr is a terminal; plain lines otherwise.
+    pub fn spinner(&self, verb: &str, message: impl std::fmt::Display) -> Spinner {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            self.status(verb, message);
+            return Spinner(None);
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12.green.bold} {msg} {spinner}")
+                .expect("a valid template"),
+        );
+        bar.set_prefix(verb.to_owned());
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Spinner(Some(bar))
+    }
+}
+
+/// Clears itself when dropped.
+pub struct Spinner(Option<ProgressBar>);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
