@@ -79,7 +79,10 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
         cargo
             .arg("--manifest-path")
             .arg(generated.dir.join("Cargo.toml"))
-            .arg("--workspace");
+            // Only the binaries are roots: the libraries (each the same original crate,
+            // under the same name) are then not copied out side by side.
+            .arg("--workspace")
+            .arg("--bins");
         let features = args.feature_list();
         if !features.is_empty() {
             let qualified: Vec<String> = generated

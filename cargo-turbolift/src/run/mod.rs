@@ -108,16 +108,10 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
         } else {
             String::new()
         };
-        shell.verbose_status(
+        shell.status(
             "Stopped",
             format!("every service{note}; logs in {}", logs.display()),
         );
-        if restarts > 0 && shell.verbosity() == 0 {
-            shell.status(
-                "Stopped",
-                format!("every service{note}; logs in {}", logs.display()),
-            );
-        }
     }
     outcome.map(ExitCode::from)
 }

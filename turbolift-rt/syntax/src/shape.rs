@@ -69,8 +69,13 @@ pub fn check_function(sig: &Signature) -> Vec<Problem> {
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        let generics = if sig.generics.params.is_empty() {
+            sig.generics.where_clause.to_token_stream()
+        } else {
+            sig.generics.to_token_stream()
+        };
         problems.push(Problem::new(
-            &sig.generics,
+            &generics,
             format!("generic function `{name}` cannot be distributed"),
             "a service runs one concrete function: write a non-generic function for each type you call it with (it may call the generic one)",
         ));

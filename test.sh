@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit, UI and end-to-end tests.
+# Needs only a Rust toolchain (rustup's stable, with rustfmt and clippy); it installs
+# the components it misses.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is not installed; install Rust from https://rustup.rs first" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, UI, end-to-end)"
+cargo test --workspace --locked

@@ -1,0 +1,105 @@
+//! The generated service crates, file by file, as a reviewer would read them.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::support::*;
+
+/// Every file of the generated workspace of `package` under `==== path ====` headers;
+/// symlinks are shown as links into the package.
+fn render(package: &str, package_root: &Path) -> String {
+    let root = target_dir().join("turbolift").join(package);
+    let mut files = Vec::new();
+    collect(&root, &root, &mut files);
+    files.sort();
+    let mut out = String::new();
+    for rel in files {
+        let path = root.join(&rel);
+        let shown = rel.display().to_string();
+        if let Ok(link) = std::fs::read_link(&path) {
+            let target = link
+                .strip_prefix(package_root)
+                .map(|p| p.display().to_string());
+            let _ = writeln!(
+                out,
+                "==== {shown} -> <package>/{} ====",
+                target.unwrap_or_default()
+            );
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace(&repo().display().to_string(), "<repo>")
+            .replace(&package_root.display().to_string(), "<package>");
+        let _ = writeln!(out, "==== {shown} ====\n{text}");
+    }
+    out
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap().to_path_buf();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Lock files and logs are not generated code.
+        if name.starts_with("Cargo.lock") || name == "logs" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            collect(root, &path, out);
+        } else {
+            out.push(rel);
+        }
+    }
+}
+
+#[test]
+fn the_quickstart_service_crate() {
+    let dir = fixture("examples/quickstart");
+    assert_success("build", &output(&mut turbolift(&dir, &["build"])));
+    insta::assert_snapshot!("quickstart", render("quickstart", &dir));
+}
+
+#[test]
+fn the_layout_service_crates() {
+    let dir = fixture("layout");
+    assert_success(
+        "build",
+        &output(&mut turbolift(&dir, &["build", "--features", "fancy"])),
+    );
+    insta::assert_snapshot!("layout", render("layout-fixture", &dir));
+}
+
+#[test]
+fn a_second_build_without_changes_writes_nothing() {
+    let dir = fixture("examples/quickstart");
+    assert_success("build", &output(&mut turbolift(&dir, &["build"])));
+    let service = target_dir().join("turbolift/quickstart/services/quickstart-square");
+    let stamp = |f: &str| {
+        std::fs::metadata(service.join(f))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let before = (
+        stamp("Cargo.toml"),
+        stamp("build.rs"),
+        stamp("turbolift-service.rs"),
+    );
+    let out = output(&mut turbolift(&dir, &["build", "-v"]));
+    assert_success("second build", &out);
+    assert_eq!(
+        before,
+        (
+            stamp("Cargo.toml"),
+            stamp("build.rs"),
+            stamp("turbolift-service.rs")
+        )
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains("Compiling"),
+        "nothing is compiled again:\n{stderr}"
+    );
+    assert!(stderr.contains("Fresh quickstart-square"), "{stderr}");
+}

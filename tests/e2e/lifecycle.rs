@@ -1,0 +1,196 @@
+//! No process outlives a run, however it ends; a killed service comes back; runs do not
+//! collide.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// These tests count processes by executable, so they run one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn service_exe() -> PathBuf {
+    target_dir().join("debug/lifecycle-double")
+}
+
+fn program_exe() -> PathBuf {
+    target_dir().join("debug/lifecycle")
+}
+
+fn built() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let out = output(&mut turbolift(&fixture("lifecycle"), &["build"]));
+        assert_success("cargo turbolift build", &out);
+    });
+}
+
+/// Live processes running `exe`.
+fn running(exe: &PathBuf) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| &p == exe) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn assert_nothing_left() {
+    let left = wait_gone(&running(&service_exe()), Duration::from_secs(5));
+    assert!(
+        left.is_empty(),
+        "service processes outlived the run: {left:?}"
+    );
+    let left = wait_gone(&running(&program_exe()), Duration::from_secs(5));
+    assert!(left.is_empty(), "the program outlived the run: {left:?}");
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let mut full = vec!["run", "--replicas", "2", "--"];
+    full.extend_from_slice(args);
+    Running(
+        turbolift(&fixture("lifecycle"), &full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Reads the child's stdout until a line starting with `prefix`.
+fn read_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    prefix: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let stop = line.starts_with(prefix);
+        seen.push(line);
+        if stop {
+            return seen;
+        }
+    }
+    panic!("the program ended before printing `{prefix}`: {seen:?}");
+}
+
+#[test]
+fn a_normal_exit_leaves_no_process() {
+    let _serial = serial();
+    built();
+    let out = output(&mut turbolift(&fixture("lifecycle"), &["run", "--", "ok"]));
+    assert_success("run", &out);
+    assert_eq!(text(&out.stdout), "doubled 42\n");
+    assert_nothing_left();
+}
+
+#[test]
+fn a_panicking_program_passes_its_exit_code_on_and_leaves_no_process() {
+    let _serial = serial();
+    built();
+    let out = output(&mut turbolift(
+        &fixture("lifecycle"),
+        &["run", "--", "panic"],
+    ));
+    assert_eq!(out.status.code(), Some(101), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("the program panics on purpose"));
+    assert_nothing_left();
+}
+
+#[test]
+fn sigint_to_cargo_turbolift_stops_everything() {
+    let _serial = serial();
+    built();
+    let mut run = spawn(&["wait"]);
+    let child = &mut run.0;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "waiting");
+    let services = running(&service_exe());
+    assert_eq!(services.len(), 2, "two replicas run");
+    kill(child.id(), "INT");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the program's death by SIGINT is passed on"
+    );
+    assert!(wait_gone(&services, Duration::from_secs(5)).is_empty());
+    assert_nothing_left();
+}
+
+#[test]
+fn sigkill_to_cargo_turbolift_still_takes_the_services_down() {
+    let _serial = serial();
+    built();
+    let mut run = spawn(&["wait"]);
+    let child = &mut run.0;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "waiting");
+    let services = running(&service_exe());
+    let programs = running(&program_exe());
+    assert_eq!((services.len(), programs.len()), (2, 1));
+    kill(child.id(), "KILL");
+    child.wait().unwrap();
+    assert!(
+        wait_gone(&services, Duration::from_secs(10)).is_empty(),
+        "services died with their parent"
+    );
+    assert!(
+        wait_gone(&programs, Duration::from_secs(10)).is_empty(),
+        "the program died with its parent"
+    );
+}
+
+#[test]
+fn a_killed_service_is_restarted_and_every_call_still_succeeds() {
+    let _serial = serial();
+    built();
+    let mut run = spawn(&["steady", "400"]);
+    let child = &mut run.0;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = read_until(&mut lines, "100 ");
+    let victims = running(&service_exe());
+    assert_eq!(victims.len(), 2);
+    kill(victims[0], "KILL");
+    seen.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    let expected: Vec<String> = (0..400u64)
+        .map(|i| format!("{i} {}", 2 * i))
+        .chain(["done".to_owned()])
+        .collect();
+    assert_eq!(seen, expected);
+    assert!(stderr.contains("(1 restart during the run)"), "{stderr}");
+    assert_nothing_left();
+}
+
+#[test]
+fn two_runs_at_once_do_not_collide() {
+    let _serial = serial();
+    built();
+    let mut runs: Vec<Running> = (0..2).map(|_| spawn(&["steady", "150"])).collect();
+    for run in &mut runs {
+        let child = std::mem::replace(
+            &mut run.0,
+            std::process::Command::new("true").spawn().unwrap(),
+        );
+        let out = child.wait_with_output().unwrap();
+        assert_success("concurrent run", &out);
+        let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 151);
+        assert_eq!(lines[149], "149 298");
+    }
+    assert_nothing_left();
+}

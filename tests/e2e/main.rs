@@ -1,0 +1,11 @@
+//! End-to-end tests of `cargo turbolift`: the real binary, on the fixture crates, with real
+//! cargo, real processes and real sockets on 127.0.0.1.
+//!
+//! Every fixture builds into one shared target directory (`target/e2e`), so dependencies
+//! compile once for the whole suite.
+
+mod diagnostics;
+mod generated;
+mod lifecycle;
+mod programs;
+mod support;

@@ -1,0 +1,116 @@
+//! Each program prints under `cargo turbolift run` exactly what it prints under plain
+//! `cargo run`, and its calls really went to the services.
+
+use crate::support::*;
+
+/// Runs `fixture` both ways and compares; returns `cargo turbolift run`'s stderr.
+fn same_output_both_ways(fixture_name: &str, args: &[&str], run_args: &[&str]) -> String {
+    let dir = fixture(fixture_name);
+    let mut plain_args = vec!["run", "-q"];
+    plain_args.extend_from_slice(args);
+    plain_args.push("--");
+    plain_args.extend_from_slice(run_args);
+    let plain = output(&mut cargo(&dir, &plain_args));
+    assert_success("cargo run", &plain);
+
+    let mut tl_args = vec!["run"];
+    tl_args.extend_from_slice(args);
+    tl_args.push("--");
+    tl_args.extend_from_slice(run_args);
+    let lifted = output(&mut turbolift(&dir, &tl_args));
+    assert_success("cargo turbolift run", &lifted);
+    assert_eq!(
+        text(&lifted.stdout),
+        text(&plain.stdout),
+        "stdout differs between `cargo turbolift run` and `cargo run` for {fixture_name}"
+    );
+    assert!(text(&plain.stdout).ends_with("done\n") || fixture_name.contains("quickstart"));
+    text(&lifted.stderr)
+}
+
+/// Every service replica log of the run, and at least one replica of each service
+/// served calls: the calls went over the network, not in-process.
+fn assert_every_service_served(stderr: &str, services: usize) {
+    let logs = logs_dir(stderr);
+    let served = served_calls(&logs);
+    assert_eq!(served.len(), services * 2, "two replicas each: {served:?}");
+    let mut by_service: std::collections::BTreeMap<String, u64> = Default::default();
+    for (file, calls) in served {
+        let service = file.rsplit_once('-').unwrap().0.to_owned();
+        *by_service.entry(service).or_default() += calls;
+    }
+    assert_eq!(by_service.len(), services, "{by_service:?}");
+    for (service, calls) in by_service {
+        assert!(
+            calls > 0,
+            "`{service}` served no call: the program did not use it"
+        );
+    }
+}
+
+#[test]
+fn layout_fixture_with_every_trap() {
+    let main_log = tempfile::NamedTempFile::new().unwrap();
+    let dir = fixture("layout");
+    let plain = output(
+        cargo(&dir, &["run", "-q", "--features", "fancy"])
+            .env("LAYOUT_FIXTURE_MAIN_LOG", main_log.path()),
+    );
+    assert_success("cargo run", &plain);
+    std::fs::write(main_log.path(), "").unwrap();
+    let lifted = output(
+        turbolift(&dir, &["run", "--features", "fancy"])
+            .env("LAYOUT_FIXTURE_MAIN_LOG", main_log.path()),
+    );
+    assert_success("cargo turbolift run", &lifted);
+    assert_eq!(text(&lifted.stdout), text(&plain.stdout));
+    // Twenty service processes compiled the same `main`; only the program ran it.
+    assert_eq!(
+        std::fs::read_to_string(main_log.path()).unwrap(),
+        "main ran\n"
+    );
+    let stdout = text(&lifted.stdout);
+    assert!(
+        stdout.contains("module: layout_fixture::renamed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("package: layout-fixture"), "{stdout}");
+    assert!(
+        stdout.contains("fancy ratio"),
+        "the feature reached the services: {stdout}"
+    );
+    assert_every_service_served(&text(&lifted.stderr), 10);
+}
+
+#[test]
+fn library_functions_of_a_lib_and_bin_package() {
+    let stderr = same_output_both_ways("lib-and-bin", &[], &[]);
+    assert_every_service_served(&stderr, count_ready(&stderr));
+}
+
+#[test]
+fn a_workspace_member_with_inherited_fields_and_a_path_dependency() {
+    let stderr = same_output_both_ways("workspace", &["-p", "app"], &[]);
+    assert_every_service_served(&stderr, count_ready(&stderr));
+}
+
+#[test]
+fn the_quickstart_example() {
+    let stderr = same_output_both_ways("examples/quickstart", &[], &[]);
+    assert_every_service_served(&stderr, 1);
+}
+
+#[test]
+fn the_wordstats_example() {
+    let stderr = same_output_both_ways("examples/wordstats", &[], &[]);
+    assert_every_service_served(&stderr, 4);
+}
+
+fn count_ready(stderr: &str) -> usize {
+    let n = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Ready"))
+        .count();
+    assert!(n > 0, "no service was started:\n{stderr}");
+    n
+}

@@ -1,0 +1,193 @@
+//! Running the real `cargo-turbolift` binary and plain cargo on fixture crates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .canonicalize()
+        .unwrap()
+}
+
+/// The target directory every fixture builds into.
+pub fn target_dir() -> PathBuf {
+    repo().join("target").join("e2e")
+}
+
+/// A fixture crate's root (or an example's, for `examples/NAME`), with the repository's
+/// `Cargo.lock` copied in when it has none, so that crate versions match the workspace's
+/// and compiled dependencies are shared.
+pub fn fixture(name: &str) -> PathBuf {
+    let dir = if name.starts_with("examples/") {
+        repo().join(name)
+    } else {
+        repo().join("tests/fixtures").join(name)
+    };
+    assert!(
+        dir.join("Cargo.toml").is_file(),
+        "no fixture at {}",
+        dir.display()
+    );
+    let lock = dir.join("Cargo.lock");
+    if !name.starts_with("examples/") && !lock.exists() {
+        let _ = std::fs::copy(repo().join("Cargo.lock"), lock);
+    }
+    dir
+}
+
+/// The `cargo-turbolift` binary under test, run as cargo runs subcommands.
+pub fn turbolift(dir: &Path, args: &[&str]) -> Command {
+    let (subcommand, rest) = args.split_first().expect("a subcommand");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-turbolift"));
+    cmd.arg("turbolift")
+        .arg(subcommand)
+        .arg("--target-dir")
+        .arg(target_dir())
+        .arg("--color")
+        .arg("never")
+        .args(rest)
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Plain `cargo ARGS` in `dir`, into the shared target directory.
+pub fn cargo(dir: &Path, args: &[&str]) -> Command {
+    let (subcommand, rest) = args.split_first().expect("a subcommand");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.arg(subcommand)
+        .arg("--target-dir")
+        .arg(target_dir())
+        .args(rest)
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a command to its end; builds of fixtures go one at a time, as they would
+/// anyway wait for each other on the target directory's lock.
+pub fn output(cmd: &mut Command) -> Output {
+    static BUILDS: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    cmd.output().expect("the command starts")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts success, showing both streams otherwise.
+pub fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// The service logs directory a run reported on its `Stopped` line.
+pub fn logs_dir(stderr: &str) -> PathBuf {
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("Stopped"))
+        .unwrap_or_else(|| panic!("no `Stopped` line in:\n{stderr}"));
+    PathBuf::from(line.rsplit("logs in ").next().unwrap().trim())
+}
+
+/// Calls each service replica served, from the `stopped served=N` line of its log, by
+/// log file name.
+pub fn served_calls(logs: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(logs).unwrap() {
+        let path = entry.unwrap().path();
+        let log = std::fs::read_to_string(&path).unwrap();
+        let served: u64 = log
+            .lines()
+            .filter_map(|l| l.split("served=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        out.push((
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            served,
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// Processes whose parent is `parent`, with their command names.
+pub fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let comm = stat[stat.find('(').unwrap() + 1..close].to_owned();
+        let ppid = stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push((pid, comm));
+        }
+    }
+    out
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+            !matches!(state, Some('Z') | Some('X'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits until none of `pids` is alive; returns those still alive after `limit`.
+pub fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process that is killed if a test fails before it ends.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+pub fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
