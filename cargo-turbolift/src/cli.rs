@@ -22,7 +22,7 @@ pub struct TurboliftArgs {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Use verbose output (-vv very verbose: also stream service logs)
+    /// Use verbose output (-vv very verbose/build.rs output)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
@@ -96,8 +96,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub build: BuildArgs,
 
-    /// Replicas of each service [default: 2 when the machine has 2 or more cores, else 1;
-    /// a function's `replicas = ".."` wins]
+    /// Replicas of each service [default: the function's `replicas = ".."`, else 2 on a
+    /// machine with 2 or more cores, else 1]
     #[arg(long, value_name = "N", help_heading = "Run Options")]
     pub replicas: Option<u32>,
 

@@ -25,7 +25,7 @@ async fn main() -> Result<(), turbolift::Error> {
     tokio::spawn(service.serve(listener, std::future::pending()));
     Config::new()
         .secret("latency")
-        .endpoint("square", [url])
+        .endpoint("latency::square", [url])
         .install()?;
 
     for u in 0..1_000 {

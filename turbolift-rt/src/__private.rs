@@ -32,7 +32,6 @@ pub struct FnInfo {
 
 struct Names {
     id: String,
-    function: String,
 }
 
 impl FnInfo {
@@ -58,18 +57,18 @@ impl FnInfo {
     fn names(&self) -> &Names {
         self.names.get_or_init(|| Names {
             id: crate::naming::id_from_module_path(self.module_path, self.name),
-            function: format!("{}::{}", self.module_path, self.name),
         })
     }
 
-    /// The function's id (`geo::area`), which routes calls; see [`crate::naming`].
+    /// The function's id, `crate::module::name`, which routes calls and names it in
+    /// messages; see [`crate::naming`].
     pub fn id(&self) -> &str {
         &self.names().id
     }
 
-    /// The function as `crate::module::name`, for messages.
+    /// The function as `crate::module::name`, for messages: its id.
     pub fn function(&self) -> &str {
-        &self.names().function
+        self.id()
     }
 
     /// The signature hash checked on each call.

@@ -20,10 +20,11 @@ where
         Ok(handle) => match handle.spawn_blocking(f).await {
             Ok(value) => Ok(value),
             Err(e) if e.is_panic() => Err(info.panic_error(panic_message(&*e.into_panic()))),
-            Err(_) => {
-                Err(info
-                    .panic_error("the tokio runtime shut down before the call finished".to_owned()))
-            }
+            Err(_) => Err(Error::Unavailable {
+                function: info.function().to_owned(),
+                attempts: 1,
+                last: "the tokio runtime shut down before the call finished".to_owned(),
+            }),
         },
         Err(_) => catch_unwind(AssertUnwindSafe(f))
             .map_err(|payload| info.panic_error(panic_message(&*payload))),

@@ -63,7 +63,8 @@ fn mismatched(u: u32) -> u32 {
 }
 
 /// Every test adds the endpoints of its own functions to one shared configuration.
-fn route<S: AsRef<str>>(id: &str, urls: &[S]) {
+fn route<S: AsRef<str>>(name: &str, urls: &[S]) {
+    let id = format!("remote::{name}");
     static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
     let mut config = CONFIG.lock().unwrap();
     let next = config
@@ -102,7 +103,9 @@ async fn serve(handlers: &[&'static Handler], secret: &str) -> Running {
     }
 }
 
-fn handler(id: &str) -> &'static Handler {
+/// The handler of this test crate's function `name`.
+fn handler(name: &str) -> &'static Handler {
+    let id = format!("remote::{name}");
     registered().find(|h| h.info().id() == id).unwrap()
 }
 

@@ -29,7 +29,9 @@ async fn shout(text: String) -> Result<String, String> {
     }
 }
 
-fn handler(id: &str) -> &'static Handler {
+/// The handler of this test crate's function `name`.
+fn handler(name: &str) -> &'static Handler {
+    let id = format!("router::{name}");
     registered()
         .find(|h| h.info().id() == id)
         .unwrap_or_else(|| panic!("`{id}` is registered"))
@@ -46,10 +48,11 @@ fn service(max_body: usize) -> axum::Router {
     .router()
 }
 
-/// A well-formed call of `id` with `body`; `edit` changes it before it is sent.
-fn call(id: &str, body: Vec<u8>, edit: impl FnOnce(&mut Request<Body>)) -> Request<Body> {
-    let signature = format!("{:016x}", handler(id).info().signature());
-    let mut request = Request::post(turbolift::naming::route(id))
+/// A well-formed call of function `name` with `body`; `edit` changes it before it is sent.
+fn call(name: &str, body: Vec<u8>, edit: impl FnOnce(&mut Request<Body>)) -> Request<Body> {
+    let info = handler(name).info();
+    let signature = format!("{:016x}", info.signature());
+    let mut request = Request::post(turbolift::naming::route(info.id()))
         .header("content-type", protocol::CONTENT_TYPE)
         .header(
             protocol::PROTOCOL_HEADER,
@@ -194,7 +197,7 @@ async fn an_unknown_function_gets_404_naming_what_is_served() {
     *request.uri_mut() = "/v1/call/nope/missing".parse().unwrap();
     let answer = send(request).await;
     assert_refused(&answer, ErrorKind::UnknownFunction, "`nope::missing`");
-    assert!(text(&answer.2).contains("`add`"));
+    assert!(text(&answer.2).contains("`router::add`"));
     // Without the secret, the service does not say what it serves.
     let mut request = call("add", Vec::new(), |r| {
         r.headers_mut().remove(protocol::SECRET_HEADER);
@@ -308,7 +311,7 @@ async fn health_readiness_and_other_paths() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(text(&body).contains(protocol::READY_PATH));
     let (status, _, _) = send(
-        Request::get(turbolift::naming::route("add"))
+        Request::get(turbolift::naming::route("router::add"))
             .body(Body::empty())
             .unwrap(),
     )

@@ -32,17 +32,12 @@ pub struct Target {
 pub struct DistributedFn {
     /// `geo::summary::area`, as `turbolift::naming` computes it.
     pub id: String,
-    /// The function's name.
-    pub name: String,
-    /// Modules from the crate root to the function.
-    pub modules: Vec<String>,
     /// The target it was found in.
     pub target: Target,
     /// The file it is declared in, and its line.
     pub file: PathBuf,
     pub line: usize,
     pub args: DistributeArgs,
-    pub is_async: bool,
 }
 
 /// What a walk found: functions, and the problems that stop generation.

@@ -179,14 +179,15 @@ impl Walker<'_> {
                 if ok {
                     let name = f.sig.ident.to_string();
                     self.out.functions.push(DistributedFn {
-                        id: naming::id_from_modules(modules, &name),
-                        name,
-                        modules: modules.to_vec(),
+                        id: naming::id_from_modules(
+                            &naming::crate_name(&self.target.name),
+                            modules,
+                            &name,
+                        ),
                         target: self.target.clone(),
                         file: file.path.clone(),
                         line: f.sig.ident.span().start().line,
                         args,
-                        is_async: f.sig.asyncness.is_some(),
                     });
                 }
             }

@@ -27,6 +27,25 @@ pub fn workspace(members: &[String], user_root_manifest: &Path) -> Result<String
     let user: Table = toml::from_str(&user_text)
         .with_context(|| format!("cannot parse {}", user_root_manifest.display()))?;
     let base = user_root_manifest.parent().unwrap_or(Path::new("."));
+    // The same feature resolver, so that features unify as in the user's own build.
+    if let Some(resolver) = user
+        .get("workspace")
+        .and_then(|w| w.get("resolver"))
+        .or_else(|| user.get("package").and_then(|p| p.get("resolver")))
+    {
+        workspace.insert("resolver".into(), resolver.clone());
+    } else if let Some(edition) = user
+        .get("package")
+        .and_then(|p| p.get("edition"))
+        .and_then(Value::as_str)
+    {
+        let resolver = match edition {
+            "2015" | "2018" => "1",
+            "2021" => "2",
+            _ => "3",
+        };
+        workspace.insert("resolver".into(), resolver.into());
+    }
     if let Some(profile) = user.get("profile") {
         table.insert("profile".into(), profile.clone());
     }

@@ -46,7 +46,6 @@ pub struct ServiceCrate {
     /// Package and binary name, e.g. `quickstart-square`.
     pub name: String,
     pub function: DistributedFn,
-    pub dir: PathBuf,
 }
 
 /// The directory of the generated workspace of `project`.
@@ -71,7 +70,6 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
         services.push(ServiceCrate {
             name,
             function: function.clone(),
-            dir: service_dir,
         });
     }
     remove_stale(&services_dir, &services)?;

@@ -25,8 +25,8 @@ const PROGRAM_GRACE: Duration = Duration::from_secs(10);
 
 pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
     // Signals are caught from here on, so that an interrupted run still cleans up.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("cannot install signal handlers")?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
     let built = cargo_build::build(shell, &args.build, Programs::One(args.build.bin.as_deref()))?;
     let (program_name, program) = built
         .programs
@@ -84,6 +84,14 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
         );
     }
 
+    // Interrupted while the services started: stop them and do not start the program.
+    if let Some(origin) = signals.pending().next() {
+        if let Some(supervisor) = supervisor {
+            supervisor.stop();
+        }
+        return Ok(ExitCode::from(128u8.wrapping_add(origin.signal as u8)));
+    }
+
     shell.status(
         "Running",
         format!("`{}{}`", program.display(), args_suffix(&args.args)),
@@ -116,13 +124,13 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
     outcome.map(ExitCode::from)
 }
 
-/// Runs the program to its end, passing on SIGINT, SIGTERM and SIGHUP; returns its exit
-/// code (128 + signal when a signal ended it).
-fn run_program(
-    mut command: Command,
-    name: &str,
-    signals: &mut signal_hook::iterator::Signals,
-) -> Result<u8> {
+/// Catches signals and says who sent them.
+type Signals = signal_hook::iterator::SignalsInfo<signal_hook::iterator::exfiltrator::WithOrigin>;
+
+/// Runs the program to its end, passing on SIGINT, SIGTERM and SIGHUP that a process sent
+/// (a Ctrl-C at the terminal reaches the program directly, as under `cargo run`); returns
+/// its exit code (128 + signal when a signal ended it).
+fn run_program(mut command: Command, name: &str, signals: &mut Signals) -> Result<u8> {
     let mut child = command
         .spawn()
         .with_context(|| format!("could not start the program `{name}`"))?;
@@ -138,8 +146,10 @@ fn run_program(
         if rx.recv_timeout(Duration::from_millis(20)).is_ok() {
             break;
         }
-        for signal in signals.pending() {
-            process::signal(pid, signal);
+        for origin in signals.pending() {
+            if origin.process.is_some() {
+                process::signal(pid, origin.signal);
+            }
             forwarded.get_or_insert_with(Instant::now);
         }
         if forwarded.is_some_and(|at| at.elapsed() > PROGRAM_GRACE) {

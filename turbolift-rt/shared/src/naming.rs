@@ -1,23 +1,21 @@
 //! The names of a distributed function, computed in one place.
 //!
-//! A function is identified by its *id*: its module path inside its crate followed by its
-//! name, without the crate name (`geo::summary::area`, or `square` at the crate root).
-//! The crate name is left out because a service crate compiles the user's code under a
-//! crate name of its own; the macro derives the id from `module_path!()` with
-//! [`id_from_module_path`], the CLI from the file layout, and both give the same string.
+//! A function is identified by its *id*: its full path, crate name first
+//! (`my_app::geo::summary::area`), exactly as `module_path!()` and the function's name
+//! give it. The macro derives it with [`id_from_module_path`]; the CLI computes it from the
+//! file layout with [`id_from_modules`]; a service crate compiles the original crate root
+//! under the original crate name, so all three agree.
 
 /// The id of function `name` declared in the module `module_path` (as `module_path!()`
-/// prints it, crate name first).
+/// prints it).
 pub fn id_from_module_path(module_path: &str, name: &str) -> String {
-    match module_path.split_once("::") {
-        Some((_crate, inner)) => format!("{inner}::{name}"),
-        None => name.to_owned(),
-    }
+    format!("{module_path}::{name}")
 }
 
-/// The id of function `name` in the module whose path inside the crate is `modules`.
-pub fn id_from_modules<S: AsRef<str>>(modules: &[S], name: &str) -> String {
-    let mut id = String::new();
+/// The id of function `name` in crate `crate_name`, in the module whose path inside the
+/// crate is `modules`.
+pub fn id_from_modules<S: AsRef<str>>(crate_name: &str, modules: &[S], name: &str) -> String {
+    let mut id = format!("{crate_name}::");
     for m in modules {
         id.push_str(m.as_ref());
         id.push_str("::");
@@ -41,11 +39,13 @@ pub fn id_from_route(path: &str) -> Option<String> {
 }
 
 /// The name of the service of function `id` in package `package`: lowercase letters,
-/// digits and `-`, e.g. `quickstart-geo-summary-area`. Used for the service crate,
-/// its binary, container images and Kubernetes objects (see [`kubernetes_name`]).
+/// digits and `-`, e.g. `quickstart-geo-summary-area` (the package name stands for the
+/// crate name). Used for the service crate, its binary, container images and Kubernetes
+/// objects (see [`kubernetes_name`]).
 pub fn service_name(package: &str, id: &str) -> String {
+    let path = id.split_once("::").map_or(id, |(_crate, path)| path);
     let mut out = String::new();
-    for ch in package.chars().chain("-".chars()).chain(id.chars()) {
+    for ch in package.chars().chain("-".chars()).chain(path.chars()) {
         let ch = ch.to_ascii_lowercase();
         if ch.is_ascii_alphanumeric() {
             out.push(ch);
@@ -118,17 +118,24 @@ mod tests {
 
     #[test]
     fn ids_agree_between_module_path_and_modules() {
-        assert_eq!(id_from_module_path("quickstart", "square"), "square");
+        assert_eq!(
+            id_from_module_path("quickstart", "square"),
+            "quickstart::square"
+        );
+        assert_eq!(
+            id_from_modules::<&str>("quickstart", &[], "square"),
+            "quickstart::square"
+        );
         assert_eq!(
             id_from_module_path("my_app::geo::summary", "area"),
-            id_from_modules(&["geo", "summary"], "area")
+            id_from_modules("my_app", &["geo", "summary"], "area")
         );
     }
 
     #[test]
     fn routes_round_trip() {
-        let id = "geo::summary::area";
-        assert_eq!(route(id), "/v1/call/geo/summary/area");
+        let id = "app::geo::summary::area";
+        assert_eq!(route(id), "/v1/call/app/geo/summary/area");
         assert_eq!(id_from_route(&route(id)).as_deref(), Some(id));
         assert_eq!(id_from_route("/v1/call/"), None);
         assert_eq!(id_from_route("/v1/call/a//b"), None);
@@ -139,15 +146,19 @@ mod tests {
     #[test]
     fn service_and_kubernetes_names_are_valid_labels() {
         assert_eq!(
-            service_name("My_App", "geo::summary::area"),
+            service_name("My_App", "my_app::geo::summary::area"),
             "my-app-geo-summary-area"
         );
-        assert_eq!(kubernetes_name("9lives", "f"), "tl-9lives-f");
-        let long = kubernetes_name("pkg", &"very_long_module::".repeat(8));
+        assert_eq!(
+            service_name("quickstart", "quickstart::square"),
+            "quickstart-square"
+        );
+        assert_eq!(kubernetes_name("9lives", "nine::f"), "tl-9lives-f");
+        let long = kubernetes_name("pkg", &format!("pkg::{}f", "very_long_module::".repeat(8)));
         assert!(is_dns1035_label(&long), "{long}");
         assert_ne!(
             long,
-            kubernetes_name("pkg", &"very_long_module::".repeat(9))
+            kubernetes_name("pkg", &format!("pkg::{}f", "very_long_module::".repeat(9)))
         );
         for name in ["a", "abc-1", "x9"] {
             assert!(is_dns1035_label(name));

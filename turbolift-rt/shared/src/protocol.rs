@@ -73,7 +73,7 @@ pub enum ErrorKind {
     Panic,
     /// 500: the service failed outside the function (its result did not encode, say).
     Internal,
-    /// 503: the service is at its concurrency limit; retry elsewhere or later.
+    /// 503: the service cannot take the call now (it is starting); retry elsewhere or later.
     Busy,
     /// 503: the service is shutting down; retry elsewhere.
     Draining,

@@ -50,7 +50,7 @@ impl Config {
     }
 
     /// Reads `TURBOLIFT_ENDPOINTS`, `TURBOLIFT_SECRET`, `TURBOLIFT_TIMEOUT`,
-    /// `TURBOLIFT_TIMEOUTS` and `TURBOLIFT_MAX_ATTEMPTS` (see `docs/protocol.md`).
+    /// `TURBOLIFT_TIMEOUTS` and `TURBOLIFT_MAX_ATTEMPTS` (see `docs/configuration.md`).
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok())
     }

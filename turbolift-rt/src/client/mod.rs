@@ -98,7 +98,7 @@ async fn attempts<R: DeserializeOwned>(remote: &Remote, body: Bytes) -> Result<R
     })
 }
 
-/// 10 ms, 20 ms, 40 ms, ... capped at 500 ms.
+/// The pause before attempt `attempt` (1-based retries): 20 ms, 40 ms, ... capped at 500 ms.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((10u64 << attempt.min(6)).min(500))
 }

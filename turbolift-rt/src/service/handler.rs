@@ -49,6 +49,8 @@ pub enum InvokeError {
     Panic(String),
     /// The result did not encode.
     Encode(String),
+    /// The runtime shut down before the function finished.
+    ShuttingDown,
 }
 
 /// The running function, as a service awaits it.
@@ -67,9 +69,7 @@ where
         match tokio::task::spawn_blocking(move || f(args)).await {
             Ok(value) => encode(&value),
             Err(e) if e.is_panic() => Err(InvokeError::Panic(panic_message(&*e.into_panic()))),
-            Err(_) => Err(InvokeError::Panic(
-                "the service is shutting down".to_owned(),
-            )),
+            Err(_) => Err(InvokeError::ShuttingDown),
         }
     })
 }

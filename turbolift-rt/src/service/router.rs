@@ -177,6 +177,10 @@ async fn call_inner(
             tracing::warn!(function = info.function(), %message, "the function panicked");
             Err(refusal(ErrorKind::Panic, message))
         }
+        Err(InvokeError::ShuttingDown) => Err(refusal(
+            ErrorKind::Draining,
+            "the service shut down before the call finished; retry on another replica",
+        )),
         Err(InvokeError::Encode(detail)) => Err(state.reject(
             ErrorKind::Internal,
             format!(

@@ -3,8 +3,9 @@
 use quote::ToTokens;
 use syn::{FnArg, ReturnType, Signature};
 
-/// A hash of everything about the function that the wire depends on: its name, whether it
-/// is async, its argument types in order and its return type. Caller and service compute
+/// A hash of everything about the function that the wire depends on: its name, its
+/// argument types in order and its return type (whether it is `async` does not change
+/// the wire, so it is left out). Caller and service compute
 /// it from the same source when they were built from the same source; a service refuses
 /// a call whose hash differs from its own.
 pub fn signature_hash(sig: &Signature) -> u64 {
