@@ -43,7 +43,12 @@ pub fn id_from_route(path: &str) -> Option<String> {
 /// crate name). Used for the service crate, its binary, container images and Kubernetes
 /// objects (see [`kubernetes_name`]).
 pub fn service_name(package: &str, id: &str) -> String {
-    let path = id.split_once("::").map_or(id, |(_crate, path)| path);
+    // The crate name is left out when it is the package's own (the usual case), kept when
+    // it is another target's (a binary `tool` of package `app`), so names stay distinct.
+    let path = match id.split_once("::") {
+        Some((krate, path)) if krate == crate_name(package) => path,
+        _ => id,
+    };
     let mut out = String::new();
     for ch in package.chars().chain("-".chars()).chain(path.chars()) {
         let ch = ch.to_ascii_lowercase();
@@ -146,14 +151,14 @@ mod tests {
     #[test]
     fn service_and_kubernetes_names_are_valid_labels() {
         assert_eq!(
-            service_name("My_App", "my_app::geo::summary::area"),
+            service_name("my-app", "my_app::geo::summary::area"),
             "my-app-geo-summary-area"
         );
         assert_eq!(
             service_name("quickstart", "quickstart::square"),
             "quickstart-square"
         );
-        assert_eq!(kubernetes_name("9lives", "nine::f"), "tl-9lives-f");
+        assert_eq!(kubernetes_name("9lives", "9lives::f"), "tl-9lives-f");
         let long = kubernetes_name("pkg", &format!("pkg::{}f", "very_long_module::".repeat(8)));
         assert!(is_dns1035_label(&long), "{long}");
         assert_ne!(
