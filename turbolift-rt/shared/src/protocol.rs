@@ -46,6 +46,12 @@ pub mod env {
     pub const MAX_BODY: &str = "TURBOLIFT_MAX_BODY";
     /// Calls a service runs at once; more wait in line.
     pub const MAX_CONCURRENCY: &str = "TURBOLIFT_MAX_CONCURRENCY";
+    /// Calls that may wait in line for a service; beyond, a retryable `busy`.
+    pub const MAX_QUEUE: &str = "TURBOLIFT_MAX_QUEUE";
+    /// Time a client has to send a request's head before the connection is closed.
+    pub const HEADER_TIMEOUT: &str = "TURBOLIFT_HEADER_TIMEOUT";
+    /// Time a client has to send a request's body before the call is refused (408).
+    pub const BODY_TIMEOUT: &str = "TURBOLIFT_BODY_TIMEOUT";
     /// Name of the service instance, echoed in [`super::INSTANCE_HEADER`].
     pub const INSTANCE: &str = "TURBOLIFT_INSTANCE";
     /// Log filter of a service (tracing `EnvFilter` syntax).
@@ -65,6 +71,8 @@ pub enum ErrorKind {
     ProtocolMismatch,
     /// 409: the caller was built from another signature of the function.
     SignatureMismatch,
+    /// 408: the body did not arrive in time.
+    SlowBody,
     /// 413: the body is larger than the service's limit.
     TooLarge,
     /// 415: the content type is not [`CONTENT_TYPE`].
@@ -73,7 +81,8 @@ pub enum ErrorKind {
     Panic,
     /// 500: the service failed outside the function (its result did not encode, say).
     Internal,
-    /// 503: the service cannot take the call now (it is starting); retry elsewhere or later.
+    /// 503: the service cannot take the call now (it is starting, or its line of waiting
+    /// calls is full); retry later or elsewhere.
     Busy,
     /// 503: the service is shutting down; retry elsewhere.
     Draining,
@@ -81,12 +90,13 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::BadRequest,
         ErrorKind::Unauthorized,
         ErrorKind::UnknownFunction,
         ErrorKind::ProtocolMismatch,
         ErrorKind::SignatureMismatch,
+        ErrorKind::SlowBody,
         ErrorKind::TooLarge,
         ErrorKind::UnsupportedMediaType,
         ErrorKind::Panic,
@@ -103,6 +113,7 @@ impl ErrorKind {
             ErrorKind::UnknownFunction => "unknown-function",
             ErrorKind::ProtocolMismatch => "protocol-mismatch",
             ErrorKind::SignatureMismatch => "signature-mismatch",
+            ErrorKind::SlowBody => "slow-body",
             ErrorKind::TooLarge => "too-large",
             ErrorKind::UnsupportedMediaType => "unsupported-media-type",
             ErrorKind::Panic => "panic",
@@ -119,6 +130,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::UnknownFunction => 404,
             ErrorKind::ProtocolMismatch | ErrorKind::SignatureMismatch => 409,
+            ErrorKind::SlowBody => 408,
             ErrorKind::TooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Panic | ErrorKind::Internal => 500,
@@ -133,7 +145,10 @@ impl ErrorKind {
 
     /// Whether a caller may retry the call on another replica.
     pub const fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Busy | ErrorKind::Draining)
+        matches!(
+            self,
+            ErrorKind::Busy | ErrorKind::Draining | ErrorKind::SlowBody
+        )
     }
 }
 

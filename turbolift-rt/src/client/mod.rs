@@ -67,12 +67,17 @@ enum Attempt<R> {
     Done(Result<R, Error>),
     /// The function did not run to an answer on this replica; another may take it.
     Retry(String),
+    /// The replica is up but cannot take the call now (`busy`): try again after a pause,
+    /// without counting it against the attempts; the call's timeout bounds the waiting.
+    Busy(String),
 }
 
 async fn attempts<R: DeserializeOwned>(remote: &Remote, body: Bytes) -> Result<R, Error> {
     let mut tried = vec![false; remote.replicas.len()];
     let mut last = String::new();
-    for attempt in 0..remote.max_attempts {
+    let mut attempt = 0;
+    let mut busy = 0u32;
+    while attempt < remote.max_attempts {
         if attempt > 0 && tried.iter().all(|t| *t) {
             tokio::time::sleep(backoff(attempt)).await;
         }
@@ -88,6 +93,12 @@ async fn attempts<R: DeserializeOwned>(remote: &Remote, body: Bytes) -> Result<R
                 tracing::debug!(function = remote.info.function(), replica = %replica.base, %reason, "retrying on another replica");
                 tried[index] = true;
                 last = format!("{}: {reason}", replica.base);
+                attempt += 1;
+            }
+            Attempt::Busy(reason) => {
+                busy += 1;
+                last = format!("{}: {reason}", replica.base);
+                tokio::time::sleep(busy_pause(busy)).await;
             }
         }
     }
@@ -98,9 +109,20 @@ async fn attempts<R: DeserializeOwned>(remote: &Remote, body: Bytes) -> Result<R
     })
 }
 
-/// The pause before attempt `attempt` (1-based retries): 20 ms, 40 ms, ... capped at 500 ms.
+/// The pause before a retry once every replica was tried: 10 ms × 2^attempt, capped at
+/// 500 ms.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((10u64 << attempt.min(6)).min(500))
+}
+
+/// The pause after the `n`th `busy`: growing from 1 ms to at most 100 ms, with jitter so
+/// that callers turned away together do not come back together.
+fn busy_pause(n: u32) -> Duration {
+    let ceiling = (1u64 << n.min(7)).min(100);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    Duration::from_micros(ceiling * 500 + nanos % (ceiling * 500 + 1))
 }
 
 async fn send<R: DeserializeOwned>(remote: &Remote, replica: &Replica, body: Bytes) -> Attempt<R> {
@@ -161,7 +183,10 @@ async fn send<R: DeserializeOwned>(remote: &Remote, replica: &Replica, body: Byt
         }))
     };
     match kind {
-        Some(kind) if kind.is_retryable() => Attempt::Retry(format!("{} ({text})", kind.as_str())),
+        Some(ErrorKind::Busy) => Attempt::Busy(format!("busy ({text})")),
+        Some(kind @ (ErrorKind::Draining | ErrorKind::SlowBody)) => {
+            Attempt::Retry(format!("{} ({text})", kind.as_str()))
+        }
         Some(ErrorKind::Panic) => Attempt::Done(Err(Error::Panic {
             function,
             message: text,

@@ -4,117 +4,37 @@
 //! launchers of your own can build a [`Service`] and drive it directly.
 
 pub(crate) mod handler;
+mod options;
 mod router;
+mod serve;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use turbolift_shared::protocol::{self, ErrorKind, env};
 
 pub use handler::{Handler, InvokeError, registered};
 
-/// Default largest request body: 64 MiB.
-pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
-/// Default number of calls a service runs at once; further calls wait in line.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
-
-/// How a service runs.
-#[derive(Clone)]
-pub struct ServiceOptions {
-    /// The shared secret every call must carry.
-    pub secret: String,
-    /// Largest request body in bytes.
-    pub max_body: usize,
-    /// Calls run at once.
-    pub max_concurrency: usize,
-    /// Name of this instance, sent back in `x-turbolift-instance`.
-    pub instance: String,
-    /// Address to bind.
-    pub bind: SocketAddr,
-}
-
-impl std::fmt::Debug for ServiceOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceOptions")
-            .field("secret", &"<redacted>")
-            .field("max_body", &self.max_body)
-            .field("max_concurrency", &self.max_concurrency)
-            .field("instance", &self.instance)
-            .field("bind", &self.bind)
-            .finish()
-    }
-}
-
-impl ServiceOptions {
-    /// Options with this secret and the defaults: 127.0.0.1, an OS-assigned port.
-    pub fn new(secret: impl Into<String>) -> Self {
-        ServiceOptions {
-            secret: secret.into(),
-            max_body: DEFAULT_MAX_BODY,
-            max_concurrency: DEFAULT_MAX_CONCURRENCY,
-            instance: format!("pid-{}", std::process::id()),
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-        }
-    }
-
-    /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_MAX_BODY`,
-    /// `TURBOLIFT_MAX_CONCURRENCY` and `TURBOLIFT_INSTANCE`.
-    pub fn from_env() -> Result<Self, String> {
-        let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
-            format!(
-                "{} is not set: a service refuses to run without a shared secret (`cargo turbolift run` sets one for you)",
-                env::SECRET
-            )
-        })?;
-        let mut options = ServiceOptions::new(secret);
-        if let Ok(bind) = std::env::var(env::BIND) {
-            options.bind = bind.parse().map_err(|_| {
-                format!(
-                    "{}=`{bind}` is not an address like 127.0.0.1:8080",
-                    env::BIND
-                )
-            })?;
-        }
-        if let Some(n) = positive(env::MAX_BODY)? {
-            options.max_body = n;
-        }
-        if let Some(n) = positive(env::MAX_CONCURRENCY)? {
-            options.max_concurrency = n;
-        }
-        if let Ok(instance) = std::env::var(env::INSTANCE) {
-            options.instance = instance;
-        }
-        Ok(options)
-    }
-}
-
-fn positive(var: &str) -> Result<Option<usize>, String> {
-    match std::env::var(var) {
-        Err(_) => Ok(None),
-        Ok(text) => text
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| format!("{var}=`{text}` must be a whole number above 0")),
-    }
-}
+pub use options::{DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE, ServiceOptions};
 
 /// Shared state of a running service.
 pub(crate) struct State {
     secret: Box<[u8]>,
     max_body: usize,
+    header_timeout: Duration,
+    body_timeout: Duration,
     limiter: Semaphore,
+    max_queue: usize,
+    waiting: AtomicUsize,
     ready: AtomicBool,
     draining: AtomicBool,
     instance: HeaderValue,
@@ -122,6 +42,7 @@ pub(crate) struct State {
     served: AtomicU64,
     rejected: AtomicU64,
     panicked: AtomicU64,
+    busy: AtomicU64,
 }
 
 impl State {
@@ -144,6 +65,31 @@ impl State {
                 format!("missing or wrong `{}` header", protocol::SECRET_HEADER),
             ))
         }
+    }
+
+    /// A place among the calls that run at once: waits in line for one, unless the line
+    /// is full (a retryable `busy`) or the service is stopping (`draining`).
+    #[allow(clippy::result_large_err)]
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Response> {
+        if let Ok(permit) = self.limiter.try_acquire() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(router::refusal(
+                ErrorKind::Busy,
+                "the service has as many calls waiting as it takes (TURBOLIFT_MAX_QUEUE); retry later",
+            ));
+        }
+        let permit = self.limiter.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| {
+            router::refusal(
+                ErrorKind::Draining,
+                "the service is shutting down; retry on another replica",
+            )
+        })
     }
 
     /// A refusal, counted and logged.
@@ -183,7 +129,11 @@ impl Service {
         let state = Arc::new(State {
             secret: options.secret.as_bytes().into(),
             max_body: options.max_body,
+            header_timeout: options.header_timeout,
+            body_timeout: options.body_timeout,
             limiter: Semaphore::new(options.max_concurrency),
+            max_queue: options.max_queue,
+            waiting: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             instance,
@@ -191,6 +141,7 @@ impl Service {
             served: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             panicked: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
         });
         let router = router::build(state.clone(), handlers);
         Service { state, router }
@@ -210,22 +161,12 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        state.ready.store(true, Ordering::Release);
-        let draining = state.clone();
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                draining.draining.store(true, Ordering::Release);
-                tracing::info!("shutting down: finishing the calls in flight");
-            })
-            .await?;
+        serve::serve(self.state, self.router, listener, shutdown).await?;
         tracing::info!(
             served = state.served.load(Ordering::Relaxed),
             rejected = state.rejected.load(Ordering::Relaxed),
             panicked = state.panicked.load(Ordering::Relaxed),
+            busy = state.busy.load(Ordering::Relaxed),
             "stopped"
         );
         Ok(())

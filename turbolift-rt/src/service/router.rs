@@ -136,23 +136,29 @@ async fn call_inner(
     if declared.is_some_and(|len| len > state.max_body as u64) {
         return Err(too_large(state));
     }
-    let _permit = state.limiter.acquire().await.map_err(|_| {
-        refusal(
-            ErrorKind::Draining,
-            "the service is shutting down; retry on another replica",
-        )
-    })?;
-    let body = match Limited::new(request.into_body(), state.max_body)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(state)),
-        Err(e) => {
-            return Err(state.reject(
-                ErrorKind::BadRequest,
-                format!("the body could not be read: {e}"),
-            ));
+    let _permit = state.permit().await?;
+    let read = Limited::new(request.into_body(), state.max_body).collect();
+    let body = match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(too_large(state));
+        }
+        Ok(Err(e)) => {
+            let reason = format!("the body could not be read: {e}");
+            return Err(state.reject(ErrorKind::BadRequest, reason));
+        }
+        Err(_) => {
+            let reason = format!(
+                "the body did not arrive within {:?} (TURBOLIFT_BODY_TIMEOUT)",
+                state.body_timeout
+            );
+            let mut refused = state.reject(ErrorKind::SlowBody, reason);
+            // The rest of a body that is late may never come: close the connection.
+            refused.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            return Err(refused);
         }
     };
     match handler.invoke(body).await {

@@ -1,0 +1,135 @@
+//! How a service runs: its options and their environment variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use turbolift_shared::duration::parse_duration;
+use turbolift_shared::protocol::env;
+
+/// Default largest request body: 64 MiB.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
+/// Default number of calls a service runs at once; further calls wait in line.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
+/// Default number of calls that may wait in line; beyond, calls get a retryable `busy`.
+pub const DEFAULT_MAX_QUEUE: usize = 4096;
+/// Default time a client has to send a request's head.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a client has to send a request's body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a service runs.
+#[derive(Clone)]
+pub struct ServiceOptions {
+    /// The shared secret every call must carry.
+    pub secret: String,
+    /// Largest request body in bytes.
+    pub max_body: usize,
+    /// Calls run at once.
+    pub max_concurrency: usize,
+    /// Calls that may wait for one of the `max_concurrency` places.
+    pub max_queue: usize,
+    /// Time a client has to send a request's head (slow-loris defence).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body.
+    pub body_timeout: Duration,
+    /// Name of this instance, sent back in `x-turbolift-instance`.
+    pub instance: String,
+    /// Address to bind.
+    pub bind: SocketAddr,
+}
+
+impl std::fmt::Debug for ServiceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceOptions")
+            .field("secret", &"<redacted>")
+            .field("max_body", &self.max_body)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_queue", &self.max_queue)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("instance", &self.instance)
+            .field("bind", &self.bind)
+            .finish()
+    }
+}
+
+impl ServiceOptions {
+    /// Options with this secret and the defaults: 127.0.0.1, an OS-assigned port.
+    pub fn new(secret: impl Into<String>) -> Self {
+        ServiceOptions {
+            secret: secret.into(),
+            max_body: DEFAULT_MAX_BODY,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_queue: DEFAULT_MAX_QUEUE,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            instance: format!("pid-{}", std::process::id()),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
+    /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_MAX_BODY`,
+    /// `TURBOLIFT_MAX_CONCURRENCY`, `TURBOLIFT_MAX_QUEUE`, `TURBOLIFT_HEADER_TIMEOUT`,
+    /// `TURBOLIFT_BODY_TIMEOUT` and `TURBOLIFT_INSTANCE`.
+    pub fn from_env() -> Result<Self, String> {
+        let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
+            format!(
+                "{} is not set: a service refuses to run without a shared secret (`cargo turbolift run` sets one for you)",
+                env::SECRET
+            )
+        })?;
+        let mut options = ServiceOptions::new(secret);
+        if let Ok(bind) = std::env::var(env::BIND) {
+            options.bind = bind.parse().map_err(|_| {
+                format!(
+                    "{}=`{bind}` is not an address like 127.0.0.1:8080",
+                    env::BIND
+                )
+            })?;
+        }
+        if let Some(n) = positive(env::MAX_BODY)? {
+            options.max_body = n;
+        }
+        if let Some(n) = positive(env::MAX_CONCURRENCY)? {
+            options.max_concurrency = n;
+        }
+        if let Ok(text) = std::env::var(env::MAX_QUEUE) {
+            options.max_queue = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("{}=`{text}` must be a whole number", env::MAX_QUEUE))?;
+        }
+        if let Some(d) = duration(env::HEADER_TIMEOUT)? {
+            options.header_timeout = d;
+        }
+        if let Some(d) = duration(env::BODY_TIMEOUT)? {
+            options.body_timeout = d;
+        }
+        if let Ok(instance) = std::env::var(env::INSTANCE) {
+            options.instance = instance;
+        }
+        Ok(options)
+    }
+}
+
+fn positive(var: &str) -> Result<Option<usize>, String> {
+    match std::env::var(var) {
+        Err(_) => Ok(None),
+        Ok(text) => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("{var}=`{text}` must be a whole number above 0")),
+    }
+}
+
+fn duration(var: &str) -> Result<Option<Duration>, String> {
+    match std::env::var(var) {
+        Err(_) => Ok(None),
+        Ok(text) => parse_duration(&text)
+            .map(Some)
+            .map_err(|e| format!("{var}: {e}")),
+    }
+}
