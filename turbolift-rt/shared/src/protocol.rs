@@ -28,6 +28,11 @@ pub const CALL_PREFIX: &str = "/v1/call/";
 /// The line a service prints on stdout once it listens, followed by its base URL.
 pub const LISTENING_LINE: &str = "turbolift: listening on ";
 
+/// The argument that makes a service binary check, instead of serving, whether the service
+/// of this container answers [`READY_PATH`], and exit 0 if so, else 1 (for a container
+/// `HEALTHCHECK` in an image that has no shell or curl).
+pub const HEALTH_CHECK_FLAG: &str = "--health-check";
+
 /// Environment variables read by the runtime.
 pub mod env {
     /// `id=url,url;id=url`: which functions are remote, and their replicas.

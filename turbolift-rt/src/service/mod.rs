@@ -3,6 +3,7 @@
 //! A generated service crate's `main` is one call: [`main_for`]`("geo::area")`. Tests and
 //! launchers of your own can build a [`Service`] and drive it directly.
 
+mod check;
 pub(crate) mod handler;
 mod options;
 mod router;
@@ -176,6 +177,9 @@ impl Service {
 /// The `main` of a generated service crate: serves the registered function `id`
 /// with options from the environment, until SIGTERM or SIGINT.
 pub fn main_for(id: &str) -> ExitCode {
+    if check::requested() {
+        return check::health_check();
+    }
     init_logging();
     let Some(handler) = registered().find(|h| h.info().id() == id) else {
         let known: Vec<&str> = registered().map(|h| h.info().id()).collect();
