@@ -237,10 +237,10 @@ fn spawn_monitor(
                 &log,
                 &format!("turbolift: {name} {outcome}; restarting it on {bind}"),
             );
-            // A replica that fails at once is not restarted in a tight loop.
-            std::thread::sleep(Duration::from_millis(
-                50 * u64::from(failures_in_a_row.min(10)),
-            ));
+            // The first restart is immediate; a replica that keeps failing at once is not
+            // restarted in a tight loop.
+            let pause = 50 * u64::from(failures_in_a_row.saturating_sub(1).min(10));
+            std::thread::sleep(Duration::from_millis(pause));
         }
     })
 }

@@ -1,0 +1,249 @@
+//! Scenarios 1–4, 6 and 7: killed workers, every replica down, a hung function, panics,
+//! overload, and a graceful shutdown under load.
+
+use std::time::Duration;
+
+use crate::harness::*;
+use crate::support::*;
+
+#[test]
+fn worker_loss_10000_calls_two_kills() {
+    let _serial = serial();
+    built();
+    let n = 10_000;
+    let mut run = start(
+        &["--replicas", "2"],
+        &["burst", &n.to_string(), "16", "2"],
+        &[],
+    );
+    let mut lines = Vec::new();
+    for kill_at in [2_500, 6_000] {
+        while lines.len() < kill_at {
+            lines.push(run.line());
+        }
+        // The replica killed first is back (restarted) before the second kill.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut replicas = running(&exe("slow_double"));
+        while replicas.len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            replicas = running(&exe("slow_double"));
+        }
+        assert_eq!(replicas.len(), 2, "both replicas run before the kill");
+        kill(replicas[0], "KILL");
+    }
+    lines.extend(run.until("done"));
+    let (code, stderr) = run.finish();
+    let (correct, errors) = check_burst(&lines, n);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(correct, n, "{errors:?}");
+    assert_eq!(
+        restarts(&stderr),
+        2,
+        "both killed workers were restarted: {stderr}"
+    );
+    summary(
+        "worker-loss",
+        format!("calls {n}, correct {correct}, errors {errors:?}, restarts 2 (two SIGKILLs)"),
+    );
+}
+
+#[test]
+fn every_replica_down_fails_fast_and_names_the_function() {
+    let _serial = serial();
+    built();
+    let go = tempfile::tempdir().unwrap();
+    let go_file = go.path().join("go");
+    let mut run = start(
+        &["--replicas", "2"],
+        &["down"],
+        &[("FAULTS_GO", go_file.to_str().unwrap())],
+    );
+    assert_eq!(run.line(), "ready");
+    // Freeze the supervisor so that nothing restarts, then take every replica down.
+    let supervisor = run.child.0.id();
+    kill(supervisor, "STOP");
+    let replicas = running(&exe("double"));
+    assert_eq!(replicas.len(), 2);
+    for pid in &replicas {
+        kill(*pid, "KILL");
+    }
+    assert!(wait_gone(&replicas, Duration::from_secs(5)).is_empty());
+    std::fs::write(&go_file, "").unwrap();
+    let lines = run.until("done");
+    kill(supervisor, "CONT");
+    let (code, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}\n{lines:?}");
+    let mut slowest = 0;
+    for line in &lines[..20] {
+        assert!(
+            line.contains("no replica of `faults::double` could take the call after 4 attempt(s)"),
+            "{line}"
+        );
+        let ms: u64 = line
+            .rsplit('(')
+            .next()
+            .unwrap()
+            .trim_end_matches(" ms)")
+            .parse()
+            .unwrap();
+        assert!(ms < 2_000, "bounded retries, not a hang: {line}");
+        slowest = slowest.max(ms);
+    }
+    summary(
+        "all-down",
+        format!(
+            "calls 20, correct 0, errors {{Unavailable: 20}}, slowest failure {slowest} ms, restarts 0"
+        ),
+    );
+}
+
+#[test]
+fn a_hung_function_times_out_and_its_service_keeps_answering() {
+    let _serial = serial();
+    built();
+    let mut run = start(&["--replicas", "1"], &["hang"], &[]);
+    let lines = run.until("done");
+    let (code, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}\n{lines:?}");
+    assert!(lines[0].starts_with("others: 200 ok in "), "{lines:?}");
+    let sleepy = &lines[1];
+    assert!(
+        sleepy.starts_with("sleepy: call to `faults::sleepy` timed out after 500ms"),
+        "{sleepy}"
+    );
+    let waited: u64 = sleepy
+        .rsplit("after ")
+        .next()
+        .unwrap()
+        .trim_end_matches(" ms")
+        .parse()
+        .unwrap();
+    assert!(
+        waited < 1_500,
+        "timeout of 500 ms plus a small margin: {waited} ms"
+    );
+    summary(
+        "hung-function",
+        format!(
+            "calls 201, correct 200, errors {{Timeout: 1}} after {waited} ms (timeout 500 ms), restarts 0"
+        ),
+    );
+}
+
+#[test]
+fn panics_are_errors_with_their_message_and_the_service_serves_on() {
+    let _serial = serial();
+    built();
+    let mut run = start(&["--replicas", "2"], &["panics", "1000"], &[]);
+    let lines = run.until("done");
+    let (code, stderr) = run.finish();
+    assert_eq!(code, Some(0), "{stderr}\n{lines:?}");
+    assert_eq!(lines[0], "ok 667 panicked 333 other 0");
+    assert_eq!(lines[1], "after: Ok(7)");
+    assert_eq!(
+        restarts(&stderr),
+        0,
+        "a panic does not bring a service down"
+    );
+    summary(
+        "panics",
+        "calls 1001, correct 668, errors {Panic: 333}, restarts 0".to_owned(),
+    );
+}
+
+#[test]
+fn overload_queues_or_answers_busy_and_every_call_completes() {
+    let _serial = serial();
+    built();
+    let n = 2_000;
+    let mut run = start(
+        &["--replicas", "1"],
+        &["burst", &n.to_string(), "2000", "2"],
+        &[
+            ("TURBOLIFT_MAX_CONCURRENCY", "4"),
+            ("TURBOLIFT_MAX_QUEUE", "16"),
+        ],
+    );
+    let lines = run.until("done");
+    let (code, stderr) = run.finish();
+    let (correct, errors) = check_burst(&lines, n);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(correct, n, "{errors:?}");
+    let busy: u64 = log_counts(&stderr, "slow-double", "busy=");
+    assert!(
+        busy > 0,
+        "the small line of waiting calls filled up and answered busy"
+    );
+    summary(
+        "overload",
+        format!(
+            "calls {n}, correct {correct}, errors {errors:?}, busy answers retried {busy}, restarts {}",
+            restarts(&stderr)
+        ),
+    );
+}
+
+#[test]
+fn sigterm_to_a_service_under_load_finishes_its_calls() {
+    let _serial = serial();
+    built();
+    let n = 3_000;
+    let mut run = start(
+        &["--replicas", "2"],
+        &["burst", &n.to_string(), "64", "2"],
+        &[],
+    );
+    let mut lines = Vec::new();
+    while lines.len() < 1_000 {
+        lines.push(run.line());
+    }
+    let replicas = running(&exe("slow_double"));
+    assert_eq!(replicas.len(), 2);
+    kill(replicas[0], "TERM");
+    lines.extend(run.until("done"));
+    let (code, stderr) = run.finish();
+    let (correct, errors) = check_burst(&lines, n);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(correct, n, "{errors:?}");
+    let logs = logs_dir(&stderr);
+    let drained = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .any(|log| log.contains("shutting down: finishing the calls in flight"));
+    assert!(drained, "the terminated replica drained");
+    summary(
+        "graceful-stop",
+        format!(
+            "calls {n}, correct {correct}, errors {errors:?}, restarts {} (SIGTERM)",
+            restarts(&stderr)
+        ),
+    );
+}
+
+/// The sum of a `key=N` counter over the `stopped` lines of a service's logs.
+pub fn log_counts(stderr: &str, service: &str, key: &str) -> u64 {
+    let logs = logs_dir(stderr);
+    std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("faults-{service}-"))
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .flat_map(|log| {
+            log.lines()
+                .filter_map(|l| {
+                    l.split(key)
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
