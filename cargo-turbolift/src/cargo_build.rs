@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use cargo_metadata::Message;
 
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, Platform};
 use crate::discover::{Discovery, DistributedFn};
 use crate::generate::{self, ServiceCrate};
 use crate::project::Project;
@@ -20,6 +20,8 @@ pub struct Built {
     pub services: Vec<(ServiceCrate, PathBuf)>,
     /// The program's executables by binary name.
     pub programs: BTreeMap<String, PathBuf>,
+    /// With `--platform docker`, an image per service.
+    pub images: Vec<crate::docker::Image>,
 }
 
 /// Which of the package's binaries to build.
@@ -48,6 +50,7 @@ pub fn command(shell: &Shell, args: &BuildArgs) -> Result<Built> {
 /// Discovers, generates and builds the services, then the program (`bin`, or all of
 /// the package's binaries).
 pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<Built> {
+    crate::docker::preflight(args)?;
     let project = Project::load(args)?;
     let bin = match programs {
         Programs::Selected(bin) => bin.map(str::to_owned),
@@ -75,7 +78,16 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
                 plural(generated.services.len())
             ),
         );
-        let mut cargo = cargo(shell, args, &project);
+        let docker = args.platform == Platform::Docker;
+        let target_dir = if docker {
+            crate::docker::image::static_target_dir(&project.target_dir)
+        } else {
+            project.target_dir.clone()
+        };
+        let mut cargo = cargo(shell, args, &project, &target_dir);
+        if docker {
+            crate::docker::image::build_statically(&mut cargo)?;
+        }
         cargo
             .arg("--manifest-path")
             .arg(generated.dir.join("Cargo.toml"))
@@ -114,7 +126,7 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
         "Building",
         format!("`{}` with the remote call path", project.package.name),
     );
-    let mut cargo = cargo(shell, args, &project);
+    let mut cargo = cargo(shell, args, &project, &project.target_dir);
     cargo
         .arg("--manifest-path")
         .arg(project.package.manifest_path.as_std_path());
@@ -132,10 +144,15 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
     cargo.arg("--features").arg(features.join(","));
     let programs =
         run_cargo(cargo).context("could not build the program; cargo's errors are above")?;
+    let images = match args.platform {
+        Platform::Local => Vec::new(),
+        Platform::Docker => crate::docker::build_images(shell, &project, &services, args)?,
+    };
     Ok(Built {
         project,
         services,
         programs,
+        images,
     })
 }
 
@@ -160,12 +177,12 @@ fn discover(shell: &Shell, project: &Project) -> Result<Vec<DistributedFn>> {
 }
 
 /// `cargo build` with the flags every build shares.
-fn cargo(shell: &Shell, args: &BuildArgs, project: &Project) -> Command {
+fn cargo(shell: &Shell, args: &BuildArgs, project: &Project, target_dir: &Path) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.arg("build")
         .arg("--message-format=json-render-diagnostics")
         .arg("--target-dir")
-        .arg(&project.target_dir)
+        .arg(target_dir)
         .arg("--color")
         .arg(shell.cargo_color())
         // The user's `.cargo/config.toml` applies to the services too.

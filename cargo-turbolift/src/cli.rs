@@ -48,10 +48,22 @@ pub enum Command {
     Build(BuildArgs),
     /// Build, start the services on this machine, run the program against them
     Run(RunArgs),
+    /// Remove the containers and networks that `--platform docker` runs left behind
+    Clean(CleanArgs),
 }
 
-/// Which package, features and profile: cargo's own flags.
-#[derive(Debug, Clone, Args)]
+/// Where the services run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Platform {
+    /// Processes on this machine, on 127.0.0.1
+    #[default]
+    Local,
+    /// Containers on the local Docker Engine, from static `FROM scratch` images
+    Docker,
+}
+
+/// Which package, features and profile: cargo's own flags; and where the services run.
+#[derive(Debug, Clone, Default, Args)]
 pub struct BuildArgs {
     /// Path to Cargo.toml
     #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
@@ -89,6 +101,24 @@ pub struct BuildArgs {
     /// Directory for all generated artifacts
     #[arg(long, value_name = "DIRECTORY", help_heading = "Compilation Options")]
     pub target_dir: Option<PathBuf>,
+
+    /// Where the services run
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Platform::Local,
+        value_name = "PLATFORM",
+        help_heading = "Platform Options"
+    )]
+    pub platform: Platform,
+
+    /// Image repository prefix: images are PREFIX/<service>:TAG [default: turbolift]
+    #[arg(long, value_name = "PREFIX", help_heading = "Platform Options")]
+    pub registry: Option<String>,
+
+    /// Tag of every image [default: a hash of the image's contents]
+    #[arg(long, value_name = "TAG", help_heading = "Platform Options")]
+    pub tag: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +134,13 @@ pub struct RunArgs {
     /// Arguments for the program
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Also remove those of runs that are still going, or of other machines
+    #[arg(long)]
+    pub all: bool,
 }
 
 impl BuildArgs {
@@ -159,5 +196,34 @@ mod tests {
         assert_eq!(run.replicas, Some(3));
         assert_eq!(run.args, ["--flag", "value"]);
         assert!(run.build.release);
+        assert_eq!(run.build.platform, Platform::Local);
+    }
+
+    #[test]
+    fn platform_and_image_flags_parse() {
+        let Cargo::Turbolift(args) = Cargo::try_parse_from([
+            "cargo",
+            "turbolift",
+            "build",
+            "--platform",
+            "docker",
+            "--registry",
+            "registry.example.com/team",
+            "--tag",
+            "v1",
+        ])
+        .unwrap();
+        let Command::Build(build) = args.command else {
+            panic!("build")
+        };
+        assert_eq!(build.platform, Platform::Docker);
+        assert_eq!(build.registry.as_deref(), Some("registry.example.com/team"));
+        assert_eq!(build.tag.as_deref(), Some("v1"));
+        let Cargo::Turbolift(args) =
+            Cargo::try_parse_from(["cargo", "turbolift", "clean", "--all"]).unwrap();
+        assert!(matches!(
+            args.command,
+            Command::Clean(CleanArgs { all: true })
+        ));
     }
 }

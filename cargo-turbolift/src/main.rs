@@ -5,6 +5,7 @@ mod cargo_build;
 mod cli;
 mod diagnostic;
 mod discover;
+mod docker;
 mod generate;
 mod project;
 mod run;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match &args.command {
         Command::Build(build) => cargo_build::command(&shell, build).map(|_| ExitCode::SUCCESS),
         Command::Run(run) => run::command(&shell, run),
+        Command::Clean(clean) => docker::clean::command(&shell, clean).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

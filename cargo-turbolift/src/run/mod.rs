@@ -1,7 +1,7 @@
 //! `cargo turbolift run`: build, start the services on this machine, run the program
 //! against them, and stop everything when it ends.
 
-mod process;
+pub mod process;
 mod supervisor;
 
 use std::path::{Path, PathBuf};
@@ -14,9 +14,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use turbolift_shared::protocol;
 
 use crate::cargo_build::{self, Programs};
-use crate::cli::RunArgs;
+use crate::cli::{Platform, RunArgs};
 use crate::shell::Shell;
-use supervisor::{ServiceSpec, Supervisor};
+pub use supervisor::ServiceSpec;
+use supervisor::Supervisor;
 
 /// How many runs' logs are kept under `target/turbolift/<package>/logs/`.
 const KEPT_LOGS: usize = 10;
@@ -65,7 +66,18 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
                 plural(specs.len())
             ),
         );
-        Some(Supervisor::start(&specs, &secret, &logs)?)
+        Some(match args.build.platform {
+            Platform::Local => Services::Local(Supervisor::start(&specs, &secret, &logs)?),
+            Platform::Docker => Services::Docker(crate::docker::Containers::start(
+                shell,
+                built.project.package.name.as_str(),
+                &built.images,
+                &specs,
+                &secret,
+                &logs,
+                &run_id,
+            )?),
+        })
     };
     if let Some(supervisor) = &supervisor {
         let mut by_function: Vec<(String, Vec<String>)> = Vec::new();
@@ -122,6 +134,36 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
         );
     }
     outcome.map(ExitCode::from)
+}
+
+/// The running services: local processes, or containers (`--platform docker`).
+enum Services {
+    Local(Supervisor),
+    Docker(crate::docker::Containers),
+}
+
+impl Services {
+    fn addresses(&self) -> Vec<(String, std::net::SocketAddr)> {
+        match self {
+            Services::Local(s) => s.addresses(),
+            Services::Docker(c) => c.addresses(),
+        }
+    }
+
+    fn endpoints(&self) -> String {
+        match self {
+            Services::Local(s) => s.endpoints(),
+            Services::Docker(c) => c.endpoints(),
+        }
+    }
+
+    /// Stops every service; returns how many restarts there were.
+    fn stop(self) -> u32 {
+        match self {
+            Services::Local(s) => s.stop(),
+            Services::Docker(c) => c.stop(),
+        }
+    }
 }
 
 /// Catches signals and says who sent them.

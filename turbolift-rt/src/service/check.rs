@@ -118,7 +118,10 @@ mod tests {
 
     #[test]
     fn the_bound_address_becomes_loopback() {
-        assert_eq!(target("0.0.0.0:8080").unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            target("0.0.0.0:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
         assert_eq!(target("[::]:8080").unwrap().to_string(), "[::1]:8080");
         assert_eq!(target("10.0.0.5:9").unwrap().to_string(), "10.0.0.5:9");
         assert!(target("127.0.0.1:0").is_err());
