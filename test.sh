@@ -21,5 +21,11 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, UI, end-to-end)"
+step "cargo test (unit, UI, end-to-end, fault injection, seeded fuzz inputs)"
+rm -f target/faults-summary.txt
 cargo test --workspace --locked
+
+if [ -f target/faults-summary.txt ]; then
+  step "fault-injection summary"
+  cat target/faults-summary.txt
+fi
