@@ -32,6 +32,7 @@ pub struct FnInfo {
 
 struct Names {
     id: String,
+    signature_hex: String,
 }
 
 impl FnInfo {
@@ -57,6 +58,7 @@ impl FnInfo {
     fn names(&self) -> &Names {
         self.names.get_or_init(|| Names {
             id: crate::naming::id_from_module_path(self.module_path, self.name),
+            signature_hex: format!("{:016x}", self.signature),
         })
     }
 
@@ -74,6 +76,12 @@ impl FnInfo {
     /// The signature hash checked on each call.
     pub fn signature(&self) -> u64 {
         self.signature
+    }
+
+    /// The signature hash as it travels: 16 lower-case hex digits, computed once.
+    #[cfg_attr(not(feature = "service"), allow(dead_code))]
+    pub(crate) fn signature_hex(&self) -> &str {
+        &self.names().signature_hex
     }
 
     /// The timeout given in the attribute, if any.
@@ -114,7 +122,7 @@ where
 {
     #[cfg(feature = "distributed")]
     if let Some(remote) = info.remote()? {
-        return crate::client::call(&remote, &args).await;
+        return crate::client::call(&remote, args).await;
     }
     local::run_blocking(info, move || body(args)).await
 }
@@ -129,7 +137,7 @@ where
 {
     #[cfg(feature = "distributed")]
     if let Some(remote) = info.remote()? {
-        return crate::client::call(&remote, &args).await;
+        return crate::client::call(&remote, args).await;
     }
     local::run_async(info, body(args)).await
 }

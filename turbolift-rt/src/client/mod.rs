@@ -1,30 +1,30 @@
 //! The remote call path: a pooled keep-alive hyper client, replica choice, retries and
 //! timeouts.
 
+pub(crate) mod body;
 mod config;
 mod remote;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use turbolift_shared::protocol::{self, ErrorKind};
 
 pub use config::Config;
 pub(crate) use remote::RemoteCache;
 use remote::{Remote, Replica};
 
+use crate::__private::Wire;
+use crate::wire::Encoded;
 use crate::{Error, RemoteError, wire};
+use body::Chunks;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<HttpConnector, Chunks>;
 
 /// Largest error body read from a service: error bodies are one line of text.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -43,16 +43,12 @@ fn http_client() -> &'static HttpClient {
 }
 
 /// Calls the function on one of its replicas within its timeout.
-pub(crate) async fn call<A: Serialize, R: DeserializeOwned>(
-    remote: &Remote,
-    args: &A,
-) -> Result<R, Error> {
+pub(crate) async fn call<A: Wire, R: Wire>(remote: &Remote, args: A) -> Result<R, Error> {
     let function = remote.info.function();
-    let body = wire::encode(args).map_err(|e| Error::Encode {
+    let body = wire::encode_owned(args).map_err(|e| Error::Encode {
         function: function.to_owned(),
         detail: e.to_string(),
     })?;
-    let body = Bytes::from(body);
     match tokio::time::timeout(remote.timeout, attempts(remote, body)).await {
         Ok(result) => result,
         Err(_) => Err(Error::Timeout {
@@ -72,7 +68,7 @@ enum Attempt<R> {
     Busy(String),
 }
 
-async fn attempts<R: DeserializeOwned>(remote: &Remote, body: Bytes) -> Result<R, Error> {
+async fn attempts<R: Wire>(remote: &Remote, body: Encoded) -> Result<R, Error> {
     let mut tried = vec![false; remote.replicas.len()];
     let mut last = String::new();
     let mut attempt = 0;
@@ -125,21 +121,14 @@ fn busy_pause(n: u32) -> Duration {
     Duration::from_micros(ceiling * 500 + nanos % (ceiling * 500 + 1))
 }
 
-async fn send<R: DeserializeOwned>(remote: &Remote, replica: &Replica, body: Bytes) -> Attempt<R> {
+async fn send<R: Wire>(remote: &Remote, replica: &Replica, body: Encoded) -> Attempt<R> {
     let function = remote.info.function();
-    let mut request = Request::post(replica.uri.clone())
-        .header(
-            CONTENT_TYPE,
-            HeaderValue::from_static(protocol::CONTENT_TYPE),
-        )
-        .header(protocol::PROTOCOL_HEADER, protocol::PROTOCOL_VERSION)
-        .header(protocol::SIGNATURE_HEADER, remote.signature.clone());
-    if let Some(secret) = &remote.secret {
-        request = request.header(protocol::SECRET_HEADER, secret.clone());
-    }
-    let request = request
-        .body(Full::new(body))
-        .expect("a request of valid parts");
+    // The headers are built once per function (`Remote::headers`), the URI once per
+    // replica: a request is clones of them.
+    let mut request = Request::new(Chunks::new(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = replica.uri.clone();
+    *request.headers_mut() = remote.headers.clone();
     let response = match http_client().request(request).await {
         Ok(response) => response,
         Err(e) if e.is_connect() => {
@@ -152,15 +141,11 @@ async fn send<R: DeserializeOwned>(remote: &Remote, replica: &Replica, body: Byt
     };
     let (parts, body) = response.into_parts();
     if parts.status == StatusCode::OK {
-        return match body.collect().await {
-            Ok(collected) => {
-                Attempt::Done(
-                    wire::decode(&collected.to_bytes()).map_err(|e| Error::Decode {
-                        function: function.to_owned(),
-                        detail: e.to_string(),
-                    }),
-                )
-            }
+        return match body::read_all(body, usize::MAX).await {
+            Ok(bytes) => Attempt::Done(wire::decode_owned(bytes).map_err(|e| Error::Decode {
+                function: function.to_owned(),
+                detail: e.to_string(),
+            })),
             Err(e) => Attempt::Retry(format!("connection lost in the answer: {e}")),
         };
     }

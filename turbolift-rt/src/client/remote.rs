@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use http::{HeaderValue, Uri};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use turbolift_shared::protocol;
 
 use super::config;
 use crate::__private::FnInfo;
@@ -58,8 +60,8 @@ pub(crate) struct Remote {
     pub(crate) replicas: Box<[Replica]>,
     pub(crate) timeout: Duration,
     pub(crate) max_attempts: u32,
-    pub(crate) secret: Option<HeaderValue>,
-    pub(crate) signature: HeaderValue,
+    /// What every request carries: content type, protocol version, signature, secret.
+    pub(crate) headers: HeaderMap,
     next: AtomicUsize,
 }
 
@@ -98,14 +100,29 @@ impl Remote {
             }
             None => None,
         };
+        let mut headers = HeaderMap::with_capacity(4);
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(protocol::CONTENT_TYPE),
+        );
+        headers.insert(
+            HeaderName::from_static(protocol::PROTOCOL_HEADER),
+            HeaderValue::from(protocol::PROTOCOL_VERSION),
+        );
+        headers.insert(
+            HeaderName::from_static(protocol::SIGNATURE_HEADER),
+            HeaderValue::from_str(&format!("{:016x}", info.signature()))
+                .expect("hex digits are a valid header value"),
+        );
+        if let Some(secret) = secret {
+            headers.insert(HeaderName::from_static(protocol::SECRET_HEADER), secret);
+        }
         Ok(Remote {
             info,
             timeout: config.timeout_for(info.id(), info.timeout()),
             max_attempts: config.attempts_for(replicas.len()),
             replicas,
-            secret,
-            signature: HeaderValue::from_str(&format!("{:016x}", info.signature()))
-                .expect("hex digits are a valid header value"),
+            headers,
             next: AtomicUsize::new(0),
         })
     }

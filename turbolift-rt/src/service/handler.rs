@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::__private::{FnInfo, Wire};
 use crate::local::{CatchUnwind, panic_message};
-use crate::wire;
+use crate::wire::{self, Encoded};
 
 /// A distributed function as a service sees it; registered by `#[turbolift::distribute]`
 /// when the `service` feature is on.
@@ -54,7 +54,7 @@ pub enum InvokeError {
 }
 
 /// The running function, as a service awaits it.
-pub type Invocation = Pin<Box<dyn Future<Output = Result<Bytes, InvokeError>> + Send>>;
+pub type Invocation = Pin<Box<dyn Future<Output = Result<Encoded, InvokeError>> + Send>>;
 
 /// Runs a synchronous function on the blocking pool, off the I/O threads.
 pub fn invoke_blocking<A, R, F>(body: Bytes, f: F) -> Invocation
@@ -64,10 +64,9 @@ where
     F: FnOnce(A) -> R + Send + 'static,
 {
     Box::pin(async move {
-        let args: A = decode(&body)?;
-        drop(body);
+        let args: A = decode(body)?;
         match tokio::task::spawn_blocking(move || f(args)).await {
-            Ok(value) => encode(&value),
+            Ok(value) => encode(value),
             Err(e) if e.is_panic() => Err(InvokeError::Panic(panic_message(&*e.into_panic()))),
             Err(_) => Err(InvokeError::ShuttingDown),
         }
@@ -83,21 +82,18 @@ where
     Fut: Future<Output = R> + Send + 'static,
 {
     Box::pin(async move {
-        let args: A = decode(&body)?;
-        drop(body);
+        let args: A = decode(body)?;
         match CatchUnwind::new(f(args)).await {
-            Ok(value) => encode(&value),
+            Ok(value) => encode(value),
             Err(payload) => Err(InvokeError::Panic(panic_message(&*payload))),
         }
     })
 }
 
-fn decode<A: Wire>(body: &[u8]) -> Result<A, InvokeError> {
-    wire::decode(body).map_err(|e| InvokeError::BadArguments(e.to_string()))
+fn decode<A: Wire>(body: Bytes) -> Result<A, InvokeError> {
+    wire::decode_owned(body).map_err(|e| InvokeError::BadArguments(e.to_string()))
 }
 
-fn encode<R: Wire>(value: &R) -> Result<Bytes, InvokeError> {
-    wire::encode(value)
-        .map(Bytes::from)
-        .map_err(|e| InvokeError::Encode(e.to_string()))
+fn encode<R: Wire>(value: R) -> Result<Encoded, InvokeError> {
+    wire::encode_owned(value).map_err(|e| InvokeError::Encode(e.to_string()))
 }

@@ -10,7 +10,7 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{LengthLimitError, Limited};
 use turbolift_shared::naming;
 use turbolift_shared::protocol::{self, ErrorKind};
 
@@ -114,7 +114,7 @@ async fn call_inner(
     state.check_secret(headers)?;
     check_content_type(state, headers)?;
     check_protocol(state, headers)?;
-    let expected = format!("{:016x}", info.signature());
+    let expected = info.signature_hex();
     match headers
         .get(protocol::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -137,9 +137,12 @@ async fn call_inner(
         return Err(too_large(state));
     }
     let _permit = state.permit().await?;
-    let read = Limited::new(request.into_body(), state.max_body).collect();
+    let read = crate::client::body::read_all(
+        Limited::new(request.into_body(), state.max_body),
+        state.max_body,
+    );
     let body = match tokio::time::timeout(state.body_timeout, read).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(too_large(state));
         }
@@ -164,7 +167,7 @@ async fn call_inner(
     match handler.invoke(body).await {
         Ok(result) => {
             state.served.fetch_add(1, Ordering::Relaxed);
-            let mut response = Response::new(Body::from(result));
+            let mut response = Response::new(Body::new(crate::client::body::Chunks::new(result)));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(protocol::CONTENT_TYPE),
