@@ -31,20 +31,6 @@ fn built() {
     });
 }
 
-/// Live processes running `exe`.
-fn running(exe: &PathBuf) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| &p == exe) && alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 fn assert_nothing_left() {
     let left = wait_gone(&running(&service_exe()), Duration::from_secs(5));
     assert!(
@@ -65,23 +51,6 @@ fn spawn(args: &[&str]) -> Running {
             .spawn()
             .unwrap(),
     )
-}
-
-/// Reads the child's stdout until a line starting with `prefix`.
-fn read_until(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    prefix: &str,
-) -> Vec<String> {
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let stop = line.starts_with(prefix);
-        seen.push(line);
-        if stop {
-            return seen;
-        }
-    }
-    panic!("the program ended before printing `{prefix}`: {seen:?}");
 }
 
 #[test]

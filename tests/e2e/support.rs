@@ -133,6 +133,37 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// Live processes running the executable `exe`.
+pub fn running(exe: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Reads lines until one starting with `prefix` (included).
+pub fn read_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    prefix: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let stop = line.starts_with(prefix);
+        seen.push(line);
+        if stop {
+            return seen;
+        }
+    }
+    panic!("the output ended before a line starting with `{prefix}`: {seen:?}");
+}
+
 /// Waits until none of `pids` is alive; returns those still alive after `limit`.
 pub fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
     let deadline = Instant::now() + limit;

@@ -11,6 +11,7 @@ use faults::{Record, Tag};
 use turbolift::protocol;
 
 use crate::harness::*;
+use crate::support::running;
 
 /// A keep-alive HTTP/1.1 connection that reconnects when the service closes it.
 struct Client {

@@ -32,20 +32,6 @@ pub fn exe(service: &str) -> PathBuf {
     target_dir().join("debug").join(name)
 }
 
-/// Live processes running `exe`.
-pub fn running(exe: &PathBuf) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| &p == exe) && alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// Resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
