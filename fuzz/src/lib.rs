@@ -43,10 +43,9 @@ pub fn reference_total(order: &Order, discount: u8) -> Result<i64, String> {
     if discount > 100 {
         return Err(format!("discount {discount}% is over 100%"));
     }
-    let gross = order
-        .lines
-        .iter()
-        .fold(0i64, |sum, (qty, price)| sum.wrapping_add(i64::from(*qty).wrapping_mul(*price)));
+    let gross = order.lines.iter().fold(0i64, |sum, (qty, price)| {
+        sum.wrapping_add(i64::from(*qty).wrapping_mul(*price))
+    });
     Ok(gross.wrapping_sub(gross / 100 * i64::from(discount)))
 }
 
@@ -89,10 +88,17 @@ pub fn exercise(data: &[u8]) -> u16 {
         0..=4 => target.route.clone(),
         5 => "/v1/call/turbolift_fuzz/other".to_owned(),
         6 => protocol::READY_PATH.to_owned(),
-        _ => format!("/v1/call/{}", String::from_utf8_lossy(&body[..body.len().min(8)])),
+        _ => format!(
+            "/v1/call/{}",
+            String::from_utf8_lossy(&body[..body.len().min(8)])
+        ),
     };
     let method = if choice & 0x80 != 0 { "GET" } else { "POST" };
-    let Ok(mut builder) = Request::builder().method(method).uri(path.as_str()).body(()) else {
+    let Ok(mut builder) = Request::builder()
+        .method(method)
+        .uri(path.as_str())
+        .body(())
+    else {
         return 0; // Not a valid URI: no HTTP client could send it.
     };
     let h = builder.headers_mut();
@@ -111,23 +117,44 @@ pub fn exercise(data: &[u8]) -> u16 {
     }
     let protocol_ok = pick(4) == 0;
     if pick(4) != 2 {
-        insert(h, protocol::PROTOCOL_HEADER, if protocol_ok { "1" } else { "7" });
+        insert(
+            h,
+            protocol::PROTOCOL_HEADER,
+            if protocol_ok { "1" } else { "7" },
+        );
     }
     let signature_ok = pick(6) == 0;
     if pick(6) != 2 {
-        let signature = if signature_ok { target.signature.as_str() } else { "00000000deadbeef" };
+        let signature = if signature_ok {
+            target.signature.as_str()
+        } else {
+            "00000000deadbeef"
+        };
         insert(h, protocol::SIGNATURE_HEADER, signature);
     }
     let request = builder.map(|()| Body::from(body.to_vec()));
     let (status, answer) = target.runtime.block_on(async {
-        let response = target.router.clone().oneshot(request).await.expect("infallible");
+        let response = target
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
         let status = response.status().as_u16();
-        (status, to_bytes(response.into_body(), usize::MAX).await.expect("a body"))
+        (
+            status,
+            to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("a body"),
+        )
     });
     assert!(status < 500, "a 5xx for {data:?}: {status} {answer:?}");
     let is_call = path == target.route && method == "POST";
     if status == 200 && is_call {
-        assert!(secret_ok && type_ok && protocol_ok && signature_ok, "200 without every check");
+        assert!(
+            secret_ok && type_ok && protocol_ok && signature_ok,
+            "200 without every check"
+        );
         let (order, discount): (Order, u8) =
             turbolift::wire::decode(body).expect("a 200 only for arguments that decode");
         let result: Result<i64, String> =
@@ -135,7 +162,10 @@ pub fn exercise(data: &[u8]) -> u16 {
         assert_eq!(result, reference_total(&order, discount), "a wrong value");
     }
     if is_call && status != 401 {
-        assert!(secret_ok, "a call without the secret got past the check: {status}");
+        assert!(
+            secret_ok,
+            "a call without the secret got past the check: {status}"
+        );
     }
     status
 }
@@ -168,12 +198,17 @@ mod tests {
             if i % 2 == 0 {
                 let order = Order {
                     customer: "c".repeat((next() % 5) as usize),
-                    lines: (0..next() % 4).map(|_| (next() as u32 % 10, next() as i64 % 1000)).collect(),
+                    lines: (0..next() % 4)
+                        .map(|_| (next() as u32 % 10, next() as i64 % 1000))
+                        .collect(),
                     note: (next() % 2 == 0).then(|| "n".to_owned()),
                     priority: match next() % 3 {
                         0 => Priority::Low,
                         1 => Priority::High(next() as u8),
-                        _ => Priority::Custom { label: "x".into(), weight: 0.5 },
+                        _ => Priority::Custom {
+                            label: "x".into(),
+                            weight: 0.5,
+                        },
                     },
                 };
                 let mut body = turbolift::wire::encode(&(order, (next() % 120) as u8)).unwrap();
@@ -188,7 +223,10 @@ mod tests {
             *statuses.entry(exercise(&input)).or_default() += 1;
         }
         for status in [200, 400, 401, 404, 409, 415] {
-            assert!(statuses.get(&status).copied().unwrap_or(0) > 50, "{statuses:?}");
+            assert!(
+                statuses.get(&status).copied().unwrap_or(0) > 50,
+                "{statuses:?}"
+            );
         }
     }
 
