@@ -5,6 +5,7 @@
 //! compile once for the whole suite.
 
 mod diagnostics;
+mod docker;
 mod generated;
 mod lifecycle;
 mod programs;

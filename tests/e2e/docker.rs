@@ -1,0 +1,660 @@
+//! `--platform docker` end to end, on the local Docker Engine: static `FROM scratch` images
+//! built from an empty image store, runs whose output equals `cargo run`'s, a container
+//! killed mid-run, Ctrl-C and SIGKILL of `cargo turbolift`, `cargo turbolift clean`, and
+//! the compose file on a one-node swarm.
+//!
+//! Skipped, with a message, only when no Docker daemon answers `docker info`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// The docker tests share the daemon (and the swarm test changes its mode): one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether a Docker daemon answers; says so when it does not.
+fn docker_available(test: &str) -> bool {
+    match Command::new("docker").arg("info").output() {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "SKIPPED {test}: no Docker daemon answers (`docker info` failed: {})",
+                text(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("SKIPPED {test}: `docker info` cannot run ({e}): Docker is not installed");
+            false
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker runs")
+}
+
+/// `docker ARGS`, which must succeed; its stdout, trimmed.
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert_success(&format!("docker {}", args.join(" ")), &out);
+    text(&out.stdout).trim().to_owned()
+}
+
+/// Removes every image of the package's services, so that the build starts without them.
+fn remove_images(package: &str) {
+    let filter = format!("reference=turbolift/{package}-*");
+    let images = docker_ok(&["images", "--quiet", "--filter", &filter]);
+    let mut ids: Vec<&str> = images.lines().collect();
+    ids.sort();
+    ids.dedup();
+    if !ids.is_empty() {
+        let mut args = vec!["rmi", "--force"];
+        args.extend(ids);
+        docker_ok(&args);
+    }
+    assert_eq!(
+        docker_ok(&["images", "--quiet", "--filter", &filter]),
+        "",
+        "the images of `{package}` are gone"
+    );
+}
+
+/// The run id, from the logs directory on the `Stopped` line.
+fn run_id(stderr: &str) -> String {
+    logs_dir(stderr)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Containers and networks with the run's label.
+fn leftovers(run_id: &str) -> (String, String) {
+    let filter = format!("label=turbolift.run={run_id}");
+    (
+        docker_ok(&["ps", "--all", "--quiet", "--filter", &filter]),
+        docker_ok(&["network", "ls", "--quiet", "--filter", &filter]),
+    )
+}
+
+fn assert_nothing_left(run_id: &str) {
+    assert_eq!(
+        leftovers(run_id),
+        (String::new(), String::new()),
+        "containers or a network of run {run_id} remain"
+    );
+}
+
+/// `(function, image reference, built?)` from the build's `Image` lines.
+fn images_of(stderr: &str) -> Vec<(String, String, bool)> {
+    stderr
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Image `"))
+        .map(|rest| {
+            let (function, rest) = rest.split_once("`: ").unwrap();
+            let (reference, rest) = rest.split_once(", ").unwrap();
+            (
+                function.to_owned(),
+                reference.to_owned(),
+                rest.ends_with("(built)"),
+            )
+        })
+        .collect()
+}
+
+/// Builds the example's images from nothing, checks what is in them, builds again (which
+/// must reuse them), and runs it on the docker platform: the same output as `cargo run`,
+/// every service used, nothing left afterwards.
+fn example_in_containers(example: &str, package: &str, services: usize) {
+    let dir = fixture(example);
+    remove_images(package);
+
+    let first = output(&mut turbolift(&dir, &["build", "--platform", "docker"]));
+    assert_success("cargo turbolift build --platform docker", &first);
+    let stderr = text(&first.stderr);
+    let images = images_of(&stderr);
+    assert_eq!(images.len(), services, "{stderr}");
+    for line in stderr.lines().filter(|l| l.contains("Image `")) {
+        eprintln!("{package}: {}", line.trim());
+    }
+    let mut identity = Vec::new();
+    for (function, reference, built) in &images {
+        assert!(
+            built,
+            "`{function}` was built from an empty store: {stderr}"
+        );
+        assert!(reference.starts_with(&format!("turbolift/{package}-")));
+        let tag = reference.rsplit(':').next().unwrap();
+        assert!(
+            tag.len() == 12 && tag.chars().all(|c| c.is_ascii_hexdigit()),
+            "{reference}"
+        );
+        let facts = docker_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}}|{{len .RootFS.Layers}}|{{json .Config.Entrypoint}}|{{json .Config.Healthcheck.Test}}|{{.Os}}",
+            reference,
+        ]);
+        assert_eq!(
+            facts, r#"65532|1|["/service"]|["CMD","/service","--health-check"]|linux"#,
+            "{reference}: non-root, one layer (FROM scratch + the binary), checks itself"
+        );
+        // The one layer is the binary: every other step of its history only sets metadata.
+        let history = docker_ok(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.Size}} {{.CreatedBy}}",
+            reference,
+        ]);
+        let with_content: Vec<&str> = history.lines().filter(|l| !l.starts_with("0B ")).collect();
+        assert_eq!(with_content.len(), 1, "{history}");
+        assert!(with_content[0].contains("COPY"), "{history}");
+        identity.push(docker_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Created}}",
+            reference,
+        ]));
+    }
+
+    let second = output(&mut turbolift(&dir, &["build", "--platform", "docker"]));
+    assert_success("the second build", &second);
+    let again = images_of(&text(&second.stderr));
+    assert_eq!(
+        again.iter().map(|(f, r, _)| (f, r)).collect::<Vec<_>>(),
+        images.iter().map(|(f, r, _)| (f, r)).collect::<Vec<_>>(),
+        "same tags"
+    );
+    assert!(
+        again.iter().all(|(_, _, built)| !built),
+        "nothing rebuilt: {}",
+        text(&second.stderr)
+    );
+    for ((_, reference, _), before) in images.iter().zip(&identity) {
+        let now = docker_ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{.Created}}",
+            reference,
+        ]);
+        assert_eq!(&now, before, "{reference} is the same image");
+    }
+
+    let plain = output(&mut cargo(&dir, &["run", "-q"]));
+    assert_success("cargo run", &plain);
+    let lifted = output(&mut turbolift(&dir, &["run", "--platform", "docker"]));
+    assert_success("cargo turbolift run --platform docker", &lifted);
+    let stderr = text(&lifted.stderr);
+    assert_eq!(text(&lifted.stdout), text(&plain.stdout), "{stderr}");
+    assert!(!text(&plain.stdout).is_empty());
+    let logs = logs_dir(&stderr);
+    let served = served_calls(&logs);
+    assert_eq!(served.len(), services * 2, "two replicas each: {served:?}");
+    let mut per_service = std::collections::BTreeMap::<String, u64>::new();
+    for (file, calls) in served {
+        *per_service
+            .entry(file.rsplit_once('-').unwrap().0.to_owned())
+            .or_default() += calls;
+    }
+    assert!(
+        per_service.values().all(|n| *n > 0),
+        "every service served calls: {per_service:?}"
+    );
+    assert_nothing_left(&run_id(&stderr));
+}
+
+#[test]
+fn quickstart_images_from_scratch_and_a_run_in_containers() {
+    if !docker_available("quickstart_images_from_scratch_and_a_run_in_containers") {
+        return;
+    }
+    let _serial = serial();
+    example_in_containers("examples/quickstart", "quickstart", 1);
+}
+
+#[test]
+fn wordstats_images_from_scratch_and_a_run_in_containers() {
+    if !docker_available("wordstats_images_from_scratch_and_a_run_in_containers") {
+        return;
+    }
+    let _serial = serial();
+    example_in_containers("examples/wordstats", "wordstats", 4);
+}
+
+/// The lifecycle fixture's code as package `lifecycle-docker`: the lifecycle tests count
+/// the processes of `target/e2e/debug/lifecycle` and must not see this program.
+fn lifecycle_docker() -> PathBuf {
+    let dir = target_dir().join("docker-fixtures/lifecycle-docker");
+    static SETUP: Once = Once::new();
+    SETUP.call_once(|| {
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = format!(
+            "# The lifecycle fixture (tests/fixtures/lifecycle) under another name; written by tests/e2e/docker.rs.\n\
+             [package]\nname = \"lifecycle-docker\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [workspace]\n\n[dependencies]\nturbolift = {{ path = {:?} }}\ntokio = {{ version = \"1\", features = [\"full\"] }}\n",
+            repo().join("turbolift-rt").display().to_string()
+        );
+        std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+        let src = dir.join("src");
+        if std::fs::symlink_metadata(&src).is_err() {
+            std::os::unix::fs::symlink(fixture("lifecycle").join("src"), &src).unwrap();
+        }
+        std::fs::copy(repo().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+        let out = output(&mut turbolift(&dir, &["build", "--platform", "docker"]));
+        assert_success("cargo turbolift build --platform docker (lifecycle)", &out);
+    });
+    dir
+}
+
+fn spawn_lifecycle(args: &[&str]) -> Running {
+    let mut full = vec!["run", "--platform", "docker", "--replicas", "2", "--"];
+    full.extend_from_slice(args);
+    Running(
+        turbolift(&lifecycle_docker(), &full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Reads the child's stdout until a line starting with `prefix`.
+fn read_until(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    prefix: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let stop = line.starts_with(prefix);
+        seen.push(line);
+        if stop {
+            return seen;
+        }
+    }
+    panic!("the program ended before printing `{prefix}`: {seen:?}");
+}
+
+/// The running containers of `lifecycle-docker` runs, sorted by name, with their run id.
+fn lifecycle_containers() -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = docker_ok(&[
+        "ps",
+        "--filter",
+        "label=turbolift.run",
+        "--filter",
+        "label=turbolift.service=lifecycle-docker-double",
+        "--format",
+        "{{.Names}} {{.Label \"turbolift.run\"}}",
+    ])
+    .lines()
+    .map(|l| {
+        let (name, run) = l.split_once(' ').unwrap();
+        (name.to_owned(), run.to_owned())
+    })
+    .collect();
+    found.sort();
+    found
+}
+
+/// Live processes running `exe`.
+fn processes_of(exe: &Path) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|p| p == exe))
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_container_is_restarted_and_every_call_still_succeeds() {
+    if !docker_available("a_killed_container_is_restarted_and_every_call_still_succeeds") {
+        return;
+    }
+    let _serial = serial();
+    let mut run = spawn_lifecycle(&["steady", "400"]);
+    let child = &mut run.0;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = read_until(&mut lines, "100 ");
+    // The program is held now and then, so that the test is not outrun by it.
+    let program = target_dir().join("debug/lifecycle-docker");
+    let programs = processes_of(&program);
+    assert_eq!(programs.len(), 1, "{programs:?}");
+    kill(programs[0], "STOP");
+    let containers = lifecycle_containers();
+    assert_eq!(containers.len(), 2, "two replicas: {containers:?}");
+    let (victim, run_id) = containers[0].clone();
+    let port = docker_ok(&["port", &victim, "8080/tcp"]);
+
+    // A crash, not `docker kill` (after which Docker's restart policy does not apply).
+    let pid = docker_ok(&["inspect", "--format", "{{.State.Pid}}", &victim]);
+    kill(pid.parse().unwrap(), "KILL");
+    // Calls go on meanwhile; those that meet the dead replica are retried on the other.
+    kill(programs[0], "CONT");
+    seen.extend(read_until(&mut lines, "200 "));
+
+    // Docker brings the replica back on the same port, and the rest of the calls can
+    // reach it again.
+    kill(programs[0], "STOP");
+    wait_for(
+        "the killed container to be restarted",
+        Duration::from_secs(30),
+        || {
+            docker_ok(&[
+                "inspect",
+                "--format",
+                "{{.RestartCount}} {{.State.Running}}",
+                &victim,
+            ]) == "1 true"
+        },
+    );
+    assert_eq!(
+        docker_ok(&["port", &victim, "8080/tcp"]),
+        port,
+        "same port after the restart"
+    );
+    kill(programs[0], "CONT");
+
+    seen.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    let expected: Vec<String> = (0..400u64)
+        .map(|i| format!("{i} {}", 2 * i))
+        .chain(["done".to_owned()])
+        .collect();
+    assert_eq!(seen, expected, "{stderr}");
+    assert!(stderr.contains("(1 restart during the run)"), "{stderr}");
+    // The restarted replica served calls after it came back.
+    let log =
+        std::fs::read_to_string(logs_dir(&stderr).join("lifecycle-docker-double-0.log")).unwrap();
+    assert_eq!(log.matches("serving").count(), 2, "{log}");
+    assert!(log.contains("Docker restarted container"), "{log}");
+    let served = served_calls(&logs_dir(&stderr));
+    assert!(
+        served
+            .iter()
+            .all(|(file, calls)| file.ends_with(".log") && *calls > 0),
+        "both replicas served calls, the restarted one after its restart: {served:?}"
+    );
+    assert_nothing_left(&run_id);
+}
+
+#[test]
+fn ctrl_c_sigkill_and_clean() {
+    if !docker_available("ctrl_c_sigkill_and_clean") {
+        return;
+    }
+    let _serial = serial();
+    let program = target_dir().join("debug/lifecycle-docker");
+
+    // SIGINT to `cargo turbolift`: the program is stopped and every container goes.
+    let mut run = spawn_lifecycle(&["wait"]);
+    let mut lines = BufReader::new(run.0.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "waiting");
+    let containers = lifecycle_containers();
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    let run_id = containers[0].1.clone();
+    kill(run.0.id(), "INT");
+    let status = run.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the program's death by SIGINT is passed on"
+    );
+    assert_nothing_left(&run_id);
+
+    // SIGKILL: nothing can clean up at once; `clean` leaves a live run alone, and removes
+    // the run once its owner is gone.
+    let mut live = spawn_lifecycle(&["wait"]);
+    let mut lines = BufReader::new(live.0.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "waiting");
+    let live_run = lifecycle_containers()[0].1.clone();
+    let clean = output(&mut clean_command());
+    assert_success("cargo turbolift clean", &clean);
+    assert!(
+        text(&clean.stderr).contains("Kept"),
+        "{}",
+        text(&clean.stderr)
+    );
+    assert_ne!(leftovers(&live_run).0, "", "a live run is left alone");
+
+    kill(live.0.id(), "KILL");
+    live.0.wait().unwrap();
+    assert!(
+        wait_gone(&processes_of(&program), Duration::from_secs(10)).is_empty(),
+        "the program died with its parent"
+    );
+    let (containers, network) = leftovers(&live_run);
+    assert!(
+        !containers.is_empty() && !network.is_empty(),
+        "left behind by SIGKILL"
+    );
+    let clean = output(&mut clean_command());
+    assert_success("cargo turbolift clean", &clean);
+    let said = text(&clean.stderr);
+    assert!(
+        said.contains(&format!(
+            "what run {live_run} left behind: 2 containers, 1 network"
+        )),
+        "{said}"
+    );
+    assert_nothing_left(&live_run);
+}
+
+/// `cargo turbolift clean`, which takes no package or target directory.
+fn clean_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-turbolift"));
+    cmd.args(["turbolift", "clean", "--color", "never"])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Leaves the swarm this test joined, and removes the bridge swarm mode created.
+struct Swarm {
+    had_gwbridge: bool,
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        let _ = docker(&["swarm", "leave", "--force"]);
+        if !self.had_gwbridge {
+            let _ = docker(&["network", "rm", "docker_gwbridge"]);
+        }
+    }
+}
+
+/// Removes a stack and waits until its network is gone.
+struct Stack(String);
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = docker(&["stack", "rm", &self.0]);
+        let filter = format!("label=com.docker.stack.namespace={}", self.0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && (!docker_ok(&["ps", "--all", "--quiet", "--filter", &filter]).is_empty()
+                || !docker_ok(&["network", "ls", "--quiet", "--filter", &filter]).is_empty())
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The host's target triple.
+fn host() -> String {
+    let out = Command::new("rustc").arg("-vV").output().unwrap();
+    text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn the_compose_file_deploys_on_a_one_node_swarm() {
+    if !docker_available("the_compose_file_deploys_on_a_one_node_swarm") {
+        return;
+    }
+    let _serial = serial();
+    let dir = fixture("examples/quickstart");
+    let build = output(&mut turbolift(&dir, &["build", "--platform", "docker"]));
+    assert_success("cargo turbolift build --platform docker", &build);
+    let docker_dir = target_dir().join("turbolift/quickstart/docker");
+    let compose = docker_dir.join("compose.yaml");
+    let compose_text = std::fs::read_to_string(&compose).unwrap();
+
+    // Whatever happens with the swarm, the file must be valid compose.
+    if let Ok(out) = Command::new("docker-compose")
+        .arg("--file")
+        .arg(&compose)
+        .args(["config", "--quiet"])
+        .output()
+    {
+        assert_success("docker-compose config", &out);
+    }
+
+    let state = docker_ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+    if state != "inactive" {
+        eprintln!(
+            "SKIPPED the swarm deployment: this Docker Engine is already in swarm mode ({state}); the test does not touch a swarm it did not create"
+        );
+        return;
+    }
+    let had_gwbridge = !docker_ok(&[
+        "network",
+        "ls",
+        "--quiet",
+        "--filter",
+        "name=^docker_gwbridge$",
+    ])
+    .is_empty();
+    let init = docker(&[
+        "swarm",
+        "init",
+        "--listen-addr",
+        "127.0.0.1:2377",
+        "--advertise-addr",
+        "127.0.0.1",
+    ]);
+    let _swarm = Swarm { had_gwbridge };
+    if !init.status.success() {
+        eprintln!(
+            "SKIPPED the swarm deployment: `docker swarm init` failed ({}); the compose file was only validated",
+            text(&init.stderr).trim()
+        );
+        return;
+    }
+    let stack = format!("tl-e2e-{}", std::process::id());
+    let deploy = docker(&[
+        "stack",
+        "deploy",
+        "--compose-file",
+        compose.to_str().unwrap(),
+        &stack,
+    ]);
+    let _stack = Stack(stack.clone());
+    assert_success("docker stack deploy", &deploy);
+    let service = format!("{stack}_quickstart-square");
+    wait_for("2 healthy replicas", Duration::from_secs(90), || {
+        docker_ok(&[
+            "service",
+            "ls",
+            "--filter",
+            &format!("name={service}"),
+            "--format",
+            "{{.Replicas}}",
+        ]) == "2/2"
+    });
+
+    // The program, built statically, runs in a container on the stack's network (the image
+    // of the service serves as an empty root for it).
+    let triple = host();
+    let program_build = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-q",
+            "--features",
+            "turbolift/service",
+            "--target",
+            &triple,
+            "--target-dir",
+        ])
+        .arg(target_dir().join("turbolift-static"))
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Ctarget-feature=+crt-static\x1f-Cstrip=debuginfo",
+        )
+        .env_remove("RUSTFLAGS")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_success("the static build of the program", &program_build);
+    let program = target_dir().join(format!("turbolift-static/{triple}/debug/quickstart"));
+    let image = compose_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let endpoints = compose_text
+        .lines()
+        .find_map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .strip_prefix("TURBOLIFT_ENDPOINTS=")
+        })
+        .unwrap()
+        .to_owned();
+    let mount = format!("{}:/program:ro", program.display());
+    let env_file = docker_dir.join("turbolift.env");
+    let lifted = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("{stack}_turbolift"),
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--env",
+        &format!("TURBOLIFT_ENDPOINTS={endpoints}"),
+        "--volume",
+        &mount,
+        "--entrypoint",
+        "/program",
+        &image,
+    ]);
+    assert_success("the program on the swarm network", &lifted);
+    let plain = output(&mut cargo(&dir, &["run", "-q"]));
+    assert_eq!(text(&lifted.stdout), text(&plain.stdout));
+    eprintln!(
+        "the compose file ran on a one-node swarm: {}",
+        text(&lifted.stdout).trim()
+    );
+}
