@@ -55,10 +55,10 @@ pub enum Command {
 /// Where the services run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum Platform {
-    /// Processes on this machine, on 127.0.0.1
+    // Processes on this machine, on 127.0.0.1.
     #[default]
     Local,
-    /// Containers on the local Docker Engine, from static `FROM scratch` images
+    // Containers on the local Docker Engine, from static `FROM scratch` images.
     Docker,
 }
 
@@ -102,7 +102,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIRECTORY", help_heading = "Compilation Options")]
     pub target_dir: Option<PathBuf>,
 
-    /// Where the services run
+    /// Where the services run: processes here, or containers of static images
     #[arg(
         long,
         value_enum,
