@@ -62,12 +62,11 @@ fn probe(addr: SocketAddr) -> Result<(), String> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(fail)?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(fail)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(fail)?;
-    write!(
-        stream,
+    let request = format!(
         "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
         protocol::READY_PATH
-    )
-    .map_err(fail)?;
+    );
+    stream.write_all(request.as_bytes()).map_err(fail)?;
     // `HTTP/1.1 200 ...`: the status is the second word of the first line.
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).map_err(fail)?;
@@ -91,9 +90,14 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0u8; 512];
-            let n = stream.read(&mut request).unwrap();
-            assert!(request[..n].starts_with(b"GET /v1/ready HTTP/1.1\r\n"));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ends with an empty line");
+                request.extend_from_slice(&buf[..n]);
+            }
+            assert!(request.starts_with(b"GET /v1/ready HTTP/1.1\r\n"));
             let _ = write!(stream, "{status_line}\r\ncontent-length: 0\r\n\r\n");
         });
         addr
