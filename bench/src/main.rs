@@ -4,15 +4,15 @@
 //! cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray]
 //! ```
 //!
-//! 1. sequential round trips (p50, p99, calls/s), 2. calls/s with 64 in flight, 3. a 10 MB
-//! `Vec<u8>` echoed (MB/s): a turbolift function served by real service processes under
-//! `cargo turbolift run` (the program `bench/fixture` does the timed calls and prints
-//! JSON lines) next to a bare axum + hyper-util peer in this process (its own runtime and
-//! thread for the server), with the same postcard codec and payloads.
-//! 4. launch to the first remote result under `cargo turbolift run`, next to a plain
-//! `cargo run` of the in-process build. 5. 40 calls of a ~50 ms CPU-bound function with 1
-//! and 2 replicas. 6. cold and incremental builds, `cargo turbolift build` next to
-//! `cargo build`, of `examples/quickstart` and `examples/wordstats`.
+//! Measurements: (1) sequential round trips (p50, p99, calls/s), (2) calls/s with 64 in
+//! flight, (3) a 10 MB `Vec<u8>` echoed (MB/s): a turbolift function served by real
+//! service processes under `cargo turbolift run` (the program `bench/fixture` does the
+//! timed calls and prints JSON lines) next to a bare axum + hyper-util peer in this
+//! process (its own runtime and thread for the server), with the same postcard codec and
+//! payloads; (4) launch to the first remote result under `cargo turbolift run`, next to a
+//! plain `cargo run` of the in-process build; (5) 40 calls of a ~50 ms CPU-bound function
+//! with 1 and 2 replicas; (6) cold and incremental builds, `cargo turbolift build` next
+//! to `cargo build`, of `examples/quickstart` and `examples/wordstats`.
 //!
 //! Every figure is the median over repeats, with min–max; results go to stdout and to
 //! `target/bench/results.json`. Not part of the test suite: nothing here asserts timings.
