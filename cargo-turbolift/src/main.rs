@@ -7,6 +7,7 @@ mod diagnostic;
 mod discover;
 mod docker;
 mod generate;
+mod kubernetes;
 mod project;
 mod run;
 mod shell;

@@ -82,6 +82,12 @@ pub fn kubernetes_name(package: &str, id: &str) -> String {
     short
 }
 
+/// A valid DNS-1035 label for a part of package `package`'s deployment that is not a
+/// function: its `secret`, its `program` (the Job), its `app` label.
+pub fn kubernetes_part_name(package: &str, part: &str) -> String {
+    kubernetes_name(package, &format!("{}::{part}", crate_name(package)))
+}
+
 /// Whether `name` is a valid DNS-1035 label.
 pub fn is_dns1035_label(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -165,6 +171,8 @@ mod tests {
             long,
             kubernetes_name("pkg", &format!("pkg::{}f", "very_long_module::".repeat(9)))
         );
+        assert_eq!(kubernetes_part_name("my_app", "secret"), "my-app-secret");
+        assert_eq!(kubernetes_part_name("my-app", "program"), "my-app-program");
         for name in ["a", "abc-1", "x9"] {
             assert!(is_dns1035_label(name));
         }

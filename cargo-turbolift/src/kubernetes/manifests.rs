@@ -1,0 +1,362 @@
+//! The Kubernetes objects of a deployment, from the templates in `templates/kubernetes/`:
+//! each template is parsed as YAML, its `{{...}}` values are filled in with typed values,
+//! and the result is printed as YAML again (serde-saphyr). Names come from
+//! `turbolift_shared::naming`, so they are valid DNS-1035 labels.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+use turbolift_shared::naming;
+use turbolift_shared::protocol;
+use turbolift_syntax::Replicas;
+
+use crate::generate::write_if_changed;
+
+const DEPLOYMENT: &str = include_str!("../../../templates/kubernetes/deployment.yaml");
+const SERVICE: &str = include_str!("../../../templates/kubernetes/service.yaml");
+const HPA: &str = include_str!("../../../templates/kubernetes/hpa.yaml");
+const SECRET: &str = include_str!("../../../templates/kubernetes/secret.yaml");
+const JOB: &str = include_str!("../../../templates/kubernetes/job.yaml");
+const KUSTOMIZATION: &str = include_str!("../../../templates/kubernetes/kustomization.yaml");
+
+/// CPU request of a replica when the attribute gives none.
+pub const DEFAULT_CPU: &str = "100m";
+/// Memory request and limit of a replica when the attribute gives none.
+pub const DEFAULT_MEMORY: &str = "128Mi";
+/// The label every object carries with the deployment's id.
+pub const DEPLOYMENT_LABEL: &str = "turbolift.dev/deployment";
+/// The label with the package's name.
+pub const PART_OF_LABEL: &str = "app.kubernetes.io/part-of";
+
+/// What to deploy.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub package: String,
+    /// A fresh id per build, on every object (`turbolift.dev/deployment`).
+    pub deployment: String,
+    pub namespace: String,
+    /// The shared secret, written only into the Secret.
+    pub token: String,
+    pub services: Vec<ServicePlan>,
+    /// The program, run as a Job; `None` deploys only the services.
+    pub program: Option<ProgramPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub function_id: String,
+    pub image: String,
+    pub replicas: Replicas,
+    pub cpu: String,
+    pub memory: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProgramPlan {
+    pub image: String,
+    pub args: Vec<String>,
+}
+
+/// One object, and the file it goes into.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub file: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub yaml: String,
+}
+
+impl Plan {
+    pub fn secret_name(&self) -> String {
+        naming::kubernetes_part_name(&self.package, "secret")
+    }
+
+    pub fn job_name(&self) -> String {
+        naming::kubernetes_part_name(&self.package, "program")
+    }
+
+    pub fn service_name(&self, service: &ServicePlan) -> String {
+        naming::kubernetes_name(&self.package, &service.function_id)
+    }
+
+    fn labels(&self, name: &str) -> Value {
+        json!({
+            "app.kubernetes.io/name": name,
+            PART_OF_LABEL: naming::kubernetes_part_name(&self.package, "app"),
+            "app.kubernetes.io/managed-by": "cargo-turbolift",
+            DEPLOYMENT_LABEL: self.deployment,
+        })
+    }
+
+    fn selector(&self, name: &str) -> Value {
+        json!({ "app.kubernetes.io/name": name, DEPLOYMENT_LABEL: self.deployment })
+    }
+
+    /// `TURBOLIFT_ENDPOINTS` for the program: every function at its Service's cluster
+    /// DNS name, in the namespace the program runs in.
+    pub fn endpoints(&self) -> String {
+        self.services
+            .iter()
+            .map(|s| format!("{}=http://{}:80", s.function_id, self.service_name(s)))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+}
+
+/// Every object of the deployment, in the order `kubectl apply` should create them.
+pub fn manifests(plan: &Plan) -> Result<Vec<Manifest>> {
+    for name in [&plan.namespace] {
+        if !naming::is_dns1035_label(name) && !is_dns1123_label(name) {
+            bail!("`{name}` is not a valid namespace name (lowercase letters, digits and `-`)");
+        }
+    }
+    let mut out = Vec::new();
+    let secret = plan.secret_name();
+    out.push(render(
+        SECRET,
+        "Secret",
+        &secret,
+        &[
+            ("name", json!(secret)),
+            ("labels", plan.labels(&secret)),
+            ("token", json!(plan.token)),
+        ],
+    )?);
+    for service in &plan.services {
+        let name = plan.service_name(service);
+        let common = [
+            ("name", json!(name)),
+            ("labels", plan.labels(&name)),
+            ("selector", plan.selector(&name)),
+        ];
+        let mut vars = common.to_vec();
+        vars.extend([
+            ("replicas", json!(service.replicas.min)),
+            ("image", json!(service.image)),
+            ("secret", json!(secret)),
+            ("ready_path", json!(protocol::READY_PATH)),
+            ("health_path", json!(protocol::HEALTH_PATH)),
+            ("cpu", json!(service.cpu)),
+            ("memory", json!(service.memory)),
+        ]);
+        out.push(render(DEPLOYMENT, "Deployment", &name, &vars)?);
+        out.push(render(SERVICE, "Service", &name, &common)?);
+        if service.replicas.max > service.replicas.min {
+            let mut vars = common.to_vec();
+            vars.extend([
+                ("min_replicas", json!(service.replicas.min)),
+                ("max_replicas", json!(service.replicas.max)),
+            ]);
+            out.push(render(HPA, "HorizontalPodAutoscaler", &name, &vars)?);
+        }
+    }
+    if let Some(program) = &plan.program {
+        let name = plan.job_name();
+        out.push(render(
+            JOB,
+            "Job",
+            &name,
+            &[
+                ("name", json!(name)),
+                ("labels", plan.labels(&name)),
+                ("image", json!(program.image)),
+                ("args", json!(program.args)),
+                ("endpoints", json!(plan.endpoints())),
+                ("secret", json!(secret)),
+            ],
+        )?);
+    }
+    Ok(out)
+}
+
+/// Writes the objects and a `kustomization.yaml` into `dir`, removing files of objects
+/// that are gone; returns the files.
+pub fn write(dir: &Path, plan: &Plan, manifests: &[Manifest]) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut files = Vec::new();
+    for m in manifests {
+        let path = dir.join(&m.file);
+        write_if_changed(&path, &m.yaml)?;
+        files.push(path);
+    }
+    let resources: Vec<&str> = manifests.iter().map(|m| m.file.as_str()).collect();
+    let kustomization = render(
+        KUSTOMIZATION,
+        "Kustomization",
+        "kustomization",
+        &[
+            ("namespace", json!(plan.namespace)),
+            ("resources", json!(resources)),
+        ],
+    )?;
+    write_if_changed(&dir.join("kustomization.yaml"), &kustomization.yaml)?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".yaml")
+            && name != "kustomization.yaml"
+            && !resources.contains(&name.as_str())
+        {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(files)
+}
+
+/// A template with its `{{key}}` values filled in, printed as YAML under the template's
+/// leading comment.
+fn render(
+    template: &str,
+    kind: &'static str,
+    name: &str,
+    vars: &[(&str, Value)],
+) -> Result<Manifest> {
+    let mut value: Value = serde_saphyr::from_str(template)
+        .with_context(|| format!("the {kind} template is not valid YAML"))?;
+    fill(&mut value, vars)?;
+    let header: String = template
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let body = serde_saphyr::to_string(&value).context("cannot print YAML")?;
+    let file = if kind == "Kustomization" {
+        "kustomization.yaml".to_owned()
+    } else {
+        format!("{name}.{}.yaml", kind.to_ascii_lowercase())
+    };
+    Ok(Manifest {
+        file,
+        kind,
+        name: name.to_owned(),
+        yaml: format!("{header}{body}"),
+    })
+}
+
+fn fill(value: &mut Value, vars: &[(&str, Value)]) -> Result<()> {
+    match value {
+        Value::String(s) => {
+            if let Some(key) = s.strip_prefix("{{").and_then(|k| k.strip_suffix("}}"))
+                && !key.contains('{')
+            {
+                let found = vars.iter().find(|(k, _)| *k == key);
+                *value = found
+                    .map(|(_, v)| v.clone())
+                    .with_context(|| format!("no value for `{{{{{key}}}}}`"))?;
+            } else if s.contains("{{") {
+                bail!("a template value mixes text and a placeholder: `{s}`");
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                fill(item, vars)?;
+            }
+        }
+        Value::Object(map) => {
+            let map: &mut Map<String, Value> = map;
+            for v in map.values_mut() {
+                fill(v, vars)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn is_dns1123_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn plan() -> Plan {
+        Plan {
+            package: "quickstart".into(),
+            deployment: "0123456789ab".into(),
+            namespace: "default".into(),
+            token: "s3cret-token".into(),
+            services: vec![
+                ServicePlan {
+                    function_id: "quickstart::square".into(),
+                    image: "turbolift/quickstart-square:abc".into(),
+                    replicas: Replicas { min: 1, max: 8 },
+                    cpu: "500m".into(),
+                    memory: "256Mi".into(),
+                },
+                ServicePlan {
+                    function_id: "quickstart::geo::area".into(),
+                    image: "turbolift/quickstart-geo-area:def".into(),
+                    replicas: Replicas { min: 2, max: 2 },
+                    cpu: DEFAULT_CPU.into(),
+                    memory: DEFAULT_MEMORY.into(),
+                },
+            ],
+            program: Some(ProgramPlan {
+                image: "turbolift/quickstart-program:123".into(),
+                args: vec!["--verbose".into()],
+            }),
+        }
+    }
+
+    #[test]
+    fn objects_for_each_service_and_an_hpa_only_for_a_range() {
+        let all = manifests(&plan()).unwrap();
+        let kinds: Vec<(&str, &str)> = all.iter().map(|m| (m.kind, m.name.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("Secret", "quickstart-secret"),
+                ("Deployment", "quickstart-square"),
+                ("Service", "quickstart-square"),
+                ("HorizontalPodAutoscaler", "quickstart-square"),
+                ("Deployment", "quickstart-geo-area"),
+                ("Service", "quickstart-geo-area"),
+                ("Job", "quickstart-program"),
+            ]
+        );
+        for m in &all {
+            assert!(naming::is_dns1035_label(&m.name), "{}", m.name);
+            assert!(!m.yaml.contains("{{"), "{}", m.yaml);
+        }
+    }
+
+    #[test]
+    fn the_secret_is_referenced_and_never_inlined() {
+        let all = manifests(&plan()).unwrap();
+        for m in all.iter().filter(|m| m.kind != "Secret") {
+            assert!(!m.yaml.contains("s3cret-token"), "{}", m.yaml);
+        }
+        let deployment = &all[1].yaml;
+        assert!(deployment.contains("secretKeyRef"), "{deployment}");
+        assert!(all[0].yaml.contains("s3cret-token"));
+    }
+
+    #[test]
+    fn the_program_reaches_services_by_cluster_dns_name() {
+        assert_eq!(
+            plan().endpoints(),
+            "quickstart::square=http://quickstart-square:80;quickstart::geo::area=http://quickstart-geo-area:80"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_and_bad_namespaces_are_errors() {
+        assert!(render("a: \"{{nope}}\"\n", "Secret", "x", &[]).is_err());
+        let mut bad = plan();
+        bad.namespace = "Not_Valid".into();
+        assert!(
+            manifests(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("namespace")
+        );
+    }
+}
