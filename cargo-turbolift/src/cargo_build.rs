@@ -34,7 +34,14 @@ pub enum Programs<'a> {
 
 /// The `build` subcommand.
 pub fn command(shell: &Shell, args: &BuildArgs) -> Result<Built> {
-    let built = build(shell, args, Programs::Selected(args.bin.as_deref()))?;
+    // In Kubernetes the program runs as a Job: one binary, the one `run` would choose.
+    let kubernetes = args.platform == Platform::Kubernetes;
+    let programs = if kubernetes {
+        Programs::One(args.bin.as_deref())
+    } else {
+        Programs::Selected(args.bin.as_deref())
+    };
+    let built = build(shell, args, programs)?;
     for (service, exe) in &built.services {
         shell.status(
             "Service",
@@ -43,6 +50,9 @@ pub fn command(shell: &Shell, args: &BuildArgs) -> Result<Built> {
     }
     for exe in built.programs.values() {
         shell.status("Program", exe.display());
+    }
+    if kubernetes && let Some(program) = built.programs.values().next() {
+        crate::kubernetes::prepare(shell, &built, &program.clone(), args, &[])?;
     }
     Ok(built)
 }
@@ -78,7 +88,7 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
                 plural(generated.services.len())
             ),
         );
-        let docker = args.platform == Platform::Docker;
+        let docker = args.platform != Platform::Local;
         let target_dir = if docker {
             crate::docker::image::static_target_dir(&project.target_dir)
         } else {
@@ -126,7 +136,17 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
         "Building",
         format!("`{}` with the remote call path", project.package.name),
     );
-    let mut cargo = cargo(shell, args, &project, &project.target_dir);
+    // In Kubernetes the program runs in a container too: a static binary, like the services.
+    let in_cluster = args.platform == Platform::Kubernetes;
+    let program_dir = if in_cluster {
+        crate::docker::image::static_target_dir(&project.target_dir)
+    } else {
+        project.target_dir.clone()
+    };
+    let mut cargo = cargo(shell, args, &project, &program_dir);
+    if in_cluster {
+        crate::docker::image::build_statically(&mut cargo)?;
+    }
     cargo
         .arg("--manifest-path")
         .arg(project.package.manifest_path.as_std_path());
@@ -146,7 +166,9 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
         run_cargo(cargo).context("could not build the program; cargo's errors are above")?;
     let images = match args.platform {
         Platform::Local => Vec::new(),
-        Platform::Docker => crate::docker::build_images(shell, &project, &services, args)?,
+        Platform::Docker | Platform::Kubernetes => {
+            crate::docker::build_images(shell, &project, &services, args)?
+        }
     };
     Ok(Built {
         project,

@@ -50,6 +50,39 @@ pub enum Command {
     Run(RunArgs),
     /// Remove the containers and networks that `--platform docker` runs left behind
     Clean(CleanArgs),
+    /// Build for Kubernetes, apply the services and wait until they are ready
+    Deploy(DeployArgs),
+    /// Delete what `deploy` or `run --platform kubernetes` put into the cluster
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    /// How long the rollout may take
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, help_heading = "Platform Options")]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Path to Cargo.toml
+    #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
+    pub manifest_path: Option<PathBuf>,
+
+    /// Package whose deployment to delete
+    #[arg(short, long, value_name = "SPEC", help_heading = "Package Selection")]
+    pub package: Option<String>,
+
+    /// Kubernetes namespace of the deployment
+    #[arg(long, value_name = "NAMESPACE", default_value = "default")]
+    pub namespace: String,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    turbolift_shared::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Where the services run.
@@ -60,6 +93,8 @@ pub enum Platform {
     Local,
     // Containers on the local Docker Engine, from static `FROM scratch` images.
     Docker,
+    // Deployments on a Kubernetes cluster, from the same images, through `kubectl`.
+    Kubernetes,
 }
 
 /// Which package, features and profile: cargo's own flags; and where the services run.
@@ -119,6 +154,15 @@ pub struct BuildArgs {
     /// Tag of every image [default: a hash of the image's contents]
     #[arg(long, value_name = "TAG", help_heading = "Platform Options")]
     pub tag: Option<String>,
+
+    /// Kubernetes namespace of the deployment
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        default_value = "default",
+        help_heading = "Platform Options"
+    )]
+    pub namespace: String,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +174,14 @@ pub struct RunArgs {
     /// machine with 2 or more cores, else 1]
     #[arg(long, value_name = "N", help_heading = "Run Options")]
     pub replicas: Option<u32>,
+
+    /// Kubernetes: leave the deployment and the program's Job in the cluster afterwards
+    #[arg(long, help_heading = "Run Options")]
+    pub keep: bool,
+
+    /// Kubernetes: how long the rollout and the program's Job may take
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, help_heading = "Run Options")]
+    pub timeout: std::time::Duration,
 
     /// Arguments for the program
     #[arg(last = true, value_name = "ARGS")]

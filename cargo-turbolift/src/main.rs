@@ -26,6 +26,8 @@ fn main() -> ExitCode {
         Command::Build(build) => cargo_build::command(&shell, build).map(|_| ExitCode::SUCCESS),
         Command::Run(run) => run::command(&shell, run),
         Command::Clean(clean) => docker::clean::command(&shell, clean).map(|()| ExitCode::SUCCESS),
+        Command::Deploy(deploy) => kubernetes::deploy_command(&shell, deploy),
+        Command::Delete(delete) => kubernetes::delete_command(&shell, delete),
     };
     match result {
         Ok(code) => code,

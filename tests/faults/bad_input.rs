@@ -118,6 +118,9 @@ impl Rng {
     }
 }
 
+/// A header set to a value, or removed (`None`); `:path` changes the path.
+type HeaderEdit<'a> = (&'a str, Option<&'a str>);
+
 struct Target {
     path: String,
     secret: String,
@@ -125,7 +128,7 @@ struct Target {
 }
 
 impl Target {
-    fn head(&self, body_len: usize, edit: &[(&str, Option<&str>)]) -> String {
+    fn head(&self, body_len: usize, edit: &[HeaderEdit]) -> String {
         let mut headers = vec![
             ("content-type", Some(protocol::CONTENT_TYPE.to_owned())),
             (
@@ -295,7 +298,7 @@ fn ten_thousand_bad_requests_get_the_right_answers() {
         }
     }
     let valid = turbolift::wire::encode(&(rng.record(),)).unwrap();
-    let cases: [(&str, Vec<(&str, Option<&str>)>, u16, &str); 8] = [
+    let cases: [(&str, Vec<HeaderEdit>, u16, &str); 8] = [
         (
             "wrong content type",
             vec![("content-type", Some("application/json"))],

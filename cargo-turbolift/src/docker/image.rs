@@ -193,35 +193,16 @@ fn build_image(
     let reference = reference(&service.name, &hash, args);
     let replicas = service.function.args.replicas.map_or(2, |r| r.min).max(1);
 
-    let existing = inspect(&reference)?;
-    let (size, how) = match existing {
-        Some((existing_hash, size)) if existing_hash == hash => (size, "unchanged"),
-        _ => {
-            // The build context: the binary and the Dockerfile, nothing else.
-            let context = contexts.join(&service.name);
-            std::fs::create_dir_all(&context)?;
-            write_if_changed(&context.join("Dockerfile"), &dockerfile)?;
-            let copy = context.join("service");
-            if std::fs::read(&copy).ok().as_deref() != Some(&bytes[..]) {
-                let tmp = context.join(".service.tmp");
-                std::fs::write(&tmp, &bytes)?;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
-                std::fs::rename(&tmp, &copy)?;
-            }
-            shell.verbose_status("Building", format!("image {reference}"));
-            let mut build = docker(["build"]);
-            build
-                .arg("--label")
-                .arg(format!("{}={hash}", label::CONTENT_HASH))
-                .arg("--tag")
-                .arg(&reference)
-                .arg(&context);
-            super::run(build, &format!("`docker build` of {reference}"))?;
-            let (_, size) = inspect(&reference)?
-                .with_context(|| format!("docker built no image {reference}"))?;
-            (size, "built")
-        }
-    };
+    let context = contexts.join(&service.name);
+    let (size, how) = build_or_reuse(
+        shell,
+        &context,
+        "service",
+        &bytes,
+        &dockerfile,
+        &reference,
+        &hash,
+    )?;
     shell.status(
         "Image",
         format!("`{id}`: {reference}, {} ({how})", super::human_size(size)),
@@ -232,6 +213,47 @@ fn build_image(
         reference,
         replicas,
     })
+}
+
+/// Builds the image `reference` from a context holding `binary` (as `file_name`) and
+/// `dockerfile`, unless an image with that reference and content hash exists; returns its
+/// size and whether it was `built` or `unchanged`.
+pub fn build_or_reuse(
+    shell: &Shell,
+    context: &Path,
+    file_name: &str,
+    binary: &[u8],
+    dockerfile: &str,
+    reference: &str,
+    hash: &str,
+) -> Result<(u64, &'static str)> {
+    if let Some((existing_hash, size)) = inspect(reference)?
+        && existing_hash == hash
+    {
+        return Ok((size, "unchanged"));
+    }
+    // The build context: the binary and the Dockerfile, nothing else.
+    std::fs::create_dir_all(context)?;
+    write_if_changed(&context.join("Dockerfile"), dockerfile)?;
+    let copy = context.join(file_name);
+    if std::fs::read(&copy).ok().as_deref() != Some(binary) {
+        let tmp = context.join(format!(".{file_name}.tmp"));
+        std::fs::write(&tmp, binary)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&tmp, &copy)?;
+    }
+    shell.verbose_status("Building", format!("image {reference}"));
+    let mut build = docker(["build"]);
+    build
+        .arg("--label")
+        .arg(format!("{}={hash}", label::CONTENT_HASH))
+        .arg("--tag")
+        .arg(reference)
+        .arg(context);
+    super::run(build, &format!("`docker build` of {reference}"))?;
+    let (_, size) =
+        inspect(reference)?.with_context(|| format!("docker built no image {reference}"))?;
+    Ok((size, "built"))
 }
 
 /// The content hash label and size of an image, if it exists.

@@ -107,7 +107,7 @@ pub fn preflight(args: &BuildArgs) -> Result<()> {
             }
             Ok(())
         }
-        Platform::Docker => {
+        Platform::Docker | Platform::Kubernetes => {
             if let Some(tag) = &args.tag {
                 image::check_tag(tag)?;
             }

@@ -89,8 +89,13 @@ impl Plan {
         })
     }
 
+    /// Without the deployment id: a Deployment's selector cannot change, and the next
+    /// deployment of the package updates the same Deployment.
     fn selector(&self, name: &str) -> Value {
-        json!({ "app.kubernetes.io/name": name, DEPLOYMENT_LABEL: self.deployment })
+        json!({
+            "app.kubernetes.io/name": name,
+            PART_OF_LABEL: naming::kubernetes_part_name(&self.package, "app"),
+        })
     }
 
     /// `TURBOLIFT_ENDPOINTS` for the program: every function at its Service's cluster

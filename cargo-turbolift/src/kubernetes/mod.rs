@@ -1,5 +1,212 @@
-//! The Kubernetes platform: manifests for the services and the program, and deploying,
-//! running and deleting them with `kubectl`.
+//! The Kubernetes platform: images and manifests for the services and the program, and
+//! `deploy`, `run --platform kubernetes` and `delete` through `kubectl`.
 
 pub mod kubectl;
 pub mod manifests;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use turbolift_shared::naming;
+
+use crate::cargo_build::{self, Built, Programs};
+use crate::cli::{BuildArgs, DeleteArgs, DeployArgs, Platform, RunArgs};
+use crate::docker::image;
+use crate::generate;
+use crate::project::Project;
+use crate::run::random_hex;
+use crate::shell::Shell;
+use kubectl::Kubectl;
+use manifests::{Manifest, Plan, ProgramPlan, ServicePlan};
+
+const PROGRAM_DOCKERFILE: &str = include_str!("../../../templates/docker/program.Dockerfile");
+
+/// A deployment written to disk.
+pub struct Prepared {
+    pub plan: Plan,
+    pub dir: PathBuf,
+    pub manifests: Vec<Manifest>,
+}
+
+/// Builds the program's image and writes the manifests of a fresh deployment (new id, new
+/// secret) into `target/turbolift/<package>/kubernetes/`.
+pub fn prepare(
+    shell: &Shell,
+    built: &Built,
+    program: &Path,
+    args: &BuildArgs,
+    program_args: &[String],
+) -> Result<Prepared> {
+    let project = &built.project;
+    let package = project.package.name.as_str();
+    let program_image = program_image(shell, project, program, args)?;
+    let services = built
+        .images
+        .iter()
+        .zip(&built.services)
+        .map(|(image, (service, _))| {
+            let attribute = &service.function.args;
+            ServicePlan {
+                function_id: image.function_id.clone(),
+                image: image.reference.clone(),
+                replicas: attribute
+                    .replicas
+                    .unwrap_or(turbolift_syntax::Replicas { min: 2, max: 2 }),
+                cpu: attribute
+                    .cpu
+                    .clone()
+                    .unwrap_or_else(|| manifests::DEFAULT_CPU.to_owned()),
+                memory: attribute
+                    .memory
+                    .clone()
+                    .unwrap_or_else(|| manifests::DEFAULT_MEMORY.to_owned()),
+            }
+        })
+        .collect();
+    let plan = Plan {
+        package: package.to_owned(),
+        deployment: random_hex(6)?,
+        namespace: args.namespace.clone(),
+        token: random_hex(32)?,
+        services,
+        program: Some(ProgramPlan {
+            image: program_image,
+            args: program_args.to_vec(),
+        }),
+    };
+    let manifests = manifests::manifests(&plan)?;
+    let dir = generate::workspace_dir(project).join("kubernetes");
+    manifests::write(&dir, &plan, &manifests)?;
+    for m in &manifests {
+        shell.verbose_status("Manifest", format!("{} {}", m.kind, m.name));
+    }
+    shell.status(
+        "Manifests",
+        format!("{} (`kubectl apply -k {}`)", dir.display(), dir.display()),
+    );
+    Ok(Prepared {
+        plan,
+        dir,
+        manifests,
+    })
+}
+
+/// The program's image: its static binary alone in an empty root.
+fn program_image(
+    shell: &Shell,
+    project: &Project,
+    program: &Path,
+    args: &BuildArgs,
+) -> Result<String> {
+    let package = project.package.name.as_str();
+    let bytes =
+        std::fs::read(program).with_context(|| format!("cannot read {}", program.display()))?;
+    let dockerfile = PROGRAM_DOCKERFILE.replace("@PACKAGE@", package);
+    let hash = image::content_hash(&bytes, &dockerfile);
+    let name = naming::kubernetes_part_name(package, "program");
+    let reference = image::reference(&name, &hash, args);
+    let context = generate::workspace_dir(project)
+        .join("docker")
+        .join("program");
+    let (size, how) = image::build_or_reuse(
+        shell,
+        &context,
+        "program",
+        &bytes,
+        &dockerfile,
+        &reference,
+        &hash,
+    )?;
+    shell.status(
+        "Image",
+        format!(
+            "the program: {reference}, {} ({how})",
+            crate::docker::human_size(size)
+        ),
+    );
+    Ok(reference)
+}
+
+/// `cargo turbolift deploy`: build for Kubernetes, apply the services, wait for them.
+pub fn deploy_command(shell: &Shell, args: &DeployArgs) -> Result<ExitCode> {
+    let mut build = args.build.clone();
+    build.platform = Platform::Kubernetes;
+    crate::docker::preflight(&build)?;
+    let built = cargo_build::build(shell, &build, Programs::One(build.bin.as_deref()))?;
+    let program = built
+        .programs
+        .values()
+        .next()
+        .context("cargo built no program")?
+        .clone();
+    let prepared = prepare(shell, &built, &program, &build, &[])?;
+    deploy(shell, &prepared, args.timeout)?;
+    shell.status(
+        "Deployed",
+        format!(
+            "`{}` to namespace `{}` (deployment {}); `cargo turbolift delete` removes it",
+            prepared.plan.package, prepared.plan.namespace, prepared.plan.deployment
+        ),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn deploy(shell: &Shell, prepared: &Prepared, timeout: std::time::Duration) -> Result<()> {
+    let kubectl = Kubectl::new(&prepared.plan.namespace);
+    shell.status(
+        "Applying",
+        format!("{} objects", prepared.manifests.len() - 1),
+    );
+    kubectl.apply(&kubectl::service_files(&prepared.dir, &prepared.manifests))?;
+    kubectl.wait_rollouts(shell, &prepared.plan, timeout)
+}
+
+/// `cargo turbolift run --platform kubernetes`: deploy, run the program as a Job, follow
+/// its logs, pass its exit code on, and delete what was created unless `--keep`.
+pub fn run(shell: &Shell, args: &RunArgs, built: &Built, program: &Path) -> Result<ExitCode> {
+    let prepared = prepare(shell, built, program, &args.build, &args.args)?;
+    let kubectl = Kubectl::new(&prepared.plan.namespace);
+    let outcome = deploy(shell, &prepared, args.timeout).and_then(|()| {
+        let job = prepared
+            .manifests
+            .iter()
+            .find(|m| m.kind == "Job")
+            .map(|m| prepared.dir.join(&m.file))
+            .context("no Job manifest")?;
+        kubectl.run_job(shell, &prepared.plan, &job, args.timeout)
+    });
+    if args.keep {
+        shell.status(
+            "Kept",
+            format!(
+                "deployment {} in namespace `{}`",
+                prepared.plan.deployment, prepared.plan.namespace
+            ),
+        );
+    } else {
+        let part_of = naming::kubernetes_part_name(&prepared.plan.package, "app");
+        kubectl.delete(&part_of, Some(&prepared.plan.deployment))?;
+        shell.status(
+            "Deleted",
+            format!("deployment {}", prepared.plan.deployment),
+        );
+    }
+    outcome.map(ExitCode::from)
+}
+
+/// `cargo turbolift delete`: every object of the package in the namespace.
+pub fn delete_command(shell: &Shell, args: &DeleteArgs) -> Result<ExitCode> {
+    let build = BuildArgs {
+        manifest_path: args.manifest_path.clone(),
+        package: args.package.clone(),
+        ..BuildArgs::default()
+    };
+    let project = Project::load(&build)?;
+    let part_of = naming::kubernetes_part_name(project.package.name.as_str(), "app");
+    let deleted = Kubectl::new(&args.namespace).delete(&part_of, None)?;
+    for line in deleted.lines().filter(|l| !l.trim().is_empty()) {
+        shell.status("Deleted", line.trim());
+    }
+    Ok(ExitCode::SUCCESS)
+}

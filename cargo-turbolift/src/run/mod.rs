@@ -34,6 +34,9 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
         .iter()
         .next()
         .context("cargo built no program")?;
+    if args.build.platform == Platform::Kubernetes {
+        return crate::kubernetes::run(shell, args, &built, program);
+    }
     let run_id = random_hex(6)?;
     let secret = random_hex(32)?;
     let logs = logs_dir(&crate::generate::workspace_dir(&built.project), &run_id)?;
@@ -68,6 +71,7 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
         );
         Some(match args.build.platform {
             Platform::Local => Services::Local(Supervisor::start(&specs, &secret, &logs)?),
+            Platform::Kubernetes => unreachable!("a Kubernetes run returned above"),
             Platform::Docker => Services::Docker(crate::docker::Containers::start(
                 shell,
                 built.project.package.name.as_str(),
@@ -231,7 +235,7 @@ fn logs_dir(workspace: &Path, run_id: &str) -> Result<PathBuf> {
 }
 
 /// `n` random bytes from the OS, as hex.
-fn random_hex(n: usize) -> Result<String> {
+pub fn random_hex(n: usize) -> Result<String> {
     let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
