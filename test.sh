@@ -21,6 +21,12 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "kubernetes-validate (Kubernetes schemas, offline) in target/k8s-venv"
+if [ ! -x target/k8s-venv/bin/kubernetes-validate ]; then
+  python3 -m venv target/k8s-venv
+  target/k8s-venv/bin/pip install --quiet kubernetes-validate
+fi
+
 step "cargo test (unit, UI, end-to-end, fault injection, seeded fuzz inputs)"
 rm -f target/faults-summary.txt
 cargo test --workspace --locked

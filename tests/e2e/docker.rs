@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 /// The docker tests share the daemon (and the swarm test changes its mode): one at a time.
-fn serial() -> MutexGuard<'static, ()> {
+pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether a Docker daemon answers; says so when it does not.
-fn docker_available(test: &str) -> bool {
+pub fn docker_available(test: &str) -> bool {
     match Command::new("docker").arg("info").output() {
         Ok(out) if out.status.success() => true,
         Ok(out) => {

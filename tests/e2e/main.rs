@@ -7,6 +7,7 @@
 mod diagnostics;
 mod docker;
 mod generated;
+mod kubernetes;
 mod lifecycle;
 mod programs;
 mod support;

@@ -1,0 +1,441 @@
+//! Kubernetes, without a cluster: the manifests of real builds checked against the official
+//! schemas (`kubernetes-validate --strict`, 1.30 and the newest it ships) and by
+//! `kubectl kustomize`; their probes hit on the real service binary; and `deploy`, `run`
+//! and `delete` driven against a fake `kubectl` that records its arguments.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use turbolift::naming::is_dns1035_label;
+
+use crate::docker::{docker_available, serial};
+use crate::support::*;
+
+/// `kubernetes-validate` from the local venv that `./test.sh` makes (made here if missing).
+fn validator() -> PathBuf {
+    let venv = repo().join("target").join("k8s-venv");
+    let bin = venv.join("bin").join("kubernetes-validate");
+    if !bin.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
+        assert!(made.is_ok_and(|s| s.success()), "python3 -m venv failed");
+        let pip = venv.join("bin").join("pip");
+        let installed = Command::new(pip)
+            .args(["install", "-q", "kubernetes-validate"])
+            .status();
+        assert!(
+            installed.is_ok_and(|s| s.success()),
+            "pip install kubernetes-validate failed"
+        );
+    }
+    bin
+}
+
+/// Builds `example` for Kubernetes; returns the manifest directory.
+fn manifests_of(example: &str, package: &str) -> PathBuf {
+    let dir = fixture(example);
+    let out = output(&mut turbolift(&dir, &["build", "--platform", "kubernetes"]));
+    assert_success("cargo turbolift build --platform kubernetes", &out);
+    target_dir()
+        .join("turbolift")
+        .join(package)
+        .join("kubernetes")
+}
+
+fn objects(dir: &Path) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "kustomization.yaml" {
+            continue;
+        }
+        let value: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        out.push((name, value));
+    }
+    out
+}
+
+#[test]
+fn manifests_pass_the_official_schemas_strictly_and_kustomize() {
+    if !docker_available("kubernetes manifests (images are built with docker)") {
+        return;
+    }
+    let _serial = serial();
+    let validate = validator();
+    for (example, package) in [
+        ("examples/quickstart", "quickstart"),
+        ("examples/wordstats", "wordstats"),
+    ] {
+        let dir = manifests_of(example, package);
+        let files: Vec<PathBuf> = objects(&dir)
+            .into_iter()
+            .map(|(f, _)| dir.join(f))
+            .collect();
+        for version in ["1.30.0", "1.37.0"] {
+            let out = Command::new(&validate)
+                .args(["--strict", "--quiet", "-k", version])
+                .args(&files)
+                .output()
+                .unwrap();
+            assert_success(
+                &format!("kubernetes-validate --strict -k {version} ({package})"),
+                &out,
+            );
+        }
+        let kustomized = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_success("kubectl kustomize", &kustomized);
+        let text = text(&kustomized.stdout);
+        assert!(text.contains("namespace: default"), "{text}");
+        for (file, object) in objects(&dir) {
+            let name = object["metadata"]["name"].as_str().unwrap();
+            assert!(is_dns1035_label(name), "{file}: `{name}`");
+            let labels = &object["metadata"]["labels"];
+            assert!(labels["turbolift.dev/deployment"].is_string(), "{file}");
+            assert!(labels["app.kubernetes.io/part-of"].is_string(), "{file}");
+        }
+    }
+}
+
+#[test]
+fn the_secret_is_referenced_never_inlined() {
+    if !docker_available("kubernetes secret") {
+        return;
+    }
+    let _serial = serial();
+    let dir = manifests_of("examples/wordstats", "wordstats");
+    let all = objects(&dir);
+    let (_, secret) = all.iter().find(|(_, o)| o["kind"] == "Secret").unwrap();
+    let token = secret["stringData"]["secret"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 64, "a fresh 256-bit token");
+    let secret_name = secret["metadata"]["name"].as_str().unwrap();
+    for (file, object) in all
+        .iter()
+        .filter(|(_, o)| o["kind"] == "Deployment" || o["kind"] == "Job")
+    {
+        let raw = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(!raw.contains(&token), "{file} holds the secret itself");
+        let env = &object["spec"]["template"]["spec"]["containers"][0]["env"];
+        let var = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "TURBOLIFT_SECRET")
+            .unwrap();
+        assert_eq!(
+            var["valueFrom"]["secretKeyRef"]["name"], *secret_name,
+            "{file}"
+        );
+        assert!(var.get("value").is_none(), "{file}");
+    }
+    // A second build makes a new deployment with a new secret.
+    let again = manifests_of("examples/wordstats", "wordstats");
+    let (_, secret) = objects(&again)
+        .into_iter()
+        .find(|(_, o)| o["kind"] == "Secret")
+        .unwrap();
+    assert_ne!(secret["stringData"]["secret"].as_str().unwrap(), token);
+}
+
+#[test]
+fn the_probes_hit_paths_the_service_really_serves() {
+    if !docker_available("kubernetes probes") {
+        return;
+    }
+    let _serial = serial();
+    let dir = manifests_of("examples/quickstart", "quickstart");
+    let all = objects(&dir);
+    let (_, deployment) = all.iter().find(|(_, o)| o["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    // The binary the image holds, started here on 127.0.0.1.
+    let host =
+        String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout).unwrap();
+    let host = host
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let binary = target_dir()
+        .join("turbolift-static")
+        .join(host)
+        .join("debug/quickstart-square");
+    let mut service = Running(
+        Command::new(&binary)
+            .env("TURBOLIFT_SECRET", "probe-test")
+            .env("TURBOLIFT_BIND", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(service.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!(get["port"], "http", "{probe} uses the named port");
+        let path = get["path"].as_str().unwrap();
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{probe} {path}: {answer}"
+        );
+    }
+}
+
+#[test]
+fn the_quickstart_manifests() {
+    if !docker_available("kubernetes snapshot") {
+        return;
+    }
+    let _serial = serial();
+    let dir = manifests_of("examples/quickstart", "quickstart");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut all = String::new();
+    for file in files {
+        all.push_str(&format!(
+            "==== {} ====\n",
+            file.file_name().unwrap().to_string_lossy()
+        ));
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            all.push_str(&redact(line));
+            all.push('\n');
+        }
+    }
+    insta::assert_snapshot!("kubernetes_quickstart", all);
+}
+
+/// The values that change from build to build: the deployment id, the secret, image tags.
+fn redact(line: &str) -> String {
+    if let Some((key, _)) = line.split_once("turbolift.dev/deployment: ") {
+        return format!("{key}turbolift.dev/deployment: <deployment>");
+    }
+    if let Some((key, _)) = line.split_once("  secret: ")
+        && !line.contains("secretKeyRef")
+    {
+        return format!("{key}  secret: <token>");
+    }
+    if let Some((key, image)) = line.split_once("image: ")
+        && let Some((repository, _tag)) = image.rsplit_once(':')
+    {
+        return format!("{key}image: {repository}:<hash>");
+    }
+    line.to_owned()
+}
+
+/// A `kubectl` that records its arguments and answers from canned output; `FAKE_MODE=fail`
+/// makes the rollout fail with a pod stuck pulling its image.
+fn fake_kubectl() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("kubectl.log");
+    let script = dir.path().join("kubectl");
+    std::fs::write(&script, FAKE_KUBECTL).unwrap();
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&script, executable).unwrap();
+    (dir, log)
+}
+
+const FAKE_KUBECTL: &str = r#"#!/usr/bin/env bash
+echo "$*" >> "$FAKE_KUBECTL_LOG"
+args=" $* "
+case "$args" in
+  *" apply "*) for a in "$@"; do case "$a" in *.yaml) echo "configured $(basename "$a")";; esac; done ;;
+  *" rollout status "*)
+    if [ "$FAKE_MODE" = fail ]; then
+      echo 'error: deployment "quickstart-square" exceeded its progress deadline' >&2; exit 1
+    fi
+    echo 'deployment "quickstart-square" successfully rolled out' ;;
+  *" get pods "*)
+    if [ "$FAKE_MODE" = fail ]; then
+      echo '{"items":[{"metadata":{"name":"quickstart-square-7d9f-abcde"},"status":{"containerStatuses":[{"ready":false,"restartCount":0,"state":{"waiting":{"reason":"ImagePullBackOff","message":"Back-off pulling image \"turbolift/quickstart-square:0000\""}}}]}}]}'
+    else
+      echo '{"items":[{"metadata":{"name":"quickstart-program-xyz"},"status":{"containerStatuses":[{"ready":false,"state":{"terminated":{"exitCode":3}}}]}}]}'
+    fi ;;
+  *" get events "*)
+    echo '{"items":[{"type":"Normal","reason":"Scheduled","message":"Successfully assigned default/quickstart-square-7d9f-abcde"},{"type":"Warning","reason":"Failed","message":"Failed to pull image \"turbolift/quickstart-square:0000\": not found"}]}' ;;
+  *" wait "*) echo "pod/quickstart-program-xyz condition met" ;;
+  *" logs "*) echo "squares: [0, 1, 4]"; echo "sum: 5" ;;
+  *" delete "*) echo 'deployment.apps "quickstart-square" deleted'; echo 'secret "quickstart-secret" deleted' ;;
+  *) echo "fake kubectl: unexpected arguments: $*" >&2; exit 2 ;;
+esac
+"#;
+
+fn with_fake(cmd: &mut Command, dir: &Path, log: &Path, mode: &str) {
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    cmd.env("PATH", path)
+        .env("FAKE_KUBECTL_LOG", log)
+        .env("FAKE_MODE", mode);
+}
+
+#[test]
+fn deploy_applies_the_services_and_waits_for_their_rollout() {
+    if !docker_available("kubernetes deploy") {
+        return;
+    }
+    let _serial = serial();
+    let (fake, log) = fake_kubectl();
+    let mut cmd = turbolift(
+        &fixture("examples/quickstart"),
+        &["deploy", "--namespace", "jobs"],
+    );
+    with_fake(&mut cmd, fake.path(), &log, "ok");
+    let out = output(&mut cmd);
+    assert_success("cargo turbolift deploy", &out);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let apply = calls.lines().find(|l| l.contains(" apply ")).unwrap();
+    assert!(apply.starts_with("--namespace jobs apply"), "{apply}");
+    assert!(
+        apply.contains("quickstart-secret.secret.yaml")
+            && apply.contains("quickstart-square.deployment.yaml")
+    );
+    assert!(
+        !apply.contains(".job.yaml"),
+        "deploy does not start the program: {apply}"
+    );
+    assert!(
+        calls.contains("rollout status deployment/quickstart-square --timeout="),
+        "{calls}"
+    );
+    assert!(
+        text(&out.stderr).contains("Deployed"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_failed_rollout_says_which_pod_fails_and_why() {
+    if !docker_available("kubernetes failed rollout") {
+        return;
+    }
+    let _serial = serial();
+    let (fake, log) = fake_kubectl();
+    let mut cmd = turbolift(
+        &fixture("examples/quickstart"),
+        &["deploy", "--timeout", "30s"],
+    );
+    with_fake(&mut cmd, fake.path(), &log, "fail");
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("deployment/quickstart-square did not become ready"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("exceeded its progress deadline"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("pod quickstart-square-7d9f-abcde: ImagePullBackOff: Back-off pulling image"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Warning Failed: Failed to pull image"),
+        "{stderr}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.contains(
+            "get events --field-selector involvedObject.name=quickstart-square-7d9f-abcde"
+        ),
+        "{calls}"
+    );
+}
+
+#[test]
+fn run_deploys_runs_the_job_passes_its_exit_code_on_and_cleans_up() {
+    if !docker_available("kubernetes run") {
+        return;
+    }
+    let _serial = serial();
+    let (fake, log) = fake_kubectl();
+    let mut cmd = turbolift(
+        &fixture("examples/quickstart"),
+        &["run", "--platform", "kubernetes"],
+    );
+    with_fake(&mut cmd, fake.path(), &log, "ok");
+    let out = output(&mut cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the Job's exit code: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "squares: [0, 1, 4]\nsum: 5\n",
+        "the Job's logs are streamed"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let order: Vec<&str> = [
+        "apply",
+        "rollout status",
+        "apply",
+        "logs --follow job/quickstart-program",
+        "delete",
+    ]
+    .into_iter()
+    .collect();
+    let mut at = 0;
+    for step in order {
+        let found = calls[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("`{step}` after byte {at} in:\n{calls}"));
+        at += found + step.len();
+    }
+    let delete = calls.lines().find(|l| l.contains(" delete ")).unwrap();
+    assert!(
+        delete.contains("-l app.kubernetes.io/part-of=quickstart-app,turbolift.dev/deployment="),
+        "{delete}"
+    );
+}
+
+#[test]
+fn delete_removes_the_packages_objects_by_label() {
+    let (fake, log) = fake_kubectl();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-turbolift"));
+    cmd.args(["turbolift", "delete", "--namespace", "jobs"])
+        .current_dir(fixture("examples/quickstart"));
+    with_fake(&mut cmd, fake.path(), &log, "ok");
+    let out = cmd.output().unwrap();
+    assert_success("cargo turbolift delete", &out);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.trim(),
+        "--namespace jobs delete deployments,services,horizontalpodautoscalers,jobs,secrets -l app.kubernetes.io/part-of=quickstart-app --ignore-not-found --wait=false"
+    );
+    assert!(text(&out.stderr).contains("Deleted deployment.apps \"quickstart-square\" deleted"));
+}
