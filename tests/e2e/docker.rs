@@ -274,23 +274,6 @@ fn spawn_lifecycle(args: &[&str]) -> Running {
     )
 }
 
-/// Reads the child's stdout until a line starting with `prefix`.
-fn read_until(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    prefix: &str,
-) -> Vec<String> {
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let stop = line.starts_with(prefix);
-        seen.push(line);
-        if stop {
-            return seen;
-        }
-    }
-    panic!("the program ended before printing `{prefix}`: {seen:?}");
-}
-
 /// The running containers of `lifecycle-docker` runs, sorted by name, with their run id.
 fn lifecycle_containers() -> Vec<(String, String)> {
     let mut found: Vec<(String, String)> = docker_ok(&[

@@ -84,14 +84,8 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
         })
     };
     if let Some(supervisor) = &supervisor {
-        let mut by_function: Vec<(String, Vec<String>)> = Vec::new();
-        for (id, addr) in supervisor.addresses() {
-            match by_function.iter_mut().find(|(f, _)| *f == id) {
-                Some((_, addrs)) => addrs.push(addr.to_string()),
-                None => by_function.push((id, vec![addr.to_string()])),
-            }
-        }
-        for (id, addrs) in by_function {
+        for (id, addrs) in by_function(&supervisor.addresses()) {
+            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
             shell.status("Ready", format!("`{id}` at {}", addrs.join(", ")));
         }
         shell.verbose_status(
@@ -154,11 +148,16 @@ impl Services {
         }
     }
 
+    /// `TURBOLIFT_ENDPOINTS` for the program: `id=url,url;id=url`.
     fn endpoints(&self) -> String {
-        match self {
-            Services::Local(s) => s.endpoints(),
-            Services::Docker(c) => c.endpoints(),
-        }
+        by_function(&self.addresses())
+            .iter()
+            .map(|(id, addrs)| {
+                let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+                format!("{id}={}", urls.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(";")
     }
 
     /// Stops every service; returns how many restarts there were.
@@ -168,6 +167,20 @@ impl Services {
             Services::Docker(c) => c.stop(),
         }
     }
+}
+
+/// Replica addresses grouped by function, in the order the functions first appear.
+fn by_function(
+    addresses: &[(String, std::net::SocketAddr)],
+) -> Vec<(&str, Vec<std::net::SocketAddr>)> {
+    let mut grouped: Vec<(&str, Vec<std::net::SocketAddr>)> = Vec::new();
+    for (id, addr) in addresses {
+        match grouped.iter_mut().find(|(f, _)| f == id) {
+            Some((_, addrs)) => addrs.push(*addr),
+            None => grouped.push((id, vec![*addr])),
+        }
+    }
+    grouped
 }
 
 /// Catches signals and says who sent them.

@@ -128,26 +128,6 @@ impl Supervisor {
         Ok(supervisor)
     }
 
-    /// `TURBOLIFT_ENDPOINTS` for the program: `id=url,url;id=url`.
-    pub fn endpoints(&self) -> String {
-        let mut by_function: Vec<(&str, Vec<String>)> = Vec::new();
-        for instance in &self.instances {
-            let url = format!("http://{}", instance.addr);
-            match by_function
-                .iter_mut()
-                .find(|(id, _)| *id == instance.function_id)
-            {
-                Some((_, urls)) => urls.push(url),
-                None => by_function.push((&instance.function_id, vec![url])),
-            }
-        }
-        by_function
-            .iter()
-            .map(|(id, urls)| format!("{id}={}", urls.join(",")))
-            .collect::<Vec<_>>()
-            .join(";")
-    }
-
     /// The replicas' addresses per function, for status lines.
     pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
         self.instances
