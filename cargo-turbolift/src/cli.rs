@@ -81,6 +81,14 @@ pub struct DeleteArgs {
     pub namespace: String,
 }
 
+fn cpu_quantity(text: &str) -> Result<String, String> {
+    turbolift_syntax::check_quantity(text, false).map(|()| text.to_owned())
+}
+
+fn memory_quantity(text: &str) -> Result<String, String> {
+    turbolift_syntax::check_quantity(text, true).map(|()| text.to_owned())
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     turbolift_shared::duration::parse_duration(text).map_err(|e| e.to_string())
 }
@@ -163,17 +171,25 @@ pub struct BuildArgs {
         help_heading = "Platform Options"
     )]
     pub namespace: String,
+
+    /// Replicas of each service, winning over the function's `replicas = ".."` [default:
+    /// the attribute's (its minimum for a range), else 2 on a machine with 2 or more cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Platform Options")]
+    pub replicas: Option<u32>,
+
+    /// Kubernetes: CPU request of every replica, winning over the attribute's `cpu` [default: 100m]
+    #[arg(long, value_name = "QUANTITY", value_parser = cpu_quantity, help_heading = "Platform Options")]
+    pub cpu: Option<String>,
+
+    /// Kubernetes: memory request and limit of every replica, winning over the attribute's `memory` [default: 128Mi]
+    #[arg(long, value_name = "QUANTITY", value_parser = memory_quantity, help_heading = "Platform Options")]
+    pub memory: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub build: BuildArgs,
-
-    /// Replicas of each service [default: the function's `replicas = ".."`, else 2 on a
-    /// machine with 2 or more cores, else 1]
-    #[arg(long, value_name = "N", help_heading = "Run Options")]
-    pub replicas: Option<u32>,
 
     /// Kubernetes: leave the deployment and the program's Job in the cluster afterwards
     #[arg(long, help_heading = "Run Options")]
@@ -245,7 +261,7 @@ mod tests {
             panic!("run")
         };
         assert_eq!(run.build.feature_list(), ["a", "b", "c", "d"]);
-        assert_eq!(run.replicas, Some(3));
+        assert_eq!(run.build.replicas, Some(3));
         assert_eq!(run.args, ["--flag", "value"]);
         assert!(run.build.release);
         assert_eq!(run.build.platform, Platform::Local);

@@ -439,3 +439,36 @@ fn delete_removes_the_packages_objects_by_label() {
     );
     assert!(text(&out.stderr).contains("Deleted deployment.apps \"quickstart-square\" deleted"));
 }
+
+#[test]
+fn command_line_overrides_win_over_the_attribute() {
+    if !docker_available("kubernetes overrides") {
+        return;
+    }
+    let _serial = serial();
+    let dir = fixture("examples/quickstart");
+    let args = [
+        "build",
+        "--platform",
+        "kubernetes",
+        "--replicas",
+        "3",
+        "--cpu",
+        "250m",
+        "--memory",
+        "64Mi",
+        "--namespace",
+        "jobs",
+    ];
+    assert_success("build with overrides", &output(&mut turbolift(&dir, &args)));
+    let manifests = target_dir().join("turbolift/quickstart/kubernetes");
+    let all = objects(&manifests);
+    let (_, deployment) = all.iter().find(|(_, o)| o["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let resources = &deployment["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["requests"]["cpu"], "250m");
+    assert_eq!(resources["requests"]["memory"], "64Mi");
+    assert_eq!(resources["limits"]["memory"], "64Mi");
+    let kustomization = std::fs::read_to_string(manifests.join("kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("namespace: jobs"), "{kustomization}");
+}

@@ -191,7 +191,10 @@ fn build_image(
     let dockerfile = dockerfile(project.package.name.as_str(), id);
     let hash = content_hash(&bytes, &dockerfile);
     let reference = reference(&service.name, &hash, args);
-    let replicas = service.function.args.replicas.map_or(2, |r| r.min).max(1);
+    let replicas = args
+        .replicas
+        .unwrap_or_else(|| service.function.args.replicas.map_or(2, |r| r.min))
+        .max(1);
 
     let context = contexts.join(&service.name);
     let (size, how) = build_or_reuse(

@@ -50,16 +50,21 @@ pub fn prepare(
             ServicePlan {
                 function_id: image.function_id.clone(),
                 image: image.reference.clone(),
-                replicas: attribute
-                    .replicas
-                    .unwrap_or(turbolift_syntax::Replicas { min: 2, max: 2 }),
-                cpu: attribute
+                replicas: match args.replicas {
+                    Some(n) => turbolift_syntax::Replicas { min: n, max: n },
+                    None => attribute
+                        .replicas
+                        .unwrap_or(turbolift_syntax::Replicas { min: 2, max: 2 }),
+                },
+                cpu: args
                     .cpu
                     .clone()
+                    .or_else(|| attribute.cpu.clone())
                     .unwrap_or_else(|| manifests::DEFAULT_CPU.to_owned()),
-                memory: attribute
+                memory: args
                     .memory
                     .clone()
+                    .or_else(|| attribute.memory.clone())
                     .unwrap_or_else(|| manifests::DEFAULT_MEMORY.to_owned()),
             }
         })

@@ -49,6 +49,7 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
             function_id: service.function.id.clone(),
             executable: exe.clone(),
             replicas: args
+                .build
                 .replicas
                 .or(service.function.args.replicas.map(|r| r.min))
                 .unwrap_or_else(default_replicas)

@@ -161,6 +161,14 @@ fn parse_replicas(lit: &LitStr) -> syn::Result<Replicas> {
 /// Checks a Kubernetes resource quantity: a decimal number and an optional suffix.
 fn parse_quantity(lit: &LitStr, memory: bool) -> syn::Result<String> {
     let text = lit.value();
+    check_quantity(&text, memory).map_err(|message| syn::Error::new(lit.span(), message))?;
+    Ok(text)
+}
+
+/// Checks a Kubernetes resource quantity for CPU (`"500m"`, `"2"`) or, with `memory`,
+/// for memory (`"256Mi"`, `"1Gi"`): the grammar of `cpu = ".."` and `memory = ".."`, for
+/// the CLI's overrides too.
+pub fn check_quantity(text: &str, memory: bool) -> Result<(), String> {
     let suffixes: &[&str] = if memory {
         &["Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T", ""]
     } else {
@@ -175,18 +183,16 @@ fn parse_quantity(lit: &LitStr, memory: bool) -> syn::Result<String> {
         })
     });
     if ok {
-        Ok(text)
-    } else {
-        let example = if memory {
-            "\"256Mi\" or \"1Gi\""
-        } else {
-            "\"500m\" or \"2\""
-        };
-        Err(syn::Error::new(
-            lit.span(),
-            format!("invalid quantity `{text}`; write a Kubernetes quantity like {example}"),
-        ))
+        return Ok(());
     }
+    let example = if memory {
+        "\"256Mi\" or \"1Gi\""
+    } else {
+        "\"500m\" or \"2\""
+    };
+    Err(format!(
+        "invalid quantity `{text}`; write a Kubernetes quantity like {example}"
+    ))
 }
 
 impl Default for Replicas {

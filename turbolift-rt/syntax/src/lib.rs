@@ -6,6 +6,6 @@ mod args;
 mod shape;
 mod signature;
 
-pub use args::{DistributeArgs, Replicas};
+pub use args::{DistributeArgs, Replicas, check_quantity};
 pub use shape::{Problem, check_function};
 pub use signature::signature_hash;
