@@ -10,6 +10,7 @@ use cargo_metadata::Message;
 
 use crate::cli::{BuildArgs, Platform};
 use crate::discover::{Discovery, DistributedFn};
+use crate::docker::arch::Arch;
 use crate::generate::{self, ServiceCrate};
 use crate::project::Project;
 use crate::shell::Shell;
@@ -17,10 +18,18 @@ use crate::shell::Shell;
 /// Everything a run needs, built.
 pub struct Built {
     pub project: Project,
+    /// The services' executables: the normal build with `--platform local`, else the static
+    /// build of the first architecture of `--arch`.
     pub services: Vec<(ServiceCrate, PathBuf)>,
-    /// The program's executables by binary name.
+    /// With `--platform docker` or `kubernetes`: each service's static executable for each
+    /// architecture, in the order of `services`.
+    pub service_by_arch: Vec<Vec<(Arch, PathBuf)>>,
+    /// The program's executables by binary name (for Kubernetes, the static build of the
+    /// first architecture).
     pub programs: BTreeMap<String, PathBuf>,
-    /// With `--platform docker`, an image per service.
+    /// For Kubernetes: the program's static executable for each architecture.
+    pub program_by_arch: Vec<(Arch, PathBuf)>,
+    /// With `--platform docker` or `kubernetes`, an image per service.
     pub images: Vec<crate::docker::Image>,
 }
 
@@ -48,7 +57,18 @@ pub fn command(shell: &Shell, args: &BuildArgs) -> Result<Built> {
             format!("`{}`: {}", service.function.id, exe.display()),
         );
     }
+    for ((service, _), by_arch) in built.services.iter().zip(&built.service_by_arch) {
+        for (_, exe) in by_arch.iter().skip(1) {
+            shell.status(
+                "Service",
+                format!("`{}`: {}", service.function.id, exe.display()),
+            );
+        }
+    }
     for exe in built.programs.values() {
+        shell.status("Program", exe.display());
+    }
+    for (_, exe) in built.program_by_arch.iter().skip(1) {
         shell.status("Program", exe.display());
     }
     if kubernetes && let Some(program) = built.programs.values().next() {
@@ -68,6 +88,7 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
     };
     let functions = discover(shell, &project)?;
     let mut services = Vec::new();
+    let mut service_by_arch = Vec::new();
     if !functions.is_empty() {
         shell.status(
             "Generating",
@@ -88,42 +109,70 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
                 plural(generated.services.len())
             ),
         );
-        let docker = args.platform != Platform::Local;
-        let target_dir = if docker {
-            crate::docker::image::static_target_dir(&project.target_dir)
-        } else {
-            project.target_dir.clone()
-        };
-        let mut cargo = cargo(shell, args, &project, &target_dir);
-        if docker {
-            crate::docker::image::build_statically(&mut cargo)?;
-        }
-        cargo
-            .arg("--manifest-path")
-            .arg(generated.dir.join("Cargo.toml"))
-            // Only the binaries are roots: the libraries (each the same original crate,
-            // under the same name) are then not copied out side by side.
-            .arg("--workspace")
-            .arg("--bins");
+        let statically = args.platform != Platform::Local;
         let features = args.feature_list();
-        if !features.is_empty() {
-            let qualified: Vec<String> = generated
+        let build_for = |arch: Option<(Arch, &str)>| -> Result<Vec<PathBuf>> {
+            let target_dir = match arch {
+                Some(_) => crate::docker::image::static_target_dir(&project.target_dir),
+                None => project.target_dir.clone(),
+            };
+            let mut cargo = cargo(shell, args, &project, &target_dir);
+            if let Some((arch, host)) = arch {
+                crate::docker::image::build_statically(&mut cargo, arch, host)?;
+            }
+            cargo
+                .arg("--manifest-path")
+                .arg(generated.dir.join("Cargo.toml"))
+                // Only the binaries are roots: the libraries (each the same original crate,
+                // under the same name) are then not copied out side by side.
+                .arg("--workspace")
+                .arg("--bins");
+            if !features.is_empty() {
+                let qualified: Vec<String> = generated
+                    .services
+                    .iter()
+                    .flat_map(|s| features.iter().map(move |f| format!("{}/{f}", s.name)))
+                    .collect();
+                cargo.arg("--features").arg(qualified.join(","));
+            }
+            let mut executables = run_cargo(cargo)
+                .context("could not build the services; cargo's errors are above")?;
+            generated
                 .services
                 .iter()
-                .flat_map(|s| features.iter().map(move |f| format!("{}/{f}", s.name)))
-                .collect();
-            cargo.arg("--features").arg(qualified.join(","));
-        }
-        let mut executables =
-            run_cargo(cargo).context("could not build the services; cargo's errors are above")?;
-        for service in generated.services {
-            let exe = executables.remove(&service.name).with_context(|| {
-                format!(
-                    "cargo built no executable for the service `{}`",
-                    service.name
-                )
-            })?;
+                .map(|service| {
+                    executables.remove(&service.name).with_context(|| {
+                        format!(
+                            "cargo built no executable for the service `{}`",
+                            service.name
+                        )
+                    })
+                })
+                .collect()
+        };
+        let mut by_arch: Vec<Vec<(Arch, PathBuf)>> = vec![Vec::new(); generated.services.len()];
+        let primary = if statically {
+            let host = crate::docker::image::host_target()?;
+            let archs = crate::docker::arch::requested(args);
+            for &arch in &archs {
+                if archs.len() > 1 || arch.triple() != host {
+                    shell.status(
+                        "Building",
+                        format!("the services for {arch} ({})", arch.triple()),
+                    );
+                }
+                let exes = build_for(Some((arch, &host)))?;
+                for (all, exe) in by_arch.iter_mut().zip(exes) {
+                    all.push((arch, exe));
+                }
+            }
+            by_arch.iter().map(|b| b[0].1.clone()).collect::<Vec<_>>()
+        } else {
+            build_for(None)?
+        };
+        for ((service, exe), arches) in generated.services.into_iter().zip(primary).zip(by_arch) {
             services.push((service, exe));
+            service_by_arch.push(arches);
         }
     } else {
         shell.warn(format!(
@@ -136,44 +185,62 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
         "Building",
         format!("`{}` with the remote call path", project.package.name),
     );
-    // In Kubernetes the program runs in a container too: a static binary, like the services.
+    // In Kubernetes the program runs in a container too: a static binary, like the
+    // services, for each architecture.
     let in_cluster = args.platform == Platform::Kubernetes;
-    let program_dir = if in_cluster {
-        crate::docker::image::static_target_dir(&project.target_dir)
-    } else {
-        project.target_dir.clone()
+    let program_cargo = |arch: Option<(Arch, &str)>| -> Result<BTreeMap<String, PathBuf>> {
+        let program_dir = match arch {
+            Some(_) => crate::docker::image::static_target_dir(&project.target_dir),
+            None => project.target_dir.clone(),
+        };
+        let mut cargo = cargo(shell, args, &project, &program_dir);
+        if let Some((arch, host)) = arch {
+            crate::docker::image::build_statically(&mut cargo, arch, host)?;
+        }
+        cargo
+            .arg("--manifest-path")
+            .arg(project.package.manifest_path.as_std_path());
+        cargo.arg("-p").arg(project.package.name.as_str());
+        match &bin {
+            Some(bin) => {
+                cargo.arg("--bin").arg(bin);
+            }
+            None => {
+                cargo.arg("--bins");
+            }
+        }
+        let mut features = args.feature_list();
+        features.push(format!("{}/service", project.turbolift_key));
+        cargo.arg("--features").arg(features.join(","));
+        run_cargo(cargo).context("could not build the program; cargo's errors are above")
     };
-    let mut cargo = cargo(shell, args, &project, &program_dir);
-    if in_cluster {
-        crate::docker::image::build_statically(&mut cargo)?;
-    }
-    cargo
-        .arg("--manifest-path")
-        .arg(project.package.manifest_path.as_std_path());
-    cargo.arg("-p").arg(project.package.name.as_str());
-    match &bin {
-        Some(bin) => {
-            cargo.arg("--bin").arg(bin);
+    let mut program_by_arch = Vec::new();
+    let programs = if in_cluster {
+        let host = crate::docker::image::host_target()?;
+        let mut first = None;
+        for arch in crate::docker::arch::requested(args) {
+            let built = program_cargo(Some((arch, &host)))?;
+            if let Some(exe) = built.values().next() {
+                program_by_arch.push((arch, exe.clone()));
+            }
+            first.get_or_insert(built);
         }
-        None => {
-            cargo.arg("--bins");
-        }
-    }
-    let mut features = args.feature_list();
-    features.push(format!("{}/service", project.turbolift_key));
-    cargo.arg("--features").arg(features.join(","));
-    let programs =
-        run_cargo(cargo).context("could not build the program; cargo's errors are above")?;
+        first.unwrap_or_default()
+    } else {
+        program_cargo(None)?
+    };
     let images = match args.platform {
         Platform::Local => Vec::new(),
         Platform::Docker | Platform::Kubernetes => {
-            crate::docker::build_images(shell, &project, &services, args)?
+            crate::docker::build_images(shell, &project, &services, &service_by_arch, args)?
         }
     };
     Ok(Built {
         project,
         services,
+        service_by_arch,
         programs,
+        program_by_arch,
         images,
     })
 }

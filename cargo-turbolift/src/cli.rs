@@ -105,6 +105,18 @@ pub enum Platform {
     Kubernetes,
 }
 
+/// `--arch`: the architectures of static builds and images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ArchArg {
+    // x86-64 (x86_64-unknown-linux-gnu).
+    #[default]
+    Amd64,
+    // 64-bit ARM (aarch64-unknown-linux-gnu), cross-compiled on an x86-64 host.
+    Arm64,
+    // Both, with one multi-arch reference per image.
+    All,
+}
+
 /// Which package, features and profile: cargo's own flags; and where the services run.
 #[derive(Debug, Clone, Default, Args)]
 pub struct BuildArgs {
@@ -162,6 +174,17 @@ pub struct BuildArgs {
     /// Tag of every image [default: a hash of the image's contents]
     #[arg(long, value_name = "TAG", help_heading = "Platform Options")]
     pub tag: Option<String>,
+
+    /// Architecture of the services and images: amd64, arm64, or all (both, and a
+    /// multi-arch reference per image) [default: amd64]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ARCH",
+        help_heading = "Platform Options",
+        hide_possible_values = true
+    )]
+    pub arch: Option<ArchArg>,
 
     /// Kubernetes namespace of the deployment
     #[arg(
@@ -287,6 +310,21 @@ mod tests {
         assert_eq!(build.platform, Platform::Docker);
         assert_eq!(build.registry.as_deref(), Some("registry.example.com/team"));
         assert_eq!(build.tag.as_deref(), Some("v1"));
+        assert_eq!(build.arch, None);
+        let Cargo::Turbolift(args) = Cargo::try_parse_from([
+            "cargo",
+            "turbolift",
+            "build",
+            "--platform",
+            "kubernetes",
+            "--arch",
+            "all",
+        ])
+        .unwrap();
+        let Command::Build(build) = args.command else {
+            panic!("build")
+        };
+        assert_eq!(build.arch, Some(ArchArg::All));
         let Cargo::Turbolift(args) =
             Cargo::try_parse_from(["cargo", "turbolift", "clean", "--all"]).unwrap();
         assert!(matches!(

@@ -85,6 +85,7 @@ mod tests {
             service: service.into(),
             function_id: id.into(),
             reference: format!("turbolift/{service}:0123456789ab"),
+            arches: Vec::new(),
             replicas,
         };
         let text = render(

@@ -5,6 +5,13 @@
 //! An image's tag is a hash of what goes into it (the binary and the Dockerfile), so an
 //! unchanged service keeps its tag, and an image that already exists with that content is
 //! not built again.
+//!
+//! With `--arch arm64` or `--arch all` the services are cross-compiled and each
+//! architecture gets an image of its own (`docker build --platform linux/arm64`: nothing
+//! runs during the build of a `FROM scratch` image, so no emulation is needed), tagged
+//! `TAG-<arch>`. With several architectures, the image's reference in deployments is
+//! `TAG` alone: a multi-arch manifest list, which only a registry can hold, made by the
+//! `push.sh` written beside `compose.yaml`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +20,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use turbolift_shared::naming::fnv1a64;
 
+use super::arch::Arch;
 use super::{compose, docker, label};
 use crate::cli::BuildArgs;
 use crate::generate::{self, ServiceCrate, write_if_changed};
@@ -32,10 +40,39 @@ pub struct Image {
     /// The service, e.g. `quickstart-square`.
     pub service: String,
     pub function_id: String,
-    /// `turbolift/quickstart-square:0123456789ab`.
+    /// What deployments name: `turbolift/quickstart-square:0123456789ab`, the image itself
+    /// with one architecture, the multi-arch reference with several.
     pub reference: String,
+    /// Each architecture's image in the local image store.
+    pub arches: Vec<(Arch, String)>,
     /// The deployment's replicas: the attribute's (its minimum for a range), else 2.
     pub replicas: u32,
+}
+
+impl Image {
+    /// The local image of `arch`, if one was built.
+    pub fn local(&self, arch: Arch) -> Option<&str> {
+        self.arches
+            .iter()
+            .find(|(a, _)| *a == arch)
+            .map(|(_, r)| r.as_str())
+    }
+}
+
+/// The images of one binary built for one or more architectures.
+#[derive(Debug, Clone)]
+pub struct Images {
+    /// What deployments name: the one image, or the multi-arch reference.
+    pub reference: String,
+    /// `(architecture, image)`, in `--arch` order.
+    pub arches: Vec<(Arch, String)>,
+}
+
+impl Images {
+    /// Whether `reference` is a multi-arch reference (a manifest list, once pushed).
+    pub fn is_multi_arch(&self) -> bool {
+        self.arches.len() > 1
+    }
 }
 
 /// Where the static builds go: beside the normal ones, never mixed with them, so that
@@ -65,11 +102,13 @@ pub fn host_target() -> Result<String> {
     Ok(host)
 }
 
-/// Turns the services' cargo command into a static build for the host's triple:
-/// `--target HOST` and `-C target-feature=+crt-static` (static-pie with glibc), with debug
-/// information stripped. The flags are added to `RUSTFLAGS`/`CARGO_ENCODED_RUSTFLAGS` if
-/// set; like any such variable, they replace `rustflags` from cargo's configuration.
-pub fn build_statically(cargo: &mut Command) -> Result<()> {
+/// Turns a cargo command into a static build for `arch`: `--target TRIPLE` and
+/// `-C target-feature=+crt-static` (static-pie with glibc), with debug information
+/// stripped. The flags are added to `RUSTFLAGS`/`CARGO_ENCODED_RUSTFLAGS` if set; like any
+/// such variable, they replace `rustflags` from cargo's configuration. For a triple that is
+/// not the host's, the cross linker is named in `CARGO_TARGET_<TRIPLE>_LINKER` unless that
+/// is set already.
+pub fn build_statically(cargo: &mut Command, arch: Arch, host: &str) -> Result<()> {
     let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
         Ok(encoded) => encoded
             .split('\x1f')
@@ -86,9 +125,12 @@ pub fn build_statically(cargo: &mut Command) -> Result<()> {
     flags.push("-Cstrip=debuginfo".to_owned());
     cargo
         .arg("--target")
-        .arg(host_target()?)
+        .arg(arch.triple())
         .env_remove("RUSTFLAGS")
         .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    if arch.triple() != host && std::env::var_os(arch.linker_var()).is_none() {
+        cargo.env(arch.linker_var(), arch.cross_gcc());
+    }
     Ok(())
 }
 
@@ -108,6 +150,12 @@ pub fn content_hash(binary: &[u8], dockerfile: &str) -> String {
         dockerfile
     );
     format!("{:016x}", fnv1a64(parts.as_bytes()))[..12].to_owned()
+}
+
+/// 12 hex digits of a hash of the per-architecture hashes: the tag of a multi-arch image.
+pub fn multi_arch_hash(hashes: &[(Arch, String)]) -> String {
+    let parts: Vec<String> = hashes.iter().map(|(a, h)| format!("{a}={h}")).collect();
+    format!("{:016x}", fnv1a64(parts.join(";").as_bytes()))[..12].to_owned()
 }
 
 /// `REGISTRY/SERVICE:TAG`.
@@ -152,11 +200,13 @@ pub fn check_registry(registry: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds (or reuses) the image of every service and writes the package's `compose.yaml`.
+/// Builds (or reuses) the images of every service, given its static executable for each
+/// architecture, and writes the package's `compose.yaml` and `push.sh`.
 pub fn build_images(
     shell: &Shell,
     project: &Project,
     services: &[(ServiceCrate, PathBuf)],
+    by_arch: &[Vec<(Arch, PathBuf)>],
     args: &BuildArgs,
 ) -> Result<Vec<Image>> {
     let dir = generate::workspace_dir(project).join("docker");
@@ -165,62 +215,186 @@ pub fn build_images(
         .with_context(|| format!("cannot create {}", contexts.display()))?;
     remove_stale(&contexts, services)?;
     let mut images = Vec::new();
-    for (service, binary) in services {
-        let image = build_image(shell, project, service, binary, &contexts, args)
-            .with_context(|| format!("cannot build the image of `{}`", service.function.id))?;
-        images.push(image);
+    for ((service, _), binaries) in services.iter().zip(by_arch) {
+        let id = &service.function.id;
+        let dockerfile = dockerfile(project.package.name.as_str(), id);
+        let built = build_for_arches(
+            shell,
+            &format!("`{id}`"),
+            &contexts.join(&service.name),
+            "service",
+            &service.name,
+            binaries,
+            &dockerfile,
+            args,
+        )
+        .with_context(|| format!("cannot build the image of `{id}`"))?;
+        images.push(Image {
+            service: service.name.clone(),
+            function_id: id.clone(),
+            reference: built.reference,
+            arches: built.arches,
+            replicas: args
+                .replicas
+                .unwrap_or_else(|| service.function.args.replicas.map_or(2, |r| r.min))
+                .max(1),
+        });
     }
     if !images.is_empty() {
         let file = compose::write(&dir, project.package.name.as_str(), &images)?;
         shell.status("Compose", file.display());
+        let sets: Vec<Images> = images
+            .iter()
+            .map(|i| Images {
+                reference: i.reference.clone(),
+                arches: i.arches.clone(),
+            })
+            .collect();
+        write_push_script(shell, project, &sets)?;
     }
     Ok(images)
 }
 
-fn build_image(
+/// The images of one binary, `name` in the repository, for each architecture it was built
+/// for: `REF` alone for amd64 alone (as before `--arch` existed), `REF-arm64` for arm64
+/// alone, and with both, `REF-amd64`, `REF-arm64` and the multi-arch reference `REF`, `REF`'s
+/// hash covering both. Each image is built in `contexts/<arch>/`; `what` names it in the
+/// `Image` lines.
+#[allow(clippy::too_many_arguments)]
+pub fn build_for_arches(
     shell: &Shell,
-    project: &Project,
-    service: &ServiceCrate,
-    binary: &Path,
+    what: &str,
     contexts: &Path,
+    file_name: &str,
+    name: &str,
+    binaries: &[(Arch, PathBuf)],
+    dockerfile: &str,
     args: &BuildArgs,
-) -> Result<Image> {
-    let id = &service.function.id;
-    let bytes =
-        std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
-    let dockerfile = dockerfile(project.package.name.as_str(), id);
-    let hash = content_hash(&bytes, &dockerfile);
-    let reference = reference(&service.name, &hash, args);
-    let replicas = args
-        .replicas
-        .unwrap_or_else(|| service.function.args.replicas.map_or(2, |r| r.min))
-        .max(1);
+) -> Result<Images> {
+    let mut contents = Vec::new();
+    for (arch, binary) in binaries {
+        let bytes =
+            std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+        let hash = content_hash(&bytes, dockerfile);
+        contents.push((*arch, bytes, hash));
+    }
+    let (base, suffixed) = match contents.as_slice() {
+        [(Arch::Amd64, _, hash)] => (reference(name, hash, args), false),
+        [(_, _, hash)] => (reference(name, hash, args), true),
+        _ => {
+            let hashes: Vec<(Arch, String)> =
+                contents.iter().map(|(a, _, h)| (*a, h.clone())).collect();
+            (reference(name, &multi_arch_hash(&hashes), args), true)
+        }
+    };
+    let mut arches = Vec::new();
+    for (arch, bytes, hash) in &contents {
+        let local = if suffixed {
+            format!("{base}-{arch}")
+        } else {
+            base.clone()
+        };
+        let (size, how) = build_or_reuse(
+            shell,
+            &contexts.join(arch.name()),
+            file_name,
+            bytes,
+            dockerfile,
+            &local,
+            hash,
+            *arch,
+        )?;
+        shell.status(
+            "Image",
+            format!("{what}: {local}, {} ({how})", super::human_size(size)),
+        );
+        arches.push((*arch, local));
+    }
+    let images = Images {
+        reference: if contents.len() > 1 {
+            base
+        } else {
+            arches[0].1.clone()
+        },
+        arches,
+    };
+    if images.is_multi_arch() {
+        let names: Vec<&str> = images.arches.iter().map(|(a, _)| a.name()).collect();
+        shell.status(
+            "Multi-arch",
+            format!(
+                "{what}: {} ({}; a manifest list once `push.sh` has pushed it)",
+                images.reference,
+                names.join(" + ")
+            ),
+        );
+    }
+    Ok(images)
+}
 
-    let context = contexts.join(&service.name);
-    let (size, how) = build_or_reuse(
-        shell,
-        &context,
-        "service",
-        &bytes,
-        &dockerfile,
-        &reference,
-        &hash,
-    )?;
-    shell.status(
-        "Image",
-        format!("`{id}`: {reference}, {} ({how})", super::human_size(size)),
+/// Writes `target/turbolift/<package>/docker/push.sh`: `docker push` of every image, and
+/// for each multi-arch reference a manifest list of its images, made and pushed with
+/// `docker manifest` (which works only with images already in a registry).
+pub fn write_push_script(shell: &Shell, project: &Project, images: &[Images]) -> Result<PathBuf> {
+    let file = generate::workspace_dir(project)
+        .join("docker")
+        .join("push.sh");
+    write_if_changed(&file, &push_script(project.package.name.as_str(), images))
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))?;
+    if images.iter().any(Images::is_multi_arch) {
+        shell.status(
+            "Push",
+            format!(
+                "`sh {}` pushes the images and makes the multi-arch references",
+                file.display()
+            ),
+        );
+    } else {
+        shell.verbose_status("Push", format!("`sh {}` pushes the images", file.display()));
+    }
+    Ok(file)
+}
+
+/// The text of `push.sh`.
+pub fn push_script(package: &str, images: &[Images]) -> String {
+    let mut out = format!(
+        "#!/bin/sh\n\
+         # Pushes the images of `{package}` to their registry and makes every multi-arch\n\
+         # reference a manifest list there. Written by `cargo turbolift build`; every build\n\
+         # writes it again. For a registry served over plain HTTP, run it with\n\
+         # MANIFEST_FLAGS=--insecure.\n\
+         set -eu\n"
     );
-    Ok(Image {
-        service: service.name.clone(),
-        function_id: id.clone(),
-        reference,
-        replicas,
-    })
+    for set in images {
+        for (_, local) in &set.arches {
+            out.push_str(&format!("docker push {local}\n"));
+        }
+    }
+    for set in images.iter().filter(|s| s.is_multi_arch()) {
+        let r = &set.reference;
+        let locals: Vec<&str> = set.arches.iter().map(|(_, l)| l.as_str()).collect();
+        out.push_str(&format!(
+            "docker manifest rm {r} >/dev/null 2>&1 || true\n\
+             docker manifest create ${{MANIFEST_FLAGS:-}} {r} {}\n",
+            locals.join(" ")
+        ));
+        for (arch, local) in &set.arches {
+            out.push_str(&format!(
+                "docker manifest annotate --os linux --arch {arch} {r} {local}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "docker manifest push --purge ${{MANIFEST_FLAGS:-}} {r}\n"
+        ));
+    }
+    out
 }
 
 /// Builds the image `reference` from a context holding `binary` (as `file_name`) and
 /// `dockerfile`, unless an image with that reference and content hash exists; returns its
 /// size and whether it was `built` or `unchanged`.
+#[allow(clippy::too_many_arguments)]
 pub fn build_or_reuse(
     shell: &Shell,
     context: &Path,
@@ -229,6 +403,7 @@ pub fn build_or_reuse(
     dockerfile: &str,
     reference: &str,
     hash: &str,
+    arch: Arch,
 ) -> Result<(u64, &'static str)> {
     if let Some((existing_hash, size)) = inspect(reference)?
         && existing_hash == hash
@@ -248,6 +423,8 @@ pub fn build_or_reuse(
     shell.verbose_status("Building", format!("image {reference}"));
     let mut build = docker(["build"]);
     build
+        .arg("--platform")
+        .arg(arch.docker_platform())
         .arg("--label")
         .arg(format!("{}={hash}", label::CONTENT_HASH))
         .arg("--tag")
@@ -355,5 +532,57 @@ mod tests {
         assert!(check_tag("-bad").is_err() && check_tag("a/b").is_err());
         assert!(check_registry("localhost:5000").is_ok());
         assert!(check_registry("Upper/case").is_err() && check_registry("").is_err());
+    }
+
+    #[test]
+    fn the_push_script_pushes_every_image_and_makes_the_manifest_lists() {
+        let multi = Images {
+            reference: "r.example/team/p-square:0123456789ab".into(),
+            arches: vec![
+                (
+                    Arch::Amd64,
+                    "r.example/team/p-square:0123456789ab-amd64".into(),
+                ),
+                (
+                    Arch::Arm64,
+                    "r.example/team/p-square:0123456789ab-arm64".into(),
+                ),
+            ],
+        };
+        let single = Images {
+            reference: "r.example/team/p-program:fedcba987654-arm64".into(),
+            arches: vec![(
+                Arch::Arm64,
+                "r.example/team/p-program:fedcba987654-arm64".into(),
+            )],
+        };
+        let script = push_script("p", &[multi, single]);
+        let commands: Vec<&str> = script
+            .lines()
+            .filter(|l| !l.starts_with('#') && *l != "set -eu")
+            .collect();
+        assert_eq!(
+            commands,
+            [
+                "docker push r.example/team/p-square:0123456789ab-amd64",
+                "docker push r.example/team/p-square:0123456789ab-arm64",
+                "docker push r.example/team/p-program:fedcba987654-arm64",
+                "docker manifest rm r.example/team/p-square:0123456789ab >/dev/null 2>&1 || true",
+                "docker manifest create ${MANIFEST_FLAGS:-} r.example/team/p-square:0123456789ab r.example/team/p-square:0123456789ab-amd64 r.example/team/p-square:0123456789ab-arm64",
+                "docker manifest annotate --os linux --arch amd64 r.example/team/p-square:0123456789ab r.example/team/p-square:0123456789ab-amd64",
+                "docker manifest annotate --os linux --arch arm64 r.example/team/p-square:0123456789ab r.example/team/p-square:0123456789ab-arm64",
+                "docker manifest push --purge ${MANIFEST_FLAGS:-} r.example/team/p-square:0123456789ab",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_multi_arch_tag_covers_every_architecture() {
+        let a = multi_arch_hash(&[(Arch::Amd64, "1".into()), (Arch::Arm64, "2".into())]);
+        assert_eq!(a.len(), 12);
+        assert_ne!(
+            a,
+            multi_arch_hash(&[(Arch::Amd64, "1".into()), (Arch::Arm64, "3".into())])
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The `docker` platform: static service images built on the host (`image`), a
+//! The `docker` platform: static service images built on the host (`image`), for one
+//! architecture or several (`arch`), a
 //! `compose.yaml` for Docker Swarm (`compose`), runs on the local Docker Engine with one
 //! private network per run (`platform`), and the removal of what crashed runs left behind
 //! (`clean`).
@@ -6,6 +7,7 @@
 //! Everything goes through the `docker` command line, run as a child process in a process
 //! group of its own, so that a Ctrl-C at the terminal does not cut a cleanup short.
 
+pub mod arch;
 pub mod clean;
 mod compose;
 pub mod image;
@@ -105,16 +107,20 @@ pub fn preflight(args: &BuildArgs) -> Result<()> {
             if args.tag.is_some() || args.registry.is_some() {
                 bail!("`--tag` and `--registry` name images; they need `--platform docker`");
             }
-            Ok(())
+            arch::preflight(args, "")
         }
         Platform::Docker | Platform::Kubernetes => {
             if let Some(tag) = &args.tag {
                 image::check_tag(tag)?;
+                // Images of several architectures get `-<arch>` after the tag.
+                image::check_tag(&format!("{tag}-{}", arch::Arch::Arm64))?;
             }
             if let Some(registry) = &args.registry {
                 image::check_registry(registry)?;
             }
-            image::host_target().context("--platform docker builds static Linux binaries")?;
+            let host =
+                image::host_target().context("--platform docker builds static Linux binaries")?;
+            arch::preflight(args, &host)?;
             ensure_daemon()?;
             Ok(())
         }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use turbolift_shared::protocol;
 
+use super::arch::Arch;
 use super::image::{CONTAINER_PORT, Image};
 use super::{clean, docker, label};
 use crate::run::ServiceSpec;
@@ -93,23 +94,32 @@ impl Containers {
         write_secret(&containers.secret_file, secret)?;
 
         let mut planned = Vec::new();
+        // The containers run here: the images of this machine's architecture.
+        let host = super::image::host_target()?;
+        let arch = Arch::of_triple(&host);
         for spec in specs {
             let image = images
                 .iter()
                 .find(|i| i.service == spec.name)
                 .with_context(|| format!("no image was built for `{}`", spec.function_id))?;
+            let reference = arch.and_then(|a| image.local(a)).with_context(|| {
+                format!(
+                    "no image of `{}` was built for this machine ({host})",
+                    spec.function_id
+                )
+            })?;
             for index in 0..spec.replicas {
-                planned.push((spec, image, index));
+                planned.push((spec, reference, index));
             }
         }
         // `docker run` takes a while each; start them all at once.
         let results: Vec<Result<Instance>> = std::thread::scope(|scope| {
             let handles: Vec<_> = planned
                 .iter()
-                .map(|(spec, image, index)| {
+                .map(|(spec, reference, index)| {
                     let containers = &containers;
                     let labels = &labels;
-                    scope.spawn(move || containers.run_one(spec, image, *index, run_id, labels))
+                    scope.spawn(move || containers.run_one(spec, reference, *index, run_id, labels))
                 })
                 .collect();
             handles
@@ -136,7 +146,7 @@ impl Containers {
     fn run_one(
         &self,
         spec: &ServiceSpec,
-        image: &Image,
+        reference: &str,
         index: u32,
         run_id: &str,
         labels: &[String],
@@ -171,7 +181,7 @@ impl Containers {
             }
             run.arg("--label")
                 .arg(format!("{}={}", label::SERVICE, spec.name))
-                .arg(&image.reference);
+                .arg(reference);
             let output = super::capture(&mut run)?;
             if output.status.success() {
                 return Ok(Instance {

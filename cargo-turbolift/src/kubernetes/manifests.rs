@@ -39,6 +39,9 @@ pub struct Plan {
     /// The shared secret, written only into the Secret.
     pub token: String,
     pub services: Vec<ServicePlan>,
+    /// The architecture of the images when there is one (`kubernetes.io/arch`, e.g.
+    /// `arm64`): pods go only to nodes of it. `None` for multi-arch images.
+    pub node_arch: Option<String>,
     /// The program, run as a Job; `None` deploys only the services.
     pub program: Option<ProgramPlan>,
 }
@@ -98,6 +101,15 @@ impl Plan {
         })
     }
 
+    /// The pods' `nodeSelector`: Linux nodes, of the images' architecture if there is one.
+    fn node_selector(&self) -> Value {
+        let mut selector = json!({ "kubernetes.io/os": "linux" });
+        if let Some(arch) = &self.node_arch {
+            selector["kubernetes.io/arch"] = json!(arch);
+        }
+        selector
+    }
+
     /// `TURBOLIFT_ENDPOINTS` for the program: every function at its Service's cluster
     /// DNS name, in the namespace the program runs in.
     pub fn endpoints(&self) -> String {
@@ -144,6 +156,7 @@ pub fn manifests(plan: &Plan) -> Result<Vec<Manifest>> {
             ("health_path", json!(protocol::HEALTH_PATH)),
             ("cpu", json!(service.cpu)),
             ("memory", json!(service.memory)),
+            ("node_selector", plan.node_selector()),
         ]);
         out.push(render(DEPLOYMENT, "Deployment", &name, &vars)?);
         out.push(render(SERVICE, "Service", &name, &common)?);
@@ -169,6 +182,7 @@ pub fn manifests(plan: &Plan) -> Result<Vec<Manifest>> {
                 ("args", json!(program.args)),
                 ("endpoints", json!(plan.endpoints())),
                 ("secret", json!(secret)),
+                ("node_selector", plan.node_selector()),
             ],
         )?);
     }
@@ -304,6 +318,7 @@ mod tests {
                     memory: DEFAULT_MEMORY.into(),
                 },
             ],
+            node_arch: Some("amd64".into()),
             program: Some(ProgramPlan {
                 image: "turbolift/quickstart-program:123".into(),
                 args: vec!["--verbose".into()],
@@ -350,6 +365,37 @@ mod tests {
             plan().endpoints(),
             "quickstart::square=http://quickstart-square:80;quickstart::geo::area=http://quickstart-geo-area:80"
         );
+    }
+
+    #[test]
+    fn pods_go_to_nodes_of_the_images_architecture() {
+        let mut plan = plan();
+        let all = manifests(&plan).unwrap();
+        for m in all
+            .iter()
+            .filter(|m| matches!(m.kind, "Deployment" | "Job"))
+        {
+            assert!(
+                m.yaml.contains(
+                    "nodeSelector:\n        kubernetes.io/os: linux\n        kubernetes.io/arch: amd64\n"
+                ),
+                "{}",
+                m.yaml
+            );
+        }
+        plan.node_arch = None;
+        for m in manifests(&plan)
+            .unwrap()
+            .iter()
+            .filter(|m| matches!(m.kind, "Deployment" | "Job"))
+        {
+            assert!(
+                m.yaml
+                    .contains("nodeSelector:\n        kubernetes.io/os: linux\n"),
+                "{}",
+                m.yaml
+            );
+        }
     }
 
     #[test]

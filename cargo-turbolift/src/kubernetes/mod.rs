@@ -40,7 +40,13 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let project = &built.project;
     let package = project.package.name.as_str();
-    let program_image = program_image(shell, project, program, args)?;
+    let program_image = program_image(shell, built, program, args)?;
+    // Pods of images built for one architecture go only to nodes of it.
+    let archs = crate::docker::arch::requested(args);
+    let node_arch = match archs.as_slice() {
+        [one] => Some(one.name().to_owned()),
+        _ => None,
+    };
     let services = built
         .images
         .iter()
@@ -75,6 +81,7 @@ pub fn prepare(
         namespace: args.namespace.clone(),
         token: random_hex(32)?,
         services,
+        node_arch,
         program: Some(ProgramPlan {
             image: program_image,
             args: program_args.to_vec(),
@@ -97,40 +104,47 @@ pub fn prepare(
     })
 }
 
-/// The program's image: its static binary alone in an empty root.
-fn program_image(
-    shell: &Shell,
-    project: &Project,
-    program: &Path,
-    args: &BuildArgs,
-) -> Result<String> {
+/// The program's images: its static binary alone in an empty root, for each architecture
+/// (with several, deployments name the multi-arch reference). Writes `push.sh` again with
+/// the program's images beside the services'.
+fn program_image(shell: &Shell, built: &Built, program: &Path, args: &BuildArgs) -> Result<String> {
+    let project = &built.project;
+    let binaries = if built.program_by_arch.is_empty() {
+        // Not a Kubernetes build: the program built for this machine.
+        let host = image::host_target()?;
+        let arch = crate::docker::arch::Arch::of_triple(&host)
+            .with_context(|| format!("no image architecture for the host `{host}`"))?;
+        vec![(arch, program.to_owned())]
+    } else {
+        built.program_by_arch.clone()
+    };
     let package = project.package.name.as_str();
-    let bytes =
-        std::fs::read(program).with_context(|| format!("cannot read {}", program.display()))?;
     let dockerfile = PROGRAM_DOCKERFILE.replace("@PACKAGE@", package);
-    let hash = image::content_hash(&bytes, &dockerfile);
     let name = naming::kubernetes_part_name(package, "program");
-    let reference = image::reference(&name, &hash, args);
-    let context = generate::workspace_dir(project)
+    let contexts = generate::workspace_dir(project)
         .join("docker")
         .join("program");
-    let (size, how) = image::build_or_reuse(
+    let program = image::build_for_arches(
         shell,
-        &context,
+        "the program",
+        &contexts,
         "program",
-        &bytes,
+        &name,
+        &binaries,
         &dockerfile,
-        &reference,
-        &hash,
+        args,
     )?;
-    shell.status(
-        "Image",
-        format!(
-            "the program: {reference}, {} ({how})",
-            crate::docker::human_size(size)
-        ),
-    );
-    Ok(reference)
+    let mut sets: Vec<image::Images> = built
+        .images
+        .iter()
+        .map(|i| image::Images {
+            reference: i.reference.clone(),
+            arches: i.arches.clone(),
+        })
+        .collect();
+    sets.push(program.clone());
+    image::write_push_script(shell, project, &sets)?;
+    Ok(program.reference)
 }
 
 /// `cargo turbolift deploy`: build for Kubernetes, apply the services, wait for them.

@@ -28,6 +28,10 @@ pub fn command(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
     // Signals are caught from here on, so that an interrupted run still cleans up.
     let mut signals =
         Signals::new([SIGINT, SIGTERM, SIGHUP]).context("cannot install signal handlers")?;
+    if args.build.platform == Platform::Docker {
+        let host = crate::docker::image::host_target()?;
+        crate::docker::arch::check_runs_here(&args.build, &host)?;
+    }
     let built = cargo_build::build(shell, &args.build, Programs::One(args.build.bin.as_deref()))?;
     let (program_name, program) = built
         .programs
