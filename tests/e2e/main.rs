@@ -4,6 +4,7 @@
 //! Every fixture builds into one shared target directory (`target/e2e`), so dependencies
 //! compile once for the whole suite.
 
+mod arm64;
 mod diagnostics;
 mod docker;
 mod generated;
