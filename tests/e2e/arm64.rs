@@ -11,13 +11,13 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::docker::{docker_available, serial};
+use crate::docker::{docker, docker_available, docker_ok, serial};
 use crate::support::*;
 
 const TRIPLE: &str = "aarch64-unknown-linux-gnu";
@@ -75,20 +75,6 @@ fn cross_available(test: &str) -> bool {
         return false;
     }
     docker_available(test)
-}
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("docker runs")
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert_success(&format!("docker {}", args.join(" ")), &out);
-    text(&out.stdout).trim().to_owned()
 }
 
 /// What an ELF64 little-endian file says about itself.

@@ -37,7 +37,7 @@ pub fn docker_available(test: &str) -> bool {
     }
 }
 
-fn docker(args: &[&str]) -> Output {
+pub fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
         .stdin(Stdio::null())
@@ -46,7 +46,7 @@ fn docker(args: &[&str]) -> Output {
 }
 
 /// `docker ARGS`, which must succeed; its stdout, trimmed.
-fn docker_ok(args: &[&str]) -> String {
+pub fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert_success(&format!("docker {}", args.join(" ")), &out);
     text(&out.stdout).trim().to_owned()
@@ -363,16 +363,7 @@ fn a_killed_container_is_restarted_and_every_call_still_succeeds() {
     );
     kill(programs[0], "CONT");
 
-    seen.extend(lines.map(Result::unwrap));
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{status}: {stderr}");
-    let expected: Vec<String> = (0..400u64)
-        .map(|i| format!("{i} {}", 2 * i))
-        .chain(["done".to_owned()])
-        .collect();
-    assert_eq!(seen, expected, "{stderr}");
+    let stderr = finish_steady(child, seen, lines, 400);
     assert!(stderr.contains("(1 restart during the run)"), "{stderr}");
     // The restarted replica served calls after it came back.
     let log =

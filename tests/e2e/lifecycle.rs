@@ -127,20 +127,11 @@ fn a_killed_service_is_restarted_and_every_call_still_succeeds() {
     let mut run = spawn(&["steady", "400"]);
     let child = &mut run.0;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = read_until(&mut lines, "100 ");
+    let seen = read_until(&mut lines, "100 ");
     let victims = running(&service_exe());
     assert_eq!(victims.len(), 2);
     kill(victims[0], "KILL");
-    seen.extend(lines.map(Result::unwrap));
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(status.success(), "{status}: {stderr}");
-    let expected: Vec<String> = (0..400u64)
-        .map(|i| format!("{i} {}", 2 * i))
-        .chain(["done".to_owned()])
-        .collect();
-    assert_eq!(seen, expected);
+    let stderr = finish_steady(child, seen, lines, 400);
     assert!(stderr.contains("(1 restart during the run)"), "{stderr}");
     assert_nothing_left();
 }

@@ -164,6 +164,27 @@ pub fn read_until(
     panic!("the output ended before a line starting with `{prefix}`: {seen:?}");
 }
 
+/// Reads the rest of a `lifecycle steady N` run, waits for it, and checks that it
+/// succeeded with every `i 2i` line and `done`; returns cargo turbolift's stderr.
+pub fn finish_steady(
+    child: &mut std::process::Child,
+    mut seen: Vec<String>,
+    lines: impl Iterator<Item = std::io::Result<String>>,
+    n: u64,
+) -> String {
+    seen.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    let expected: Vec<String> = (0..n)
+        .map(|i| format!("{i} {}", 2 * i))
+        .chain(["done".to_owned()])
+        .collect();
+    assert_eq!(seen, expected, "{stderr}");
+    stderr
+}
+
 /// Waits until none of `pids` is alive; returns those still alive after `limit`.
 pub fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
     let deadline = Instant::now() + limit;
