@@ -155,6 +155,7 @@ impl Kubectl {
         plan: &Plan,
         job_file: &Path,
         timeout: Duration,
+        interrupted: &dyn Fn() -> bool,
     ) -> Result<u8> {
         let job = plan.job_name();
         self.apply(&[job_file.to_path_buf()])?;
@@ -194,6 +195,9 @@ impl Kubectl {
                 .find_map(|s| s["state"]["terminated"]["exitCode"].as_u64());
             if let Some(code) = terminated {
                 return Ok(u8::try_from(code).unwrap_or(1));
+            }
+            if interrupted() {
+                bail!("interrupted while job/{job} ran");
             }
             if Instant::now() > deadline {
                 let report = self.explain_pods(plan).unwrap_or_default();

@@ -184,6 +184,13 @@ fn deploy(shell: &Shell, prepared: &Prepared, timeout: std::time::Duration) -> R
 /// `cargo turbolift run --platform kubernetes`: deploy, run the program as a Job, follow
 /// its logs, pass its exit code on, and delete what was created unless `--keep`.
 pub fn run(shell: &Shell, args: &RunArgs, built: &Built, program: &Path) -> Result<ExitCode> {
+    // A Ctrl-C or SIGTERM ends the wait for the Job; what was deployed is still deleted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        signal_hook::flag::register(signal, stop.clone())
+            .context("cannot install signal handlers")?;
+    }
+    let interrupted = || stop.load(std::sync::atomic::Ordering::Relaxed);
     let prepared = prepare(shell, built, program, &args.build, &args.args)?;
     let kubectl = Kubectl::new(&prepared.plan.namespace);
     let outcome = deploy(shell, &prepared, args.timeout).and_then(|()| {
@@ -193,7 +200,7 @@ pub fn run(shell: &Shell, args: &RunArgs, built: &Built, program: &Path) -> Resu
             .find(|m| m.kind == "Job")
             .map(|m| prepared.dir.join(&m.file))
             .context("no Job manifest")?;
-        kubectl.run_job(shell, &prepared.plan, &job, args.timeout)
+        kubectl.run_job(shell, &prepared.plan, &job, args.timeout, &interrupted)
     });
     if args.keep {
         shell.status(
