@@ -171,34 +171,9 @@ fn file_in_image(reference: &str, platform: &str, path: &str) -> Vec<u8> {
 /// remote call path), copied away from the shared target directory so that other tests'
 /// builds cannot replace it while it runs.
 fn static_program(dir: &Path, keep: &Path) -> PathBuf {
-    let host = "x86_64-unknown-linux-gnu";
-    let built = output(
-        Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "--features",
-                "turbolift/service",
-                "--target",
-                host,
-                "--target-dir",
-            ])
-            .arg(target_dir().join("turbolift-static"))
-            .env(
-                "CARGO_ENCODED_RUSTFLAGS",
-                "-Ctarget-feature=+crt-static\x1f-Cstrip=debuginfo",
-            )
-            .env_remove("RUSTFLAGS")
-            .current_dir(dir)
-            .stdin(Stdio::null()),
-    );
-    assert_success("the static build of the program", &built);
+    let built = crate::support::static_program(dir, "x86_64-unknown-linux-gnu", "quickstart");
     let program = keep.join("quickstart");
-    std::fs::copy(
-        target_dir().join(format!("turbolift-static/{host}/debug/quickstart")),
-        &program,
-    )
-    .unwrap();
+    std::fs::copy(built, &program).unwrap();
     program
 }
 

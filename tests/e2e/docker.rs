@@ -570,28 +570,7 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
     // The program, built statically, runs in a container on the stack's network (the image
     // of the service serves as an empty root for it).
     let triple = host();
-    let program_build = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "-q",
-            "--features",
-            "turbolift/service",
-            "--target",
-            &triple,
-            "--target-dir",
-        ])
-        .arg(target_dir().join("turbolift-static"))
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            "-Ctarget-feature=+crt-static\x1f-Cstrip=debuginfo",
-        )
-        .env_remove("RUSTFLAGS")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_success("the static build of the program", &program_build);
-    let program = target_dir().join(format!("turbolift-static/{triple}/debug/quickstart"));
+    let program = static_program(&dir, &triple, "quickstart");
     let image = compose_text
         .lines()
         .find_map(|l| l.trim().strip_prefix("image: "))

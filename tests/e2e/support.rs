@@ -185,6 +185,34 @@ pub fn finish_steady(
     stderr
 }
 
+/// Builds the package in `dir` as the images hold a program: static, for `triple`, with
+/// the remote call path, into `target/e2e/turbolift-static`; returns the executable named
+/// `bin`.
+pub fn static_program(dir: &Path, triple: &str, bin: &str) -> PathBuf {
+    let built = output(
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "--features",
+                "turbolift/service",
+                "--target",
+                triple,
+            ])
+            .arg("--target-dir")
+            .arg(target_dir().join("turbolift-static"))
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "-Ctarget-feature=+crt-static\x1f-Cstrip=debuginfo",
+            )
+            .env_remove("RUSTFLAGS")
+            .current_dir(dir)
+            .stdin(Stdio::null()),
+    );
+    assert_success("the static build of the program", &built);
+    target_dir().join(format!("turbolift-static/{triple}/debug/{bin}"))
+}
+
 /// Waits until none of `pids` is alive; returns those still alive after `limit`.
 pub fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
     let deadline = Instant::now() + limit;

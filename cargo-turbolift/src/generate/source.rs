@@ -39,11 +39,7 @@ pub fn service_main(crate_name: &str, function_id: &str) -> Result<String> {
 pub fn build_script(env: &[(String, String)], original: Option<(&str, &Path)>) -> Result<String> {
     let mut file: File = syn::parse_file(SERVICE_BUILD).context("templates/service/build.rs")?;
     let pairs = env.iter().map(|(k, v)| quote!((#k, #v)));
-    FillIn {
-        name: "PACKAGE_ENV",
-        value: parse_quote!(&[#(#pairs),*]),
-    }
-    .visit_file_mut(&mut file);
+    fill_const(&mut file, "PACKAGE_ENV", parse_quote!(&[#(#pairs),*]));
     if let Some((source, path)) = original {
         let mut user: File = syn::parse_file(source)
             .with_context(|| format!("cannot parse the build script {}", path.display()))?;
@@ -84,22 +80,13 @@ fn pretty(file: &File) -> String {
     out
 }
 
-/// Replaces the template's placeholder `name` with `value`: the value of the constant
-/// `name`, or, for a name that is not a constant, every use of it as an expression.
+/// Replaces every use of the path `name` as an expression with `value`.
 struct FillIn {
     name: &'static str,
     value: Expr,
 }
 
 impl VisitMut for FillIn {
-    fn visit_item_const_mut(&mut self, item: &mut syn::ItemConst) {
-        if item.ident == self.name {
-            *item.expr = self.value.clone();
-            // Uses of the constant keep naming it.
-            self.name = "";
-        }
-    }
-
     fn visit_expr_mut(&mut self, expr: &mut Expr) {
         if let Expr::Path(p) = expr
             && p.path.is_ident(self.name)
@@ -108,6 +95,17 @@ impl VisitMut for FillIn {
             return;
         }
         syn::visit_mut::visit_expr_mut(self, expr);
+    }
+}
+
+/// Sets the value of the template's top-level constant `name`; its uses keep naming it.
+fn fill_const(file: &mut File, name: &str, value: Expr) {
+    for item in &mut file.items {
+        if let Item::Const(c) = item
+            && c.ident == name
+        {
+            *c.expr = value.clone();
+        }
     }
 }
 
