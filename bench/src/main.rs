@@ -343,6 +343,13 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
             Figure::of(bare.iter().map(|s| s.par_calls_per_s).collect()),
             Some(("≥ 0.9× peer", 0.9, true)),
         ));
+        rows.push(Row::pair(
+            "2. many-calls API (`echo_batch`) vs peer's 64 in flight",
+            "calls/s",
+            Figure::of(tl_f("batch", "calls_per_s")),
+            Figure::of(bare.iter().map(|s| s.par_calls_per_s).collect()),
+            Some(("≥ 2× peer", 2.0, true)),
+        ));
     }
     if options.wants(3) {
         rows.push(Row::pair(

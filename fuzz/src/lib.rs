@@ -53,6 +53,7 @@ struct Target {
     runtime: tokio::runtime::Runtime,
     router: axum::Router,
     route: String,
+    batch_route: String,
     signature: String,
 }
 
@@ -71,6 +72,7 @@ fn target() -> &'static Target {
                 .expect("a runtime"),
             router: Service::new(&[handler], &options).router(),
             route: turbolift::naming::route(handler.info().id()),
+            batch_route: turbolift::naming::batch_route(handler.info().id()),
             signature: format!("{:016x}", handler.info().signature()),
         }
     })
@@ -85,7 +87,8 @@ pub fn exercise(data: &[u8]) -> u16 {
         _ => (0, 0, data),
     };
     let path = match choice % 8 {
-        0..=4 => target.route.clone(),
+        0..=2 => target.route.clone(),
+        3..=4 => target.batch_route.clone(),
         5 => "/v1/call/turbolift_fuzz/other".to_owned(),
         6 => protocol::READY_PATH.to_owned(),
         _ => format!(
@@ -149,8 +152,12 @@ pub fn exercise(data: &[u8]) -> u16 {
         )
     });
     assert!(status < 500, "a 5xx for {data:?}: {status} {answer:?}");
-    let is_call = path == target.route && method == "POST";
-    if status == 200 && is_call {
+    let is_batch = path == target.batch_route && method == "POST";
+    if status == 200 && is_batch {
+        check_batch(body, &answer);
+    }
+    let is_call = (path == target.route || is_batch) && method == "POST";
+    if status == 200 && path == target.route {
         assert!(
             secret_ok && type_ok && protocol_ok && signature_ok,
             "200 without every check"
@@ -168,6 +175,31 @@ pub fn exercise(data: &[u8]) -> u16 {
         );
     }
     status
+}
+
+/// A 200 to a batch: one frame per call, in order, each the right value.
+fn check_batch(body: &[u8], answer: &[u8]) {
+    use turbolift::wire::frames::{FrameReader, OK};
+    let calls: Vec<(Order, u8)> =
+        turbolift::wire::decode(body).expect("a 200 only for a batch that decodes");
+    let mut reader = FrameReader::new();
+    reader.push(answer);
+    for (order, discount) in &calls {
+        let (tag, payload) = reader
+            .next_frame()
+            .expect("frames")
+            .expect("one frame per call");
+        assert_eq!(tag, OK, "`total` does not panic");
+        let result: Result<i64, String> =
+            turbolift::wire::decode(&payload).expect("a frame carries the encoded result");
+        assert_eq!(
+            result,
+            reference_total(order, discount.to_owned()),
+            "a wrong value"
+        );
+    }
+    assert_eq!(reader.next_frame().expect("frames"), None, "no extra frame");
+    assert!(!reader.has_partial(), "no partial frame");
 }
 
 fn insert(headers: &mut axum::http::HeaderMap, name: &'static str, value: &str) {
@@ -191,6 +223,7 @@ mod tests {
             state
         };
         let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+        let mut batches_answered = 0;
         for i in 0..20_000u64 {
             // Half the requests get every header right, so that bodies reach the decoder.
             let headers = if next() % 2 == 0 { 0 } else { next() as u8 };
@@ -211,7 +244,14 @@ mod tests {
                         },
                     },
                 };
-                let mut body = turbolift::wire::encode(&(order, (next() % 120) as u8)).unwrap();
+                let call = (order, (next() % 120) as u8);
+                // A batch body for the batch route: one to three calls.
+                let mut body = if matches!(input[0] % 8, 3..=4) {
+                    let calls = vec![call; 1 + (next() % 3) as usize];
+                    turbolift::wire::encode(&calls).unwrap()
+                } else {
+                    turbolift::wire::encode(&call).unwrap()
+                };
                 if next() % 3 == 0 && !body.is_empty() {
                     let at = (next() as usize) % body.len();
                     body[at] ^= 1 << (next() % 8);
@@ -220,8 +260,16 @@ mod tests {
             } else {
                 input.extend((0..next() % 64).map(|_| next() as u8));
             }
-            *statuses.entry(exercise(&input)).or_default() += 1;
+            let status = exercise(&input);
+            if status == 200 && matches!(input[0] % 8, 3..=4) {
+                batches_answered += 1;
+            }
+            *statuses.entry(status).or_default() += 1;
         }
+        assert!(
+            batches_answered > 50,
+            "{batches_answered} batches answered 200"
+        );
         for status in [200, 400, 401, 404, 409, 415] {
             assert!(
                 statuses.get(&status).copied().unwrap_or(0) > 50,

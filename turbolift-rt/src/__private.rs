@@ -10,11 +10,15 @@ use serde::de::DeserializeOwned;
 
 pub use bytes::Bytes;
 
-use crate::Error;
 use crate::local;
+use crate::{Batch, Error, batch};
 
 #[cfg(feature = "service")]
-pub use crate::service::handler::{Handler, Invocation, invoke_async, invoke_blocking};
+pub use crate::service::BatchSink;
+#[cfg(feature = "service")]
+pub use crate::service::handler::{
+    Handler, Invocation, invoke_async, invoke_async_batch, invoke_blocking, invoke_blocking_batch,
+};
 #[cfg(feature = "service")]
 pub use inventory;
 
@@ -28,6 +32,9 @@ pub struct FnInfo {
     names: OnceLock<Names>,
     #[cfg(feature = "distributed")]
     pub(crate) remote: crate::client::RemoteCache,
+    /// Where a service runs the function's calls, as learnt from their running times.
+    #[cfg(feature = "service")]
+    pub(crate) placement: crate::service::Placement,
 }
 
 struct Names {
@@ -52,6 +59,8 @@ impl FnInfo {
             names: OnceLock::new(),
             #[cfg(feature = "distributed")]
             remote: crate::client::RemoteCache::new(),
+            #[cfg(feature = "service")]
+            placement: crate::service::Placement::new(),
         }
     }
 
@@ -87,6 +96,12 @@ impl FnInfo {
     /// The timeout given in the attribute, if any.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// Where a service runs the function's calls (see `service::placement`).
+    #[cfg(feature = "service")]
+    pub fn placement(&self) -> &crate::service::Placement {
+        &self.placement
     }
 
     pub(crate) fn panic_error(&self, message: String) -> Error {
@@ -140,4 +155,49 @@ where
         return crate::client::call(&remote, args).await;
     }
     local::run_async(info, body(args)).await
+}
+
+/// The batch form of a synchronous distributed function: one call per input.
+pub fn batch_blocking<A, R, F>(
+    info: &'static FnInfo,
+    inputs: impl IntoIterator<Item = A>,
+    body: F,
+) -> Batch<R>
+where
+    A: Wire,
+    R: Wire,
+    F: Fn(A) -> R + Copy + Send + 'static,
+{
+    let inputs: Vec<A> = inputs.into_iter().collect();
+    let len = inputs.len();
+    #[cfg(feature = "distributed")]
+    match info.remote() {
+        Err(error) => return Batch::failed(len, error),
+        Ok(Some(remote)) => return Batch::new(len, crate::client::batch::run(remote, inputs)),
+        Ok(None) => {}
+    }
+    Batch::new(len, batch::local_blocking(info, inputs, body))
+}
+
+/// The batch form of an `async` distributed function: one call per input.
+pub fn batch_async<A, R, F, Fut>(
+    info: &'static FnInfo,
+    inputs: impl IntoIterator<Item = A>,
+    body: F,
+) -> Batch<R>
+where
+    A: Wire,
+    R: Wire,
+    F: Fn(A) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    let inputs: Vec<A> = inputs.into_iter().collect();
+    let len = inputs.len();
+    #[cfg(feature = "distributed")]
+    match info.remote() {
+        Err(error) => return Batch::failed(len, error),
+        Ok(Some(remote)) => return Batch::new(len, crate::client::batch::run(remote, inputs)),
+        Ok(None) => {}
+    }
+    Batch::new(len, batch::local_async(info, inputs, body))
 }

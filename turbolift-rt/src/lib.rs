@@ -1,6 +1,7 @@
 #![doc = include_str!("docs/crate.md")]
 #![warn(missing_docs)]
 
+mod batch;
 mod error;
 mod local;
 pub mod wire;
@@ -13,6 +14,7 @@ pub mod service;
 #[doc(hidden)]
 pub mod __private;
 
+pub use batch::Batch;
 pub use error::{Error, RemoteError};
 pub use turbolift_macros::distribute;
 pub use turbolift_shared::{duration, naming, protocol};

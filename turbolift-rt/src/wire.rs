@@ -4,6 +4,8 @@
 //! A body must be exactly one value: trailing bytes are an error, so a truncated or
 //! padded body is never mistaken for a valid call.
 
+pub mod frames;
+
 use std::any::{Any, TypeId};
 
 use bytes::Bytes;
@@ -13,7 +15,7 @@ use serde::de::DeserializeOwned;
 /// Why a value did not encode or decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct WireError(String);
+pub struct WireError(pub(crate) String);
 
 /// Encodes `value` into a fresh buffer.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {

@@ -216,10 +216,17 @@ async fn a_wrong_secret_is_refused() {
 }
 
 static OLD_MISMATCHED: FnInfo = FnInfo::new("remote", "mismatched", 0x0123_4567_89ab_cdef, None);
-static OLD_HANDLER: Handler = Handler::new(&OLD_MISMATCHED, invoke_old);
+static OLD_HANDLER: Handler = Handler::new(&OLD_MISMATCHED, invoke_old, batch_old);
 
 fn invoke_old(body: Bytes) -> Invocation {
-    turbolift::__private::invoke_blocking(body, |(u,): (u64,)| u)
+    turbolift::__private::invoke_blocking(&OLD_MISMATCHED, body, |(u,): (u64,)| u)
+}
+
+fn batch_old(
+    body: Bytes,
+    sink: turbolift::__private::BatchSink,
+) -> Result<usize, turbolift::service::InvokeError> {
+    turbolift::__private::invoke_blocking_batch(body, sink, |(u,): (u64,)| u)
 }
 
 #[tokio::test]

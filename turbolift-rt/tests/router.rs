@@ -50,9 +50,18 @@ fn service(max_body: usize) -> axum::Router {
 
 /// A well-formed call of function `name` with `body`; `edit` changes it before it is sent.
 fn call(name: &str, body: Vec<u8>, edit: impl FnOnce(&mut Request<Body>)) -> Request<Body> {
+    let mut request = batch(name, body, edit);
+    *request.uri_mut() = turbolift::naming::route(handler(name).info().id())
+        .parse()
+        .unwrap();
+    request
+}
+
+/// A well-formed batch of function `name` with `body`; `edit` changes it before it is sent.
+fn batch(name: &str, body: Vec<u8>, edit: impl FnOnce(&mut Request<Body>)) -> Request<Body> {
     let info = handler(name).info();
     let signature = format!("{:016x}", info.signature());
-    let mut request = Request::post(turbolift::naming::route(info.id()))
+    let mut request = Request::post(turbolift::naming::batch_route(info.id()))
         .header("content-type", protocol::CONTENT_TYPE)
         .header(
             protocol::PROTOCOL_HEADER,
@@ -317,4 +326,101 @@ async fn health_readiness_and_other_paths() {
     )
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// The frames of a batch's answer as `(tag, payload)`.
+fn frames(body: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut reader = wire::frames::FrameReader::new();
+    reader.push(body);
+    let mut frames = Vec::new();
+    while let Some((tag, payload)) = reader.next_frame().unwrap() {
+        frames.push((tag, payload.to_vec()));
+    }
+    assert!(!reader.has_partial(), "no partial frame");
+    frames
+}
+
+#[tokio::test]
+async fn a_batch_answers_one_frame_per_call_in_order() {
+    let calls = vec![(1u64, 2u64), (40, 2), (u64::MAX - 1, 1)];
+    let (status, kind, body) = send(batch("add", wire::encode(&calls).unwrap(), |_| {})).await;
+    assert_eq!((status, kind), (StatusCode::OK, None));
+    let sums: Vec<u64> = frames(&body)
+        .into_iter()
+        .map(|(tag, payload)| {
+            assert_eq!(tag, wire::frames::OK);
+            wire::decode(&payload).unwrap()
+        })
+        .collect();
+    assert_eq!(sums, [3, 42, u64::MAX]);
+
+    // Each call panics on its own; the answer is still 200, one panic frame per call.
+    let (status, _, body) = send(batch(
+        "explode",
+        wire::encode(&vec![(7u32,), (8,)]).unwrap(),
+        |_| {},
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let panics: Vec<(u8, String)> = frames(&body)
+        .into_iter()
+        .map(|(tag, payload)| (tag, text(&payload)))
+        .collect();
+    assert_eq!(
+        panics,
+        [
+            (wire::frames::PANIC, "exploded on 7".to_owned()),
+            (wire::frames::PANIC, "exploded on 8".to_owned())
+        ]
+    );
+
+    // An async function, and an empty batch.
+    let texts = vec![("hi".to_owned(),), (String::new(),)];
+    let (_, _, body) = send(batch("shout", wire::encode(&texts).unwrap(), |_| {})).await;
+    let shouted: Vec<Result<String, String>> = frames(&body)
+        .into_iter()
+        .map(|(_, payload)| wire::decode(&payload).unwrap())
+        .collect();
+    assert_eq!(
+        shouted,
+        [Ok("HI".to_owned()), Err("nothing to shout".to_owned())]
+    );
+    let (status, _, body) = send(batch("add", vec![0], |_| {})).await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+}
+
+#[tokio::test]
+async fn a_bad_batch_is_refused_before_any_call_runs() {
+    // Claims five calls, carries none.
+    let answer = send(batch("explode", vec![5], |_| {})).await;
+    assert_refused(
+        &answer,
+        ErrorKind::BadRequest,
+        "not a batch of argument tuples of `router::explode`",
+    );
+    // One call, then a stray byte.
+    let mut padded = wire::encode(&vec![(1u64, 2u64)]).unwrap();
+    padded.push(0);
+    let answer = send(batch("add", padded, |_| {})).await;
+    assert_refused(&answer, ErrorKind::BadRequest, "unexpected byte");
+    let answer = send(batch("add", vec![0], |r| {
+        r.headers_mut().remove(protocol::SECRET_HEADER);
+    }))
+    .await;
+    assert_refused(&answer, ErrorKind::Unauthorized, protocol::SECRET_HEADER);
+    let answer = send(batch("add", vec![0], |r| {
+        r.headers_mut().insert(
+            protocol::SIGNATURE_HEADER,
+            "0000000000000000".parse().unwrap(),
+        );
+    }))
+    .await;
+    assert_refused(&answer, ErrorKind::SignatureMismatch, "different sources");
+    let mut unknown = batch("add", vec![0], |_| {});
+    *unknown.uri_mut() = "/v1/batch/router/nope".parse().unwrap();
+    assert_refused(
+        &send(unknown).await,
+        ErrorKind::UnknownFunction,
+        "`router::add`",
+    );
 }

@@ -15,5 +15,10 @@ async fn main() -> Result<(), turbolift::Error> {
     }
     println!("squares: {squares:?}");
     println!("sum: {}", squares.iter().sum::<u64>());
+
+    // Many calls at once: `square_batch` packs them into a few requests spread over the
+    // replicas, and gives the results back in input order.
+    let many = square_batch(0..10_000u64).await?;
+    println!("sum of 10,000 squares: {}", many.iter().sum::<u64>());
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! pub async fn square(u: u64) -> Result<u64, ::turbolift::Error> { /* local or remote call */ }
 //! static __TURBOLIFT_square_MUST_BE_DECLARED_AT_MODULE_LEVEL: FnInfo = /* id, signature hash, timeout */;
 //! fn __turbolift_body_square(u: u64) -> u64 { u * u }   // what a service runs
+//! pub fn square_batch(inputs: impl IntoIterator<Item = u64>) -> turbolift::Batch<u64> { /* many calls */ }
 //! ::turbolift::__register_handler! { /* the service's entry for `square` */ }
 //! ```
 
@@ -93,11 +94,34 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    let (call, invoke) = if sig.asyncness.is_some() {
-        (quote!(call_async), quote!(invoke_async))
+    let (call, invoke, batch, invoke_batch, info_arg) = if sig.asyncness.is_some() {
+        (
+            quote!(call_async),
+            quote!(invoke_async),
+            quote!(batch_async),
+            quote!(invoke_async_batch),
+            quote!(),
+        )
     } else {
-        (quote!(call_blocking), quote!(invoke_blocking))
+        (
+            quote!(call_blocking),
+            quote!(invoke_blocking),
+            quote!(batch_blocking),
+            quote!(invoke_blocking_batch),
+            quote!(&#info,),
+        )
     };
+    let batch_fn = format_ident!("{}_batch", name);
+    // One input of the batch form: the argument itself, or a tuple of the arguments.
+    let (item_type, item_pattern) = match (names.as_slice(), types.as_slice()) {
+        ([n], [t]) => (quote!(#t), quote!(#n)),
+        _ => (quote!((#(#types,)*)), quote!((#(#names,)*))),
+    };
+    let batch_doc = format!(
+        "Calls [`{name_str}`] once for each input (the argument{}), as few requests spread \
+         over its replicas; the results come in input order. See [`turbolift::Batch`].",
+        if names.len() == 1 { "" } else { "s as a tuple" }
+    );
     let asyncness = &sig.asyncness;
     let inputs = &sig.inputs;
     let wrapper_inputs = names.iter().zip(&types).map(|(n, t)| quote!(#n: #t));
@@ -115,7 +139,17 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         .await
     };
     let invoke = quote_spanned! {name.span()=>
-        ::turbolift::__private::#invoke(body, |(#(#names,)*)| #body_fn(#(#names),*))
+        ::turbolift::__private::#invoke(#info_arg body, |(#(#names,)*)| #body_fn(#(#names),*))
+    };
+    let invoke_batch = quote_spanned! {name.span()=>
+        ::turbolift::__private::#invoke_batch(body, sink, |(#(#names,)*)| #body_fn(#(#names),*))
+    };
+    let batch_call = quote_spanned! {name.span()=>
+        ::turbolift::__private::#batch(
+            &self::#info,
+            ::core::iter::IntoIterator::into_iter(inputs).map(|#item_pattern| (#(#names,)*)),
+            |(#(#names,)*)| #body_fn(#(#names),*),
+        )
     };
 
     quote! {
@@ -125,6 +159,15 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
             #(#assertions)*
             #output_assertion
             #call
+        }
+
+        #[doc = #batch_doc]
+        #[allow(dead_code)]
+        #(#others)*
+        #vis fn #batch_fn(
+            inputs: impl ::core::iter::IntoIterator<Item = #item_type>,
+        ) -> ::turbolift::Batch<#output> {
+            #batch_call
         }
 
         #[doc(hidden)]
@@ -150,7 +193,13 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
                 ) -> ::turbolift::__private::Invocation {
                     #invoke
                 }
-                ::turbolift::__private::Handler::new(&#info, __invoke)
+                fn __batch(
+                    body: ::turbolift::__private::Bytes,
+                    sink: ::turbolift::__private::BatchSink,
+                ) -> ::core::result::Result<usize, ::turbolift::service::InvokeError> {
+                    #invoke_batch
+                }
+                ::turbolift::__private::Handler::new(&#info, __invoke, __batch)
             }
         }
     }

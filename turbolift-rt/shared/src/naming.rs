@@ -29,9 +29,17 @@ pub fn route(id: &str) -> String {
     format!("{}{}", crate::protocol::CALL_PREFIX, id.replace("::", "/"))
 }
 
-/// The function id a call path names, if it is one (inverse of [`route`]).
+/// The HTTP path of the function's batch endpoint: `/v1/batch/geo/summary/area`.
+pub fn batch_route(id: &str) -> String {
+    format!("{}{}", crate::protocol::BATCH_PREFIX, id.replace("::", "/"))
+}
+
+/// The function id a call or batch path names, if it is one (inverse of [`route`] and
+/// [`batch_route`]).
 pub fn id_from_route(path: &str) -> Option<String> {
-    let rest = path.strip_prefix(crate::protocol::CALL_PREFIX)?;
+    let rest = path
+        .strip_prefix(crate::protocol::CALL_PREFIX)
+        .or_else(|| path.strip_prefix(crate::protocol::BATCH_PREFIX))?;
     if rest.is_empty() || rest.split('/').any(|seg| !is_identifier(seg)) {
         return None;
     }
@@ -148,6 +156,9 @@ mod tests {
         let id = "app::geo::summary::area";
         assert_eq!(route(id), "/v1/call/app/geo/summary/area");
         assert_eq!(id_from_route(&route(id)).as_deref(), Some(id));
+        assert_eq!(batch_route(id), "/v1/batch/app/geo/summary/area");
+        assert_eq!(id_from_route(&batch_route(id)).as_deref(), Some(id));
+        assert_eq!(id_from_route("/v1/batch/"), None);
         assert_eq!(id_from_route("/v1/call/"), None);
         assert_eq!(id_from_route("/v1/call/a//b"), None);
         assert_eq!(id_from_route("/v1/call/a/../b"), None);

@@ -24,6 +24,9 @@ pub const HEALTH_PATH: &str = "/v1/health";
 pub const READY_PATH: &str = "/v1/ready";
 /// Prefix of the call endpoints; see [`crate::naming::route`].
 pub const CALL_PREFIX: &str = "/v1/call/";
+/// Prefix of the batch endpoints: many calls of one function in one request; see
+/// [`crate::naming::batch_route`].
+pub const BATCH_PREFIX: &str = "/v1/batch/";
 
 /// The line a service prints on stdout once it listens, followed by its base URL.
 pub const LISTENING_LINE: &str = "turbolift: listening on ";
@@ -61,6 +64,9 @@ pub mod env {
     pub const INSTANCE: &str = "TURBOLIFT_INSTANCE";
     /// Log filter of a service (tracing `EnvFilter` syntax).
     pub const LOG: &str = "TURBOLIFT_LOG";
+    /// Service: longest call of a synchronous function that runs inline on an I/O
+    /// thread once the function has proven that short; `0` turns it off.
+    pub const INLINE_MAX: &str = "TURBOLIFT_INLINE_MAX";
 }
 
 /// The kinds of failure a service reports in [`ERROR_HEADER`].

@@ -1,6 +1,7 @@
 //! The remote call path: a pooled keep-alive hyper client, replica choice, retries and
 //! timeouts.
 
+pub(crate) mod batch;
 pub(crate) mod body;
 mod config;
 mod remote;
@@ -16,8 +17,8 @@ use hyper_util::rt::TokioExecutor;
 use turbolift_shared::protocol::{self, ErrorKind};
 
 pub use config::Config;
-pub(crate) use remote::RemoteCache;
-use remote::{Remote, Replica};
+use remote::Replica;
+pub(crate) use remote::{Remote, RemoteCache};
 
 use crate::__private::Wire;
 use crate::wire::Encoded;
@@ -107,13 +108,13 @@ async fn attempts<R: Wire>(remote: &Remote, body: Encoded) -> Result<R, Error> {
 
 /// The pause before a retry once every replica was tried: 10 ms × 2^attempt, capped at
 /// 500 ms.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((10u64 << attempt.min(6)).min(500))
 }
 
 /// The pause after the `n`th `busy`: growing from 1 ms to at most 100 ms, with jitter so
 /// that callers turned away together do not come back together.
-fn busy_pause(n: u32) -> Duration {
+pub(crate) fn busy_pause(n: u32) -> Duration {
     let ceiling = (1u64 << n.min(7)).min(100);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -123,32 +124,83 @@ fn busy_pause(n: u32) -> Duration {
 
 async fn send<R: Wire>(remote: &Remote, replica: &Replica, body: Encoded) -> Attempt<R> {
     let function = remote.info.function();
+    let body = match post(remote, replica, &replica.uri, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into(),
+    };
+    match body::read_all(body, usize::MAX).await {
+        Ok(bytes) => Attempt::Done(wire::decode_owned(bytes).map_err(|e| Error::Decode {
+            function: function.to_owned(),
+            detail: e.to_string(),
+        })),
+        Err(e) => Attempt::Retry(format!("connection lost in the answer: {e}")),
+    }
+}
+
+/// Why a request got no `200`.
+pub(crate) enum Refusal {
+    /// A final answer: the call fails with this.
+    Fatal(Error),
+    /// The function did not run to an answer on this replica; another may take it.
+    Retry(String),
+    /// The replica cannot take the call now: pause and try again.
+    Busy(String),
+}
+
+impl<R> From<Refusal> for Attempt<R> {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Fatal(e) => Attempt::Done(Err(e)),
+            Refusal::Retry(reason) => Attempt::Retry(reason),
+            Refusal::Busy(reason) => Attempt::Busy(reason),
+        }
+    }
+}
+
+/// POSTs `body` to `uri` on `replica`: the answer's body on a `200`, else why not.
+pub(crate) async fn post(
+    remote: &Remote,
+    replica: &Replica,
+    uri: &http::Uri,
+    body: Encoded,
+) -> Result<hyper::body::Incoming, Refusal> {
     // The headers are built once per function (`Remote::headers`), the URI once per
     // replica: a request is clones of them.
     let mut request = Request::new(Chunks::new(body));
     *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = replica.uri.clone();
+    *request.uri_mut() = uri.clone();
     *request.headers_mut() = remote.headers.clone();
     let response = match http_client().request(request).await {
         Ok(response) => response,
         Err(e) if e.is_connect() => {
             replica.cool_down();
-            return Attempt::Retry(format!("cannot connect: {}", source_chain(&e)));
+            return Err(Refusal::Retry(format!(
+                "cannot connect: {}",
+                source_chain(&e)
+            )));
         }
         // The connection broke before an answer: the replica died or closed it. The
         // function is pure, so running it again elsewhere is safe.
-        Err(e) => return Attempt::Retry(format!("connection lost: {}", source_chain(&e))),
+        Err(e) => {
+            return Err(Refusal::Retry(format!(
+                "connection lost: {}",
+                source_chain(&e)
+            )));
+        }
     };
     let (parts, body) = response.into_parts();
     if parts.status == StatusCode::OK {
-        return match body::read_all(body, usize::MAX).await {
-            Ok(bytes) => Attempt::Done(wire::decode_owned(bytes).map_err(|e| Error::Decode {
-                function: function.to_owned(),
-                detail: e.to_string(),
-            })),
-            Err(e) => Attempt::Retry(format!("connection lost in the answer: {e}")),
-        };
+        return Ok(body);
     }
+    Err(refusal(remote.info.function(), parts, body).await)
+}
+
+/// What a non-`200` answer means for the call.
+async fn refusal(
+    function: &str,
+    parts: http::response::Parts,
+    body: hyper::body::Incoming,
+) -> Refusal {
     let kind = parts
         .headers
         .get(protocol::ERROR_HEADER)
@@ -162,25 +214,25 @@ async fn send<R: Wire>(remote: &Remote, replica: &Replica, body: Encoded) -> Att
     };
     let function = function.to_owned();
     let remote_error = |e: RemoteError| {
-        Attempt::Done(Err(Error::Remote {
+        Refusal::Fatal(Error::Remote {
             function: function.clone(),
             error: e,
-        }))
+        })
     };
     match kind {
-        Some(ErrorKind::Busy) => Attempt::Busy(format!("busy ({text})")),
+        Some(ErrorKind::Busy) => Refusal::Busy(format!("busy ({text})")),
         Some(kind @ (ErrorKind::Draining | ErrorKind::SlowBody)) => {
-            Attempt::Retry(format!("{} ({text})", kind.as_str()))
+            Refusal::Retry(format!("{} ({text})", kind.as_str()))
         }
-        Some(ErrorKind::Panic) => Attempt::Done(Err(Error::Panic {
+        Some(ErrorKind::Panic) => Refusal::Fatal(Error::Panic {
             function,
             message: text,
-        })),
+        }),
         Some(ErrorKind::SignatureMismatch | ErrorKind::ProtocolMismatch) => {
-            Attempt::Done(Err(Error::VersionMismatch {
+            Refusal::Fatal(Error::VersionMismatch {
                 function,
                 detail: text,
-            }))
+            })
         }
         Some(ErrorKind::BadRequest) => remote_error(RemoteError::BadRequest(text)),
         Some(ErrorKind::Unauthorized) => remote_error(RemoteError::Unauthorized(text)),
@@ -191,7 +243,7 @@ async fn send<R: Wire>(remote: &Remote, replica: &Replica, body: Encoded) -> Att
         }
         Some(_) => remote_error(RemoteError::Internal(text)),
         // No turbolift answer: a proxy or a dying server in between.
-        None if matches!(parts.status.as_u16(), 502..=504) => Attempt::Retry(format!(
+        None if matches!(parts.status.as_u16(), 502..=504) => Refusal::Retry(format!(
             "HTTP {} from something that is not a turbolift service",
             parts.status
         )),

@@ -68,6 +68,7 @@ pub(crate) struct Remote {
 pub(crate) struct Replica {
     pub(crate) base: String,
     pub(crate) uri: Uri,
+    pub(crate) batch_uri: Uri,
     inflight: AtomicUsize,
     /// Milliseconds since [`epoch`] until which the replica is cooling down.
     cool_until: AtomicU64,
@@ -76,16 +77,20 @@ pub(crate) struct Replica {
 impl Remote {
     fn new(info: &'static FnInfo, config: &config::Config, urls: &[String]) -> Result<Self, Error> {
         let route = crate::naming::route(info.id());
+        let batch_route = crate::naming::batch_route(info.id());
         let replicas = urls
             .iter()
             .map(|base| {
                 let base = base.trim_end_matches('/').to_owned();
-                let uri = format!("{base}{route}")
-                    .parse::<Uri>()
-                    .map_err(|e| Error::Config(format!("`{base}` for `{}`: {e}", info.id())))?;
+                let parse = |route: &str| {
+                    format!("{base}{route}")
+                        .parse::<Uri>()
+                        .map_err(|e| Error::Config(format!("`{base}` for `{}`: {e}", info.id())))
+                };
                 Ok(Replica {
+                    uri: parse(&route)?,
+                    batch_uri: parse(&batch_route)?,
                     base,
-                    uri,
                     inflight: AtomicUsize::new(0),
                     cool_until: AtomicU64::new(0),
                 })

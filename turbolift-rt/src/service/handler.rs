@@ -1,25 +1,41 @@
-//! One served function: how a service decodes its arguments, runs it and encodes its result.
+//! One served function: how a service decodes its arguments, runs it and encodes its result,
+//! for one call or for a batch of calls.
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 
+use super::batch::BatchSink;
 use crate::__private::{FnInfo, Wire};
 use crate::local::{CatchUnwind, panic_message};
-use crate::wire::{self, Encoded};
+use crate::wire::{self, Encoded, frames};
 
 /// A distributed function as a service sees it; registered by `#[turbolift::distribute]`
 /// when the `service` feature is on.
 pub struct Handler {
     info: &'static FnInfo,
     invoke: fn(Bytes) -> Invocation,
+    batch: fn(Bytes, BatchSink) -> Result<usize, InvokeError>,
 }
 
 impl Handler {
-    /// A handler of the function described by `info`, run by `invoke`.
-    pub const fn new(info: &'static FnInfo, invoke: fn(Bytes) -> Invocation) -> Self {
-        Handler { info, invoke }
+    /// A handler of the function described by `info`: `invoke` runs one call, `batch`
+    /// starts the calls of a batch.
+    pub const fn new(
+        info: &'static FnInfo,
+        invoke: fn(Bytes) -> Invocation,
+        batch: fn(Bytes, BatchSink) -> Result<usize, InvokeError>,
+    ) -> Self {
+        Handler {
+            info,
+            invoke,
+            batch,
+        }
     }
 
     /// The function's compile-time facts.
@@ -30,6 +46,12 @@ impl Handler {
     /// Runs the function on an encoded argument tuple.
     pub fn invoke(&self, body: Bytes) -> Invocation {
         (self.invoke)(body)
+    }
+
+    /// Decodes a batch body and starts its calls, which write their frames to `sink`;
+    /// returns how many calls there are.
+    pub fn start_batch(&self, body: Bytes, sink: BatchSink) -> Result<usize, InvokeError> {
+        (self.batch)(body, sink)
     }
 }
 
@@ -56,8 +78,9 @@ pub enum InvokeError {
 /// The running function, as a service awaits it.
 pub type Invocation = Pin<Box<dyn Future<Output = Result<Encoded, InvokeError>> + Send>>;
 
-/// Runs a synchronous function on the blocking pool, off the I/O threads.
-pub fn invoke_blocking<A, R, F>(body: Bytes, f: F) -> Invocation
+/// Runs a synchronous function: inline when it has proven short (see
+/// `service::placement`), else on the blocking pool, off the I/O threads.
+pub fn invoke_blocking<A, R, F>(info: &'static FnInfo, body: Bytes, f: F) -> Invocation
 where
     A: Wire,
     R: Wire,
@@ -65,9 +88,30 @@ where
 {
     Box::pin(async move {
         let args: A = decode(body)?;
-        match tokio::task::spawn_blocking(move || f(args)).await {
-            Ok(value) => encode(value),
-            Err(e) if e.is_panic() => Err(InvokeError::Panic(panic_message(&*e.into_panic()))),
+        let placement = &info.placement;
+        if let Some(_slot) = placement.inline_slot() {
+            let started = Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(|| f(args)));
+            placement.ran_inline(started.elapsed(), info.function());
+            return match outcome {
+                Ok(value) => encode(value),
+                Err(payload) => Err(InvokeError::Panic(panic_message(&*payload))),
+            };
+        }
+        let timed = move || {
+            let started = Instant::now();
+            let value = f(args);
+            (value, started.elapsed())
+        };
+        match tokio::task::spawn_blocking(timed).await {
+            Ok((value, took)) => {
+                placement.ran_on_pool(Some(took));
+                encode(value)
+            }
+            Err(e) if e.is_panic() => {
+                placement.ran_on_pool(None);
+                Err(InvokeError::Panic(panic_message(&*e.into_panic())))
+            }
             Err(_) => Err(InvokeError::ShuttingDown),
         }
     })
@@ -88,6 +132,114 @@ where
             Err(payload) => Err(InvokeError::Panic(panic_message(&*payload))),
         }
     })
+}
+
+/// A batch's results are sent when this much is waiting...
+const FLUSH_BYTES: usize = 64 * 1024;
+/// ...when the oldest waiting result is this old, or after a call that took this long.
+const FLUSH_AFTER: Duration = Duration::from_millis(1);
+/// Calls of an async function that a batch runs at once.
+const ASYNC_BATCH_CONCURRENCY: usize = 64;
+
+/// Decodes a batch of a synchronous function and runs its calls one after another on
+/// the blocking pool (one hand-off for the whole batch), streaming their frames in order.
+pub fn invoke_blocking_batch<A, R, F>(
+    body: Bytes,
+    sink: BatchSink,
+    f: F,
+) -> Result<usize, InvokeError>
+where
+    A: Wire,
+    R: Wire,
+    F: Fn(A) -> R + Send + 'static,
+{
+    let calls: Vec<A> = decode(body)?;
+    let count = calls.len();
+    tokio::task::spawn_blocking(move || {
+        let mut frames = Vec::new();
+        let mut since = Instant::now();
+        for args in calls {
+            let started = Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(|| f(args)));
+            push_result(&sink, &mut frames, outcome.map_err(|p| panic_message(&*p)));
+            let now = Instant::now();
+            if frames.len() >= FLUSH_BYTES
+                || now - since >= FLUSH_AFTER
+                || now - started >= FLUSH_AFTER
+            {
+                if !sink.send_blocking(std::mem::take(&mut frames)) {
+                    return; // the caller went away: the rest is not wanted
+                }
+                since = now;
+            }
+        }
+        sink.send_blocking(frames);
+    });
+    Ok(count)
+}
+
+/// Decodes a batch of an async function and runs up to 64 of its calls at once on the
+/// service's runtime, streaming their frames in order.
+pub fn invoke_async_batch<A, R, F, Fut>(
+    body: Bytes,
+    sink: BatchSink,
+    f: F,
+) -> Result<usize, InvokeError>
+where
+    A: Wire,
+    R: Wire,
+    F: Fn(A) -> Fut + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    let calls: Vec<A> = decode(body)?;
+    let count = calls.len();
+    tokio::spawn(async move {
+        let mut calls = calls.into_iter();
+        let mut running = FuturesOrdered::new();
+        let mut frames = Vec::new();
+        loop {
+            while running.len() < ASYNC_BATCH_CONCURRENCY {
+                match calls.next() {
+                    Some(args) => running.push_back(CatchUnwind::new(f(args))),
+                    None => break,
+                }
+            }
+            let next = match running.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    // Nothing finished right now: send what is waiting, then wait.
+                    if !frames.is_empty() && !sink.send(std::mem::take(&mut frames)).await {
+                        return;
+                    }
+                    running.next().await
+                }
+            };
+            let Some(outcome) = next else { break };
+            push_result(&sink, &mut frames, outcome.map_err(|p| panic_message(&*p)));
+            if frames.len() >= FLUSH_BYTES && !sink.send(std::mem::take(&mut frames)).await {
+                return;
+            }
+        }
+        sink.send(frames).await;
+    });
+    Ok(count)
+}
+
+/// Appends the frame of one call's outcome.
+fn push_result<R: Wire>(sink: &BatchSink, frames: &mut Vec<u8>, outcome: Result<R, String>) {
+    match outcome {
+        Ok(value) => match wire::encode(&value) {
+            Ok(encoded) => frames::push_frame(frames, frames::OK, &encoded),
+            Err(e) => {
+                let message = format!("the result could not be encoded: {e}");
+                frames::push_frame(frames, frames::FAILED, message.as_bytes());
+            }
+        },
+        Err(message) => {
+            sink.panicked(&message);
+            frames::push_frame(frames, frames::PANIC, message.as_bytes());
+        }
+    }
 }
 
 fn decode<A: Wire>(body: Bytes) -> Result<A, InvokeError> {

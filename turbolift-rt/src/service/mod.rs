@@ -3,9 +3,11 @@
 //! A generated service crate's `main` is one call: [`main_for`]`("geo::area")`. Tests and
 //! launchers of your own can build a [`Service`] and drive it directly.
 
+mod batch;
 mod check;
 pub(crate) mod handler;
 mod options;
+pub(crate) mod placement;
 mod router;
 mod serve;
 
@@ -23,7 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use turbolift_shared::protocol::{self, ErrorKind, env};
 
+pub use batch::BatchSink;
 pub use handler::{Handler, InvokeError, registered};
+pub use placement::{DEFAULT_INLINE_MAX, Placement};
 
 pub use options::{DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE, ServiceOptions};
 
@@ -33,7 +37,7 @@ pub(crate) struct State {
     max_body: usize,
     header_timeout: Duration,
     body_timeout: Duration,
-    limiter: Semaphore,
+    limiter: Arc<Semaphore>,
     max_queue: usize,
     waiting: AtomicUsize,
     ready: AtomicBool,
@@ -71,8 +75,8 @@ impl State {
     /// A place among the calls that run at once: waits in line for one, unless the line
     /// is full (a retryable `busy`) or the service is stopping (`draining`).
     #[allow(clippy::result_large_err)]
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Response> {
-        if let Ok(permit) = self.limiter.try_acquire() {
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+        if let Ok(permit) = self.limiter.clone().try_acquire_owned() {
             return Ok(permit);
         }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
@@ -83,7 +87,7 @@ impl State {
                 "the service has as many calls waiting as it takes (TURBOLIFT_MAX_QUEUE); retry later",
             ));
         }
-        let permit = self.limiter.acquire().await;
+        let permit = self.limiter.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         permit.map_err(|_| {
             router::refusal(
@@ -132,7 +136,7 @@ impl Service {
             max_body: options.max_body,
             header_timeout: options.header_timeout,
             body_timeout: options.body_timeout,
-            limiter: Semaphore::new(options.max_concurrency),
+            limiter: Arc::new(Semaphore::new(options.max_concurrency)),
             max_queue: options.max_queue,
             waiting: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
@@ -144,6 +148,7 @@ impl Service {
             panicked: AtomicU64::new(0),
             busy: AtomicU64::new(0),
         });
+        placement::set_inline_max(options.inline_max);
         let router = router::build(state.clone(), handlers);
         Service { state, router }
     }
@@ -236,12 +241,34 @@ fn announce(addr: SocketAddr) {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env(env::LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    // `TARGET=LEVEL` and bare `LEVEL` directives, comma-separated; empty ones are ignored.
+    let value = std::env::var(env::LOG).unwrap_or_default();
+    let directives: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let default = || Targets::new().with_default(tracing::Level::INFO);
+    let filter = if directives.is_empty() {
+        default()
+    } else {
+        directives.join(",").parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!(
+                "warning: {}=`{value}` is not a log filter ({e}); expected e.g. `debug` or `turbolift=debug,warn`; logging at `info`",
+                env::LOG
+            );
+            default()
+        })
+    };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
+        .finish()
+        .with(filter)
         .try_init();
 }
 

@@ -36,6 +36,10 @@ pub struct ServiceOptions {
     pub instance: String,
     /// Address to bind.
     pub bind: SocketAddr,
+    /// Longest call of a synchronous function that may run inline on an I/O thread, once
+    /// the function has proven that short; `Duration::ZERO` runs every call on the
+    /// blocking pool (see `docs/performance.md`).
+    pub inline_max: Duration,
 }
 
 impl std::fmt::Debug for ServiceOptions {
@@ -49,6 +53,7 @@ impl std::fmt::Debug for ServiceOptions {
             .field("body_timeout", &self.body_timeout)
             .field("instance", &self.instance)
             .field("bind", &self.bind)
+            .field("inline_max", &self.inline_max)
             .finish()
     }
 }
@@ -65,12 +70,13 @@ impl ServiceOptions {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             instance: format!("pid-{}", std::process::id()),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            inline_max: super::DEFAULT_INLINE_MAX,
         }
     }
 
     /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_MAX_BODY`,
     /// `TURBOLIFT_MAX_CONCURRENCY`, `TURBOLIFT_MAX_QUEUE`, `TURBOLIFT_HEADER_TIMEOUT`,
-    /// `TURBOLIFT_BODY_TIMEOUT` and `TURBOLIFT_INSTANCE`.
+    /// `TURBOLIFT_BODY_TIMEOUT`, `TURBOLIFT_INSTANCE` and `TURBOLIFT_INLINE_MAX`.
     pub fn from_env() -> Result<Self, String> {
         let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
             format!(
@@ -107,6 +113,17 @@ impl ServiceOptions {
         }
         if let Ok(instance) = std::env::var(env::INSTANCE) {
             options.instance = instance;
+        }
+        if let Ok(text) = std::env::var(env::INLINE_MAX) {
+            options.inline_max = match text.trim() {
+                "0" | "off" => Duration::ZERO,
+                _ => parse_duration(&text).map_err(|e| {
+                    format!(
+                        "{}: {e}, or `0` to run every call on the blocking pool",
+                        env::INLINE_MAX
+                    )
+                })?,
+            };
         }
         Ok(options)
     }

@@ -1,7 +1,9 @@
 //! The HTTP face of a service: call endpoints, health, readiness, and every refusal.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use axum::Router;
 use axum::body::Body;
@@ -14,7 +16,11 @@ use http_body_util::{LengthLimitError, Limited};
 use turbolift_shared::naming;
 use turbolift_shared::protocol::{self, ErrorKind};
 
+use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+
 use super::State;
+use super::batch::BatchSink;
 use super::handler::{Handler, InvokeError};
 
 pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router {
@@ -22,15 +28,24 @@ pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router 
         .route(protocol::HEALTH_PATH, get(health))
         .route(protocol::READY_PATH, get(ready));
     for &handler in handlers {
-        let route = naming::route(handler.info().id());
-        router = router.route(
-            &route,
-            post(
-                move |Extract(state): Extract<Arc<State>>, request: Request| {
-                    call(state, handler, request)
-                },
-            ),
-        );
+        let id = handler.info().id();
+        router = router
+            .route(
+                &naming::route(id),
+                post(
+                    move |Extract(state): Extract<Arc<State>>, request: Request| {
+                        call(state, handler, request)
+                    },
+                ),
+            )
+            .route(
+                &naming::batch_route(id),
+                post(
+                    move |Extract(state): Extract<Arc<State>>, request: Request| {
+                        batch(state, handler, request)
+                    },
+                ),
+            );
     }
     router
         .fallback(fallback)
@@ -65,7 +80,7 @@ async fn ready(Extract(state): Extract<Arc<State>>) -> Response {
 
 async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Response {
     let path = request.uri().path();
-    if path.starts_with(protocol::CALL_PREFIX) {
+    if path.starts_with(protocol::CALL_PREFIX) || path.starts_with(protocol::BATCH_PREFIX) {
         if let Err(refused) = state.check_secret(request.headers()) {
             refused
         } else {
@@ -80,10 +95,11 @@ async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Resp
         (
             StatusCode::NOT_FOUND,
             format!(
-                "no such endpoint `{path}`; a turbolift service answers {}, {} and POST {}<function>\n",
+                "no such endpoint `{path}`; a turbolift service answers {}, {}, POST {}<function> and POST {}<function>\n",
                 protocol::HEALTH_PATH,
                 protocol::READY_PATH,
-                protocol::CALL_PREFIX
+                protocol::CALL_PREFIX,
+                protocol::BATCH_PREFIX
             ),
         )
             .into_response()
@@ -91,18 +107,63 @@ async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Resp
 }
 
 async fn call(state: Arc<State>, handler: &'static Handler, request: Request) -> Response {
-    match call_inner(&state, handler, request).await {
-        Ok(response) | Err(response) => response,
+    let (body, _permit) = match admit(&state, handler, request).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let info = handler.info();
+    let outcome = handler.invoke(body).await;
+    match outcome {
+        Ok(result) => {
+            state.served.fetch_add(1, Ordering::Relaxed);
+            let mut response = Response::new(Body::new(crate::client::body::Chunks::new(result)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(protocol::CONTENT_TYPE),
+            );
+            response
+        }
+        Err(e) => invoke_error(&state, info.function(), e),
     }
 }
 
+/// Many calls of one function: their frames stream back in order as they finish.
+async fn batch(state: Arc<State>, handler: &'static Handler, request: Request) -> Response {
+    let (body, permit) = match admit(&state, handler, request).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let function = handler.info().function();
+    let (sink, frames) = BatchSink::new(state.clone(), function, permit);
+    match handler.start_batch(body, sink) {
+        Ok(calls) => {
+            state.served.fetch_add(calls as u64, Ordering::Relaxed);
+            let mut response = Response::new(Body::new(frames));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(protocol::CONTENT_TYPE),
+            );
+            response
+        }
+        Err(InvokeError::BadArguments(detail)) => state.reject(
+            ErrorKind::BadRequest,
+            format!(
+                "the body is not a batch of argument tuples of `{function}` (a count, then the tuples): {detail}"
+            ),
+        ),
+        Err(e) => invoke_error(&state, function, e),
+    }
+}
+
+/// The checks every call and batch passes, then its body and its place among the calls
+/// that run at once.
 // A refusal is an HTTP answer, built where the check fails.
 #[allow(clippy::result_large_err)]
-async fn call_inner(
+async fn admit(
     state: &State,
     handler: &'static Handler,
     request: Request,
-) -> Result<Response, Response> {
+) -> Result<(Bytes, OwnedSemaphorePermit), Response> {
     let info = handler.info();
     if state.draining.load(Ordering::Acquire) {
         return Err(refusal(
@@ -136,12 +197,19 @@ async fn call_inner(
     if declared.is_some_and(|len| len > state.max_body as u64) {
         return Err(too_large(state));
     }
-    let _permit = state.permit().await?;
+    let permit = state.permit().await?;
     let read = crate::client::body::read_all(
         Limited::new(request.into_body(), state.max_body),
         state.max_body,
     );
-    let body = match tokio::time::timeout(state.body_timeout, read).await {
+    // A small body has usually arrived with the head: then no timer is needed.
+    let mut read = std::pin::pin!(read);
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    let read = match first {
+        Poll::Ready(result) => Ok(result),
+        Poll::Pending => tokio::time::timeout(state.body_timeout, read).await,
+    };
+    let body = match read {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(too_large(state));
@@ -164,39 +232,28 @@ async fn call_inner(
             return Err(refused);
         }
     };
-    match handler.invoke(body).await {
-        Ok(result) => {
-            state.served.fetch_add(1, Ordering::Relaxed);
-            let mut response = Response::new(Body::new(crate::client::body::Chunks::new(result)));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(protocol::CONTENT_TYPE),
-            );
-            Ok(response)
-        }
-        Err(InvokeError::BadArguments(detail)) => Err(state.reject(
+    Ok((body, permit))
+}
+
+fn invoke_error(state: &State, function: &str, error: InvokeError) -> Response {
+    match error {
+        InvokeError::BadArguments(detail) => state.reject(
             ErrorKind::BadRequest,
-            format!(
-                "the body is not an encoded argument tuple of `{}`: {detail}",
-                info.function()
-            ),
-        )),
-        Err(InvokeError::Panic(message)) => {
+            format!("the body is not an encoded argument tuple of `{function}`: {detail}"),
+        ),
+        InvokeError::Panic(message) => {
             state.panicked.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(function = info.function(), %message, "the function panicked");
-            Err(refusal(ErrorKind::Panic, message))
+            tracing::warn!(function, %message, "the function panicked");
+            refusal(ErrorKind::Panic, message)
         }
-        Err(InvokeError::ShuttingDown) => Err(refusal(
+        InvokeError::ShuttingDown => refusal(
             ErrorKind::Draining,
             "the service shut down before the call finished; retry on another replica",
-        )),
-        Err(InvokeError::Encode(detail)) => Err(state.reject(
+        ),
+        InvokeError::Encode(detail) => state.reject(
             ErrorKind::Internal,
-            format!(
-                "the result of `{}` could not be encoded: {detail}",
-                info.function()
-            ),
-        )),
+            format!("the result of `{function}` could not be encoded: {detail}"),
+        ),
     }
 }
 

@@ -1,0 +1,272 @@
+//! Many calls of one remote function: their arguments packed into a few requests, spread
+//! over the replicas, the results streamed back in order.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use http_body_util::BodyExt;
+use tokio::time::{Instant, sleep, timeout_at};
+
+use super::{Refusal, Remote, backoff, busy_pause, post};
+use crate::__private::Wire;
+use crate::wire::frames::{self, FrameReader};
+use crate::wire::{self, Encoded};
+use crate::{Error, RemoteError};
+
+/// Most calls in one request.
+const MAX_CALLS_PER_REQUEST: usize = 4096;
+/// A request is closed once its arguments reach this size (a larger single call travels
+/// alone).
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// Requests of one batch in flight per replica.
+const REQUESTS_PER_REPLICA: usize = 2;
+
+/// The encoded arguments of every call of a batch, one after another.
+struct Calls {
+    bytes: Bytes,
+    /// Where each call's arguments are in `bytes`, or why they did not encode.
+    spans: Vec<Result<Range<usize>, Error>>,
+}
+
+impl Calls {
+    fn encode<A: Wire>(function: &str, inputs: Vec<A>) -> Calls {
+        let mut bytes = Vec::new();
+        let mut spans = Vec::with_capacity(inputs.len());
+        for args in inputs {
+            let start = bytes.len();
+            spans.push(match postcard::to_io(&args, &mut bytes) {
+                Ok(_) => Ok(start..bytes.len()),
+                Err(e) => {
+                    bytes.truncate(start);
+                    Err(Error::Encode {
+                        function: function.to_owned(),
+                        detail: e.to_string(),
+                    })
+                }
+            });
+        }
+        Calls {
+            bytes: Bytes::from(bytes),
+            spans,
+        }
+    }
+
+    /// The body of a request for the calls at `positions`: their count, then their
+    /// arguments (a slice of the shared buffer when they are contiguous).
+    fn body(&self, positions: &[usize]) -> Encoded {
+        let mut head = Vec::with_capacity(10);
+        frames::push_varint(&mut head, positions.len() as u64);
+        let span = |p: usize| self.spans[p].as_ref().expect("only encoded calls are sent");
+        let contiguous = positions
+            .windows(2)
+            .all(|w| span(w[0]).end == span(w[1]).start);
+        let tail = match (positions.first(), positions.last()) {
+            (Some(&first), Some(&last)) if contiguous => {
+                self.bytes.slice(span(first).start..span(last).end)
+            }
+            _ => {
+                let mut tail = Vec::new();
+                for &p in positions {
+                    tail.extend_from_slice(&self.bytes[span(p).clone()]);
+                }
+                Bytes::from(tail)
+            }
+        };
+        Encoded {
+            head: Bytes::from(head),
+            tail,
+        }
+    }
+}
+
+/// The results of `inputs`, in order.
+pub(crate) fn run<A: Wire, R: Wire>(
+    remote: Arc<Remote>,
+    inputs: Vec<A>,
+) -> BoxStream<'static, Result<R, Error>> {
+    let calls = Arc::new(Calls::encode(remote.info.function(), inputs));
+    let in_flight = (REQUESTS_PER_REPLICA * remote.replicas.len()).max(2);
+    // Enough requests to keep every replica busy, each of a few thousand calls at most.
+    let per_request = calls
+        .spans
+        .len()
+        .div_ceil(in_flight * 2)
+        .clamp(1, MAX_CALLS_PER_REQUEST);
+    let mut requests = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, span) in calls.spans.iter().enumerate() {
+        bytes += span.as_ref().map_or(0, Range::len);
+        if i + 1 - start == per_request || bytes >= MAX_REQUEST_BYTES {
+            requests.push(start..i + 1);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < calls.spans.len() {
+        requests.push(start..calls.spans.len());
+    }
+    stream::iter(requests)
+        .map(move |positions| run_request::<R>(remote.clone(), calls.clone(), positions))
+        .buffered(in_flight)
+        .flat_map(stream::iter)
+        .boxed()
+}
+
+/// The results of the calls at `positions`: sent as one request, and the calls that did
+/// not get an answer again, until each has its result or its error.
+async fn run_request<R: Wire>(
+    remote: Arc<Remote>,
+    calls: Arc<Calls>,
+    positions: Range<usize>,
+) -> Vec<Result<R, Error>> {
+    let function = remote.info.function();
+    let first = positions.start;
+    let mut results: Vec<Option<Result<R, Error>>> = positions
+        .clone()
+        .map(|p| calls.spans[p].as_ref().err().cloned().map(Err))
+        .collect();
+    let todo: Vec<usize> = positions.filter(|&p| calls.spans[p].is_ok()).collect();
+    let mut next = 0;
+    let mut tried = vec![false; remote.replicas.len()];
+    let (mut attempt, mut busy) = (0u32, 0u32);
+    let mut last = String::new();
+    // Each call has the function's timeout from the moment the previous result arrived.
+    let mut deadline = Instant::now() + remote.timeout;
+    while next < todo.len() {
+        if Instant::now() >= deadline {
+            results[todo[next] - first] = Some(Err(Error::Timeout {
+                function: function.to_owned(),
+                after: remote.timeout,
+            }));
+            next += 1;
+            deadline = Instant::now() + remote.timeout;
+            continue;
+        }
+        if attempt >= remote.max_attempts {
+            let error = Error::Unavailable {
+                function: function.to_owned(),
+                attempts: remote.max_attempts,
+                last: last.clone(),
+            };
+            for &p in &todo[next..] {
+                results[p - first] = Some(Err(error.clone()));
+            }
+            break;
+        }
+        if attempt > 0 && tried.iter().all(|t| *t) {
+            let _ = timeout_at(deadline, sleep(backoff(attempt))).await;
+        }
+        let index = remote.pick(&tried);
+        let replica = &remote.replicas[index];
+        let _in_flight = replica.begin();
+        let body = calls.body(&todo[next..]);
+        let answer =
+            match timeout_at(deadline, post(&remote, replica, &replica.batch_uri, body)).await {
+                Ok(answer) => answer,
+                Err(_) => continue, // the next call timed out: marked at the top
+            };
+        let mut answer = match answer {
+            Ok(answer) => answer,
+            Err(Refusal::Fatal(error)) => {
+                for &p in &todo[next..] {
+                    results[p - first] = Some(Err(error.clone()));
+                }
+                break;
+            }
+            Err(Refusal::Retry(reason)) => {
+                tracing::debug!(function, replica = %replica.base, %reason, "retrying the rest of a batch on another replica");
+                tried[index] = true;
+                attempt += 1;
+                last = format!("{}: {reason}", replica.base);
+                continue;
+            }
+            Err(Refusal::Busy(reason)) => {
+                busy += 1;
+                last = format!("{}: {reason}", replica.base);
+                let _ = timeout_at(deadline, sleep(busy_pause(busy))).await;
+                continue;
+            }
+        };
+        // The answer: one frame per call sent, in order, as they finish.
+        let sent = todo.len() - next;
+        let mut received = 0;
+        let mut reader = FrameReader::new();
+        let lost = loop {
+            let piece = match timeout_at(deadline, answer.frame()).await {
+                Err(_) => break None, // the next call timed out: marked at the top
+                Ok(None) if received < sent => {
+                    break Some(format!(
+                        "the answer ended after {received} of {sent} results"
+                    ));
+                }
+                Ok(None) => break None,
+                Ok(Some(Err(e))) => break Some(format!("connection lost in the answer: {e}")),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = piece.into_data() else {
+                continue;
+            };
+            reader.push(&data);
+            loop {
+                let frame = match reader.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let error = Error::Decode {
+                            function: function.to_owned(),
+                            detail: format!("the answer to a batch is not frames: {e}"),
+                        };
+                        for &p in &todo[next..] {
+                            results[p - first] = Some(Err(error.clone()));
+                        }
+                        return finish(results);
+                    }
+                };
+                if received == sent {
+                    break; // more frames than calls: ignored
+                }
+                results[todo[next] - first] = Some(result_of(function, frame));
+                received += 1;
+                next += 1;
+                deadline = Instant::now() + remote.timeout;
+                // Progress: the replicas are answering again.
+                attempt = 0;
+                busy = 0;
+                tried.iter_mut().for_each(|t| *t = false);
+            }
+        };
+        if let Some(reason) = lost {
+            tried[index] = true;
+            attempt += 1;
+            last = format!("{}: {reason}", replica.base);
+        }
+    }
+    finish(results)
+}
+
+fn finish<R>(results: Vec<Option<Result<R, Error>>>) -> Vec<Result<R, Error>> {
+    results
+        .into_iter()
+        .map(|r| r.expect("every call of a batch gets a result or an error"))
+        .collect()
+}
+
+/// One call's outcome from its frame.
+fn result_of<R: Wire>(function: &str, (tag, payload): (u8, Bytes)) -> Result<R, Error> {
+    let text = || String::from_utf8_lossy(&payload).into_owned();
+    match tag {
+        frames::OK => wire::decode_owned(payload.clone()).map_err(|e| Error::Decode {
+            function: function.to_owned(),
+            detail: e.to_string(),
+        }),
+        frames::PANIC => Err(Error::Panic {
+            function: function.to_owned(),
+            message: text(),
+        }),
+        _ => Err(Error::Remote {
+            function: function.to_owned(),
+            error: RemoteError::Internal(text()),
+        }),
+    }
+}

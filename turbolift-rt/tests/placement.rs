@@ -1,0 +1,87 @@
+//! Where a service runs synchronous bodies: inline once they proved short, and back on
+//! the blocking pool after one ran long, without ever stalling the other connections.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use turbolift::Config;
+use turbolift::service::{DEFAULT_INLINE_MAX, Service, ServiceOptions, registered};
+
+const SECRET: &str = "placement-test-secret";
+
+static RELEASE: Mutex<Option<Receiver<()>>> = Mutex::new(None);
+static WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Quick for `false`; for `true`, waits until the test releases it.
+#[turbolift::distribute]
+fn gate(wait: bool) -> bool {
+    if wait {
+        let release = RELEASE.lock().unwrap().take().expect("one waiting call");
+        WAITING.store(true, Ordering::SeqCst);
+        release
+            .recv_timeout(Duration::from_secs(20))
+            .expect("released by the test");
+    }
+    wait
+}
+
+#[turbolift::distribute]
+fn double(n: u64) -> u64 {
+    n * 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_bodies_run_inline_and_a_long_one_neither_stalls_others_nor_stays_inline() {
+    let handlers: Vec<_> = registered()
+        .filter(|h| h.info().id().starts_with("placement::"))
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let options = ServiceOptions::new(SECRET);
+    assert_eq!(options.inline_max, DEFAULT_INLINE_MAX);
+    let service = Service::new(&handlers, &options);
+    tokio::spawn(service.serve(listener, std::future::pending()));
+    Config::new()
+        .secret(SECRET)
+        .endpoint("placement::gate", [url.clone()])
+        .endpoint("placement::double", [url])
+        .install()
+        .unwrap();
+    let info = handlers
+        .iter()
+        .find(|h| h.info().id() == "placement::gate")
+        .unwrap()
+        .info();
+
+    assert!(!info.placement().is_inline(), "nothing learnt yet");
+    for _ in 0..40 {
+        assert_eq!(gate(false).await, Ok(false));
+    }
+    assert!(info.placement().is_inline(), "40 short calls");
+
+    // A call that has earned inline execution and then blocks: it holds one I/O thread,
+    // and the service must go on answering on the other.
+    let (release, wait) = channel();
+    *RELEASE.lock().unwrap() = Some(wait);
+    let long = tokio::spawn(gate(true));
+    while !WAITING.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for n in 0..200u64 {
+        assert_eq!(double(n).await, Ok(n * 2));
+    }
+    for _ in 0..20 {
+        assert_eq!(gate(false).await, Ok(false));
+    }
+    release.send(()).unwrap();
+    assert_eq!(long.await.unwrap(), Ok(true));
+    // It ran long: the function runs on the blocking pool from now on.
+    assert!(!info.placement().is_inline());
+    for _ in 0..40 {
+        assert_eq!(gate(false).await, Ok(false));
+    }
+    assert!(!info.placement().is_inline(), "demotion lasts");
+}
