@@ -188,7 +188,7 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
     // In Kubernetes the program runs in a container too: a static binary, like the
     // services, for each architecture.
     let in_cluster = args.platform == Platform::Kubernetes;
-    let program_cargo = |arch: Option<(Arch, &str)>| -> Result<BTreeMap<String, PathBuf>> {
+    let program_command = |arch: Option<(Arch, &str)>, offline: bool| -> Result<Command> {
         let program_dir = match arch {
             Some(_) => crate::docker::image::static_target_dir(&project.target_dir),
             None => project.target_dir.clone(),
@@ -212,7 +212,29 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
         let mut features = args.feature_list();
         features.push(format!("{}/service", project.turbolift_key));
         cargo.arg("--features").arg(features.join(","));
-        run_cargo(cargo).context("could not build the program; cargo's errors are above")
+        if offline {
+            cargo.arg("--offline");
+        }
+        Ok(cargo)
+    };
+    let program_cargo = |arch: Option<(Arch, &str)>| -> Result<BTreeMap<String, PathBuf>> {
+        const FAILED: &str = "could not build the program; cargo's errors are above";
+        // Enabling `turbolift/service` from the command line adds dependencies (hyper,
+        // axum, ...) that the package's own Cargo.lock does not hold, and cargo then asks
+        // the registry's index about them on every build, even when nothing changed (and
+        // fails without a network). The services' build has just resolved and fetched
+        // exactly those, so the program resolves offline; should that miss something, it
+        // is built again online.
+        if !services.is_empty() {
+            match run_cargo_offline(program_command(arch, true)?).context(FAILED)? {
+                Some(built) => return Ok(built),
+                None => shell.verbose_status(
+                    "Retrying",
+                    "the program's build online: resolving offline missed something",
+                ),
+            }
+        }
+        run_cargo(program_command(arch, false)?).context(FAILED)
     };
     let mut program_by_arch = Vec::new();
     let programs = if in_cluster {
@@ -297,11 +319,47 @@ fn cargo(shell: &Shell, args: &BuildArgs, project: &Project, target_dir: &Path) 
 /// Runs cargo with its diagnostics going straight to the user, and returns the
 /// executables it built by target name.
 fn run_cargo(mut cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("could not start cargo")?;
+    collect_executables(child)
+}
+
+/// Runs an `--offline` cargo like [`run_cargo`], its diagnostics passed on line by line;
+/// `None` when it failed because something was not available offline (cargo's messages
+/// then name `--offline`), so that the caller can build online instead.
+fn run_cargo_offline(mut cmd: Command) -> Result<Option<BTreeMap<String, PathBuf>>> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("could not start cargo")?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let relay = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let mut mentions_offline = false;
+        for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+            let text = String::from_utf8_lossy(&line);
+            mentions_offline |= text.contains("--offline");
+            let mut out = std::io::stderr().lock();
+            let _ = out.write_all(&line);
+            let _ = out.write_all(b"\n");
+        }
+        mentions_offline
+    });
+    let built = collect_executables(child);
+    let mentions_offline = relay.join().unwrap_or(false);
+    match built {
+        Ok(built) => Ok(Some(built)),
+        Err(_) if mentions_offline => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads cargo's JSON messages until it exits: the executables it built by target name.
+fn collect_executables(mut child: std::process::Child) -> Result<BTreeMap<String, PathBuf>> {
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut executables = BTreeMap::new();
     for message in Message::parse_stream(BufReader::new(stdout)) {
@@ -324,4 +382,29 @@ fn run_cargo(mut cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(text: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(text);
+        cmd
+    }
+
+    #[test]
+    fn an_offline_build_that_missed_something_is_retried_and_other_failures_are_not() {
+        let missed = script(
+            "echo 'error: no matching package named `hyper` found' >&2; \
+             echo 'As a reminder, you are using offline mode (--offline)' >&2; exit 101",
+        );
+        assert!(run_cargo_offline(missed).unwrap().is_none());
+        let broken = script("echo 'error[E0308]: mismatched types (offline)' >&2; exit 101");
+        assert!(run_cargo_offline(broken).is_err());
+        let built =
+            script(r#"echo '{"reason":"build-finished","success":true}'; echo '  Finished' >&2"#);
+        assert_eq!(run_cargo_offline(built).unwrap(), Some(BTreeMap::new()));
+    }
 }
