@@ -16,21 +16,7 @@ fn worker_loss_10000_calls_two_kills() {
         &["burst", &n.to_string(), "16", "2"],
         &[],
     );
-    let mut lines = Vec::new();
-    for kill_at in [2_500, 6_000] {
-        while lines.len() < kill_at {
-            lines.push(run.line());
-        }
-        // The replica killed first is back (restarted) before the second kill.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut replicas = running(&exe("slow_double"));
-        while replicas.len() < 2 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-            replicas = running(&exe("slow_double"));
-        }
-        assert_eq!(replicas.len(), 2, "both replicas run before the kill");
-        kill(replicas[0], "KILL");
-    }
+    let mut lines = kill_a_replica_at(&mut run, &[2_500, 6_000]);
     lines.extend(run.until("done"));
     let (code, stderr) = run.finish();
     let (correct, errors) = check_burst(&lines, n);
@@ -45,6 +31,59 @@ fn worker_loss_10000_calls_two_kills() {
         "worker-loss",
         format!("calls {n}, correct {correct}, errors {errors:?}, restarts 2 (two SIGKILLs)"),
     );
+}
+
+#[test]
+fn worker_loss_during_a_batch_of_10000_calls_two_kills() {
+    let _serial = serial();
+    built();
+    let n = 10_000;
+    let mut run = start(&["--replicas", "2"], &["batch", &n.to_string(), "1"], &[]);
+    // Both replicas hold requests of the batch in flight: one dies in the middle of one.
+    let mut lines = kill_a_replica_at(&mut run, &[2_500, 6_000]);
+    lines.extend(run.until("done"));
+    let (code, stderr) = run.finish();
+    let (correct, errors) = check_burst(&lines, n);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(correct, n, "{errors:?}");
+    let in_order = lines
+        .iter()
+        .take(n as usize)
+        .enumerate()
+        .all(|(i, line)| line.split(' ').next() == Some(&i.to_string()));
+    assert!(in_order, "a batch gives its results in input order");
+    assert_eq!(
+        restarts(&stderr),
+        2,
+        "both killed workers were restarted: {stderr}"
+    );
+    summary(
+        "batch-worker-loss",
+        format!(
+            "one batch of {n} calls, correct {correct}, in order, errors {errors:?}, restarts 2 (two SIGKILLs)"
+        ),
+    );
+}
+
+/// Reads result lines, and SIGKILLs one replica of `slow_double` when `at[k]` lines
+/// have come; the lines read so far.
+fn kill_a_replica_at(run: &mut Run, at: &[usize]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for &kill_at in at {
+        while lines.len() < kill_at {
+            lines.push(run.line());
+        }
+        // The replica killed before is back (restarted) before the next kill.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut replicas = running(&exe("slow_double"));
+        while replicas.len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            replicas = running(&exe("slow_double"));
+        }
+        assert_eq!(replicas.len(), 2, "both replicas run before the kill");
+        kill(replicas[0], "KILL");
+    }
+    lines
 }
 
 #[test]
