@@ -120,6 +120,9 @@ pub struct Env {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--peer-server") {
+        return peer::server_main();
+    }
     let options = Options::parse();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -288,9 +291,11 @@ fn field(lines: &[Value], kind: &str, name: &str) -> f64 {
 
 /// Measurements 1-3, turbolift and the peer taking turns.
 fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
-    let peer = peer::Peer::start();
+    let peer = peer::Peer::start(false);
+    let same_process = peer::Peer::start(true);
     let mut tl: Vec<Vec<Value>> = Vec::new();
     let mut bare: Vec<peer::Suite> = Vec::new();
+    let mut bare_same: Vec<peer::Suite> = Vec::new();
     let args: Vec<String> = [
         "suite".to_owned(),
         sizes.seq.to_string(),
@@ -308,8 +313,12 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
         );
         bare.push(peer.suite(sizes));
         tl.push(bench_lines(turbolift_run(env, Some(1), &args)));
+        if options.wants(1) {
+            bare_same.push(same_process.suite(sizes));
+        }
     }
     drop(peer);
+    drop(same_process);
     let tl_f = |kind: &str, name: &str| tl.iter().map(|l| field(l, kind, name)).collect();
     let mut rows = Vec::new();
     if options.wants(1) {
@@ -319,6 +328,13 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
             Figure::of(tl_f("seq", "p50_us")),
             Figure::of(bare.iter().map(|s| s.seq_p50_us).collect()),
             Some(("≤ 1.15× peer", 1.15, false)),
+        ));
+        rows.push(Row::pair(
+            "1. sequential p50, peer's server in the benchmark's process",
+            "µs",
+            Figure::of(tl_f("seq", "p50_us")),
+            Figure::of(bare_same.iter().map(|s| s.seq_p50_us).collect()),
+            None,
         ));
         rows.push(Row::pair(
             "1. sequential p99",

@@ -1,6 +1,9 @@
 //! The bare peer: an axum 0.8 server and a hyper-util pooled client, postcard bodies, no
-//! turbolift. The server runs on its own multi-threaded runtime and thread; the client on
-//! another runtime, as the fixture's `#[tokio::main]` does.
+//! turbolift. The server runs on its own multi-threaded runtime, in a process of its own
+//! (this binary started again with `--peer-server`, as a hand-written RPC server would be
+//! deployed, and as turbolift's services are) or, for reference, on a thread of the
+//! benchmark's process; the client on another runtime in the benchmark's process, as the
+//! fixture's `#[tokio::main]` does.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -38,8 +41,54 @@ pub struct Suite {
 /// A running peer server and the client runtime that calls it.
 pub struct Peer {
     addr: SocketAddr,
-    server: Option<Runtime>,
+    server: Server,
     client: Runtime,
+}
+
+/// Where the peer's server runs.
+enum Server {
+    Thread(Option<Runtime>),
+    Process(std::process::Child),
+}
+
+/// What the server process prints once it listens: this, then its address.
+const LISTENING: &str = "peer listening on ";
+
+fn router() -> Router {
+    Router::new()
+        .route("/echo", post(echo))
+        .route("/blob", post(blob))
+        .route("/blob-vec", post(blob_vec))
+        .layer(DefaultBodyLimit::disable())
+}
+
+fn server_runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("peer-server")
+        .build()
+        .expect("server runtime")
+}
+
+async fn serve_on(listener: tokio::net::TcpListener) {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router())
+        .await
+        .expect("the peer serves");
+}
+
+/// The `--peer-server` mode of this binary: serves on 127.0.0.1 until its stdin closes.
+pub fn server_main() {
+    let runtime = server_runtime();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1:0");
+    println!("{LISTENING}{}", listener.local_addr().expect("address"));
+    runtime.spawn(serve_on(listener));
+    // The benchmark holds our stdin: when it ends, so do we.
+    let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
 }
 
 async fn echo(body: Bytes) -> Vec<u8> {
@@ -58,25 +107,35 @@ async fn blob_vec(body: Bytes) -> Vec<u8> {
 }
 
 impl Peer {
-    pub fn start() -> Peer {
-        let server = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("peer-server")
-            .build()
-            .expect("server runtime");
-        let listener = server
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("address");
-        let app = Router::new()
-            .route("/echo", post(echo))
-            .route("/blob", post(blob))
-            .route("/blob-vec", post(blob_vec))
-            .layer(DefaultBodyLimit::disable());
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        server.spawn(async move { axum::serve(listener, app).await });
+    /// The peer, its server in a process of its own (`in_process`: on a thread here).
+    pub fn start(in_process: bool) -> Peer {
+        let (addr, server) = if in_process {
+            let server = server_runtime();
+            let listener = server
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .expect("bind 127.0.0.1:0");
+            let addr = listener.local_addr().expect("address");
+            server.spawn(serve_on(listener));
+            (addr, Server::Thread(Some(server)))
+        } else {
+            use std::io::BufRead;
+            let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+                .arg("--peer-server")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("start the peer server");
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().expect("piped"))
+                .read_line(&mut line)
+                .expect("the peer server's address");
+            let addr = line
+                .trim()
+                .strip_prefix(LISTENING)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("the peer server said {line:?}"));
+            (addr, Server::Process(child))
+        };
         let client = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("peer-client")
@@ -84,7 +143,7 @@ impl Peer {
             .expect("client runtime");
         Peer {
             addr,
-            server: Some(server),
+            server,
             client,
         }
     }
@@ -164,8 +223,16 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown_background();
+        match &mut self.server {
+            Server::Thread(server) => {
+                if let Some(server) = server.take() {
+                    server.shutdown_background();
+                }
+            }
+            Server::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
