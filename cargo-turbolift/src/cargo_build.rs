@@ -93,7 +93,7 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
         shell.status(
             "Generating",
             format!(
-                "{} service crate{} for `{}` ({})",
+                "{} service{} for `{}` ({})",
                 functions.len(),
                 plural(functions.len()),
                 project.package.name,
@@ -123,15 +123,15 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
             cargo
                 .arg("--manifest-path")
                 .arg(generated.dir.join("Cargo.toml"))
-                // Only the binaries are roots: the libraries (each the same original crate,
-                // under the same name) are then not copied out side by side.
+                // Only the binaries are roots: the libraries (the original crates, under
+                // their own names) are then not copied out side by side.
                 .arg("--workspace")
                 .arg("--bins");
             if !features.is_empty() {
                 let qualified: Vec<String> = generated
-                    .services
+                    .packages
                     .iter()
-                    .flat_map(|s| features.iter().map(move |f| format!("{}/{f}", s.name)))
+                    .flat_map(|p| features.iter().map(move |f| format!("{p}/{f}")))
                     .collect();
                 cargo.arg("--features").arg(qualified.join(","));
             }

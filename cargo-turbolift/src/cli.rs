@@ -44,7 +44,7 @@ pub enum Color {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Generate a service crate per distributed function and build them and the program
+    /// Generate a service per distributed function and build the services and the program
     Build(BuildArgs),
     /// Build, start the services on this machine, run the program against them
     Run(RunArgs),

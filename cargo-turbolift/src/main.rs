@@ -1,5 +1,5 @@
 //! `cargo turbolift`: find the `#[turbolift::distribute]` functions of a crate, generate
-//! one service crate per function, build them, and run the program against them.
+//! a service per function, build them, and run the program against them.
 
 mod cargo_build;
 mod cli;

@@ -54,7 +54,7 @@ impl Shell {
         anstream::AutoStream::new(std::io::stderr(), self.color)
     }
 
-    /// `   Generating service crates for ...`
+    /// `   Generating 3 services for ...`
     pub fn status(&self, verb: &str, message: impl std::fmt::Display) {
         if self.quiet {
             return;

@@ -1,4 +1,4 @@
-//! The generated service crates, file by file, as a reviewer would read them.
+//! The generated service packages, file by file, as a reviewer would read them.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -80,7 +80,7 @@ fn the_layout_service_crates() {
 fn a_second_build_without_changes_writes_nothing() {
     let dir = fixture("examples/quickstart");
     assert_success("build", &output(&mut turbolift(&dir, &["build"])));
-    let service = target_dir().join("turbolift/quickstart/services/quickstart-square");
+    let service = target_dir().join("turbolift/quickstart/services/quickstart-services");
     let stamp = |f: &str| {
         std::fs::metadata(service.join(f))
             .unwrap()
@@ -90,7 +90,7 @@ fn a_second_build_without_changes_writes_nothing() {
     let before = (
         stamp("Cargo.toml"),
         stamp("build.rs"),
-        stamp("turbolift-service.rs"),
+        stamp("turbolift-services/quickstart-square.rs"),
     );
     let out = output(&mut turbolift(&dir, &["build", "-v"]));
     assert_success("second build", &out);
@@ -99,7 +99,7 @@ fn a_second_build_without_changes_writes_nothing() {
         (
             stamp("Cargo.toml"),
             stamp("build.rs"),
-            stamp("turbolift-service.rs")
+            stamp("turbolift-services/quickstart-square.rs")
         )
     );
     let stderr = text(&out.stderr);
@@ -107,5 +107,5 @@ fn a_second_build_without_changes_writes_nothing() {
         !stderr.contains("Compiling"),
         "nothing is compiled again:\n{stderr}"
     );
-    assert!(stderr.contains("Fresh quickstart-square"), "{stderr}");
+    assert!(stderr.contains("Fresh quickstart-services"), "{stderr}");
 }

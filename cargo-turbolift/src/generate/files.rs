@@ -83,6 +83,20 @@ pub fn mirror(package: &Path, into: &Path, generated: &[PathBuf], skip: &[&str])
     Ok(())
 }
 
+/// Removes the files of `dir` whose names are not in `keep` (the binaries of functions no
+/// longer distributed).
+pub fn remove_other_files(dir: &Path, keep: impl Iterator<Item = String>) -> io::Result<()> {
+    let keep: BTreeSet<String> = keep.collect();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if entry.file_type()?.is_file() && !keep.iter().any(|k| name == k.as_str()) {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! The manifests of the generated workspace and of each service crate.
+//! The manifests of the generated workspace and of each service package.
 
 use std::path::Path;
 
@@ -58,13 +58,15 @@ pub fn workspace(members: &[String], user_root_manifest: &Path) -> Result<String
     Ok(with_header(WORKSPACE_TEMPLATE, &table))
 }
 
-/// What a service crate's manifest needs to know.
+/// What a service package's manifest needs to know.
 pub struct ServiceManifest<'a> {
     pub name: &'a str,
-    /// The crate name of the original target, which the service's library takes.
+    /// The crate name of the original target, which the package's library takes.
     pub crate_name: &'a str,
-    /// The original crate root, relative to the package (and so to the service crate).
+    /// The original crate root, relative to the package (and so to the service package).
     pub root: &'a Path,
+    /// One binary per service: its name and its main, relative to the service package.
+    pub bins: &'a [(&'a str, String)],
     pub package: &'a Package,
     /// The key of the `turbolift` dependency.
     pub turbolift_key: &'a str,
@@ -93,13 +95,25 @@ pub fn service(m: &ServiceManifest<'_>) -> Result<String> {
         .context("[lib]")?;
     lib.insert("name".into(), m.crate_name.into());
     lib.insert("path".into(), m.root.display().to_string().into());
-    let bin = table
+    let bins = table
         .get_mut("bin")
         .and_then(Value::as_array_mut)
-        .and_then(|a| a.first_mut())
-        .and_then(Value::as_table_mut)
         .context("[[bin]]")?;
-    bin.insert("name".into(), m.name.into());
+    let template = bins
+        .first()
+        .and_then(Value::as_table)
+        .cloned()
+        .context("[[bin]]")?;
+    *bins = m
+        .bins
+        .iter()
+        .map(|(name, path)| {
+            let mut bin = template.clone();
+            bin.insert("name".into(), (*name).into());
+            bin.insert("path".into(), path.as_str().into());
+            Value::Table(bin)
+        })
+        .collect();
 
     let mut targets = Table::new();
     for dep in &package.dependencies {

@@ -1,11 +1,13 @@
-//! Generation: one service crate per distributed function, in one workspace under the
-//! target directory (`target/turbolift/<package>/`), sharing the user's `Cargo.lock`.
+//! Generation: one service package per crate target that has distributed functions (in
+//! the usual case, one per user package), in one workspace under the target directory
+//! (`target/turbolift/<package>/`), sharing the user's `Cargo.lock`.
 //!
-//! Each service crate mirrors the user's package with symlinks, so that modules,
+//! Each service package mirrors the user's package with symlinks, so that modules,
 //! `#[path]`, `include_str!` and `build.rs` outputs resolve exactly as in the original.
-//! Its library is the original crate root, compiled unchanged under the original crate
-//! name (so `module_path!()` agrees); only three files are its own: `Cargo.toml`,
-//! `build.rs`, and `turbolift-service.rs`, the binary that serves the function.
+//! Its library is the original crate root, compiled once and unchanged under the original
+//! crate name (so `module_path!()` agrees); its binaries, one per function, are tiny mains
+//! that link it and serve that function. Only these files are its own: `Cargo.toml`,
+//! `build.rs`, and `turbolift-services/<service>.rs`.
 
 mod files;
 mod manifest;
@@ -16,34 +18,36 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use turbolift_shared::naming;
 
-use crate::discover::{DistributedFn, TargetKind};
+use crate::discover::{DistributedFn, Target, TargetKind};
 use crate::project::Project;
 
 pub use files::write_if_changed;
 
-/// Entries of the package that a service crate does not mirror.
+/// Entries of the package that a service package does not mirror.
 const NOT_MIRRORED: &[&str] = &[
     "Cargo.toml",
     "Cargo.lock",
     "target",
     ".git",
     "build.rs",
-    SERVICE_MAIN,
+    SERVICE_MAINS,
 ];
 
-/// The service crate's binary, beside its manifest.
-const SERVICE_MAIN: &str = "turbolift-service.rs";
+/// The directory of the service package's binaries, beside its manifest.
+const SERVICE_MAINS: &str = "turbolift-services";
 
 /// The generated workspace.
 pub struct Generated {
     /// `target/turbolift/<package>/`.
     pub dir: PathBuf,
+    /// The generated packages, e.g. `quickstart-services`.
+    pub packages: Vec<String>,
     pub services: Vec<ServiceCrate>,
 }
 
-/// One generated service crate.
+/// One service: a binary of a generated package that serves one function.
 pub struct ServiceCrate {
-    /// Package and binary name, e.g. `quickstart-square`.
+    /// Binary name, e.g. `quickstart-square`.
     pub name: String,
     pub function: DistributedFn,
 }
@@ -56,28 +60,59 @@ pub fn workspace_dir(project: &Project) -> PathBuf {
         .join(project.package.name.as_str())
 }
 
+/// The name of the generated package for the functions of `target`: `<package>-services`
+/// for the binary named like the package (`src/main.rs`, usually), `<package>-services-<bin>`
+/// for another binary, `<package>-lib-services` for the library.
+fn package_name(project: &Project, target: &Target) -> String {
+    let package = &project.package.name;
+    match target.kind {
+        TargetKind::Lib => format!("{package}-lib-services"),
+        TargetKind::Bin if target.name == package.as_str() => format!("{package}-services"),
+        TargetKind::Bin => format!("{package}-services-{}", target.name),
+    }
+}
+
 pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Generated> {
     let dir = workspace_dir(project);
-    let services_dir = dir.join("services");
-    std::fs::create_dir_all(&services_dir)
-        .with_context(|| format!("cannot create {}", services_dir.display()))?;
-    let mut services = Vec::new();
+    let packages_dir = dir.join("services");
+    std::fs::create_dir_all(&packages_dir)
+        .with_context(|| format!("cannot create {}", packages_dir.display()))?;
+    // The functions of each target, in the order discovery found the targets.
+    let mut groups: Vec<(&Target, Vec<&DistributedFn>)> = Vec::new();
     for function in functions {
-        let name = naming::service_name(&project.package.name, &function.id);
-        let service_dir = services_dir.join(&name);
-        generate_service(project, function, &name, &service_dir)
-            .with_context(|| format!("cannot generate the service crate of `{}`", function.id))?;
-        services.push(ServiceCrate {
-            name,
-            function: function.clone(),
-        });
+        match groups
+            .iter_mut()
+            .find(|(t, _)| t.kind == function.target.kind && t.name == function.target.name)
+        {
+            Some((_, members)) => members.push(function),
+            None => groups.push((&function.target, vec![function])),
+        }
     }
-    remove_stale(&services_dir, &services)?;
+    let mut packages = Vec::new();
+    let mut services = Vec::new();
+    for (target, members) in groups {
+        let package = package_name(project, target);
+        let group: Vec<ServiceCrate> = members
+            .into_iter()
+            .map(|function| ServiceCrate {
+                name: naming::service_name(&project.package.name, &function.id),
+                function: function.clone(),
+            })
+            .collect();
+        generate_package(
+            project,
+            target,
+            &package,
+            &group,
+            &packages_dir.join(&package),
+        )
+        .with_context(|| format!("cannot generate the service package `{package}`"))?;
+        packages.push(package);
+        services.extend(group);
+    }
+    remove_stale(&packages_dir, &packages)?;
 
-    let members: Vec<String> = services
-        .iter()
-        .map(|s| format!("services/{}", s.name))
-        .collect();
+    let members: Vec<String> = packages.iter().map(|p| format!("services/{p}")).collect();
     let manifest = manifest::workspace(&members, &project.workspace_root().join("Cargo.toml"))?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     let user_lock = project.workspace_root().join("Cargo.lock");
@@ -89,24 +124,28 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
             write_if_changed(&dir.join("Cargo.lock"), &lock)?;
         }
     }
-    Ok(Generated { dir, services })
+    Ok(Generated {
+        dir,
+        packages,
+        services,
+    })
 }
 
-fn generate_service(
+fn generate_package(
     project: &Project,
-    function: &DistributedFn,
+    target: &Target,
     name: &str,
+    services: &[ServiceCrate],
     dir: &Path,
 ) -> Result<()> {
     let package_root = project.package_root();
-    let root_relative = function
-        .target
+    let root_relative = target
         .root
         .strip_prefix(package_root)
         .with_context(|| {
             format!(
                 "the crate root {} is outside its package {}",
-                function.target.root.display(),
+                target.root.display(),
                 package_root.display()
             )
         })?
@@ -119,12 +158,19 @@ fn generate_service(
         )
     })?;
 
-    let is_bin = function.target.kind == TargetKind::Bin;
-    let crate_name = naming::crate_name(&function.target.name);
-    write_if_changed(
-        &dir.join(SERVICE_MAIN),
-        &source::service_main(&crate_name, &function.id)?,
-    )?;
+    let crate_name = naming::crate_name(&target.name);
+    let mains_dir = dir.join(SERVICE_MAINS);
+    let mut bins = Vec::new();
+    for service in services {
+        let file = format!("{}.rs", service.name);
+        write_if_changed(
+            &mains_dir.join(&file),
+            &source::service_main(&crate_name, &service.function.id)?,
+        )?;
+        bins.push((service.name.as_str(), format!("{SERVICE_MAINS}/{file}")));
+    }
+    files::remove_other_files(&mains_dir, bins.iter().map(|(n, _)| format!("{n}.rs")))
+        .with_context(|| format!("cannot clean {}", mains_dir.display()))?;
 
     let original_build = project.build_script();
     let original_source = match &original_build {
@@ -135,16 +181,21 @@ fn generate_service(
         None => None,
     };
     let build = source::build_script(
-        &package_env(project, function),
+        &package_env(project, target),
         original_source.as_deref().zip(original_build.as_deref()),
     )?;
     write_if_changed(&dir.join("build.rs"), &build)?;
 
-    let lib_crate = if is_bin { project.lib_crate() } else { None };
+    let lib_crate = if target.kind == TargetKind::Bin {
+        project.lib_crate()
+    } else {
+        None
+    };
     let manifest = manifest::service(&manifest::ServiceManifest {
         name,
         crate_name: &crate_name,
         root: &root_relative,
+        bins: &bins,
         package: &project.package,
         turbolift_key: &project.turbolift_key,
         lib_crate: lib_crate.as_deref(),
@@ -154,7 +205,7 @@ fn generate_service(
 }
 
 /// What cargo would set for the original package, so that `env!` reads the same.
-fn package_env(project: &Project, function: &DistributedFn) -> Vec<(String, String)> {
+fn package_env(project: &Project, target: &Target) -> Vec<(String, String)> {
     let p = &project.package;
     let v = &p.version;
     let mut env = vec![
@@ -181,20 +232,18 @@ fn package_env(project: &Project, function: &DistributedFn) -> Vec<(String, Stri
         ),
         ("CARGO_MANIFEST_PATH", p.manifest_path.to_string()),
     ];
-    if function.target.kind == TargetKind::Bin {
-        env.push(("CARGO_BIN_NAME", function.target.name.clone()));
+    if target.kind == TargetKind::Bin {
+        env.push(("CARGO_BIN_NAME", target.name.clone()));
     }
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// Removes the crates of functions that are no longer distributed.
-fn remove_stale(services_dir: &Path, services: &[ServiceCrate]) -> Result<()> {
-    for entry in std::fs::read_dir(services_dir)? {
+/// Removes the packages of targets that no longer have distributed functions (and the
+/// per-function crates of earlier versions).
+fn remove_stale(packages_dir: &Path, packages: &[String]) -> Result<()> {
+    for entry in std::fs::read_dir(packages_dir)? {
         let entry = entry?;
-        if !services
-            .iter()
-            .any(|s| entry.file_name() == s.name.as_str())
-        {
+        if !packages.iter().any(|p| entry.file_name() == p.as_str()) {
             std::fs::remove_dir_all(entry.path())
                 .with_context(|| format!("cannot remove {}", entry.path().display()))?;
         }

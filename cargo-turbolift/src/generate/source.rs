@@ -1,4 +1,4 @@
-//! The Rust sources of a service crate: its binary and its build script. Built with syn and quote from the
+//! The Rust sources of a service package: a service's binary and the build script. Built with syn and quote from the
 //! templates, printed with prettyplease.
 
 use std::path::Path;
@@ -11,7 +11,7 @@ use syn::{Expr, File, Item, parse_quote};
 const SERVICE_MAIN: &str = include_str!("../../../templates/service/main.rs");
 const SERVICE_BUILD: &str = include_str!("../../../templates/service/build.rs");
 
-/// The service crate's binary: links the original crate (the service's library) and
+/// A service's binary: links the original crate (the service package's library) and
 /// serves `function_id`.
 pub fn service_main(crate_name: &str, function_id: &str) -> Result<String> {
     let mut file: File = syn::parse_file(SERVICE_MAIN).context("templates/service/main.rs")?;
