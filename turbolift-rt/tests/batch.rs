@@ -36,6 +36,18 @@ fn slow(ms: u64) -> u64 {
     ms
 }
 
+#[turbolift::distribute(timeout = "300ms")]
+fn held(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[turbolift::distribute]
+fn holder(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
 #[turbolift::distribute]
 async fn later(ms: u64) -> u64 {
     // Later inputs finish first: the order must still be the inputs'.
@@ -206,6 +218,34 @@ async fn a_hung_call_times_out_alone_and_the_rest_of_its_batch_still_runs() {
     assert_eq!(results[2..], [Ok(5), Ok(5)]);
     assert!(took < Duration::from_millis(1_900), "took {took:?}");
     running.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_no_replica_takes_times_out_as_a_whole_not_call_by_call() {
+    // One place and no line: while a long call holds the place, the batch gets `busy`.
+    let handlers: Vec<&'static Handler> = registered()
+        .filter(|h| ["batch::held", "batch::holder"].contains(&h.info().id()))
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let mut options = ServiceOptions::new(SECRET);
+    options.max_concurrency = 1;
+    options.max_queue = 0;
+    let service = Service::new(&handlers, &options);
+    tokio::spawn(service.serve(listener, std::future::pending()));
+    route("held", &[&url]);
+    route("holder", &[&url]);
+    let holding = tokio::spawn(holder(1_500));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let results = collect(held_batch([5u64, 5, 5, 5, 5])).await;
+    let took = started.elapsed();
+    for result in &results {
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    }
+    // Five timeouts of 300 ms one after another would take 1.5 s.
+    assert!(took < Duration::from_millis(1_000), "took {took:?}");
+    assert_eq!(holding.await.unwrap(), Ok(1_500));
 }
 
 #[tokio::test]

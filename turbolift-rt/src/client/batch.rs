@@ -131,17 +131,30 @@ async fn run_request<R: Wire>(
     let mut tried = vec![false; remote.replicas.len()];
     let (mut attempt, mut busy) = (0u32, 0u32);
     let mut last = String::new();
-    // Each call has the function's timeout from the moment the previous result arrived.
+    // Each call has the function's timeout from the moment the previous result arrived
+    // (the first, from now).
     let mut deadline = Instant::now() + remote.timeout;
+    // Whether the deadline that may pass is that of a call a replica is running (the
+    // answer has begun): then only that call timed out, and the rest go on.
+    let mut running = false;
     while next < todo.len() {
         if Instant::now() >= deadline {
-            results[todo[next] - first] = Some(Err(Error::Timeout {
+            let timeout = Error::Timeout {
                 function: function.to_owned(),
                 after: remote.timeout,
-            }));
-            next += 1;
-            deadline = Instant::now() + remote.timeout;
-            continue;
+            };
+            if running {
+                results[todo[next] - first] = Some(Err(timeout));
+                next += 1;
+                deadline = Instant::now() + remote.timeout;
+                running = false;
+                continue;
+            }
+            // No replica took the calls within the timeout: none of them ran.
+            for &p in &todo[next..] {
+                results[p - first] = Some(Err(timeout.clone()));
+            }
+            break;
         }
         if attempt >= remote.max_attempts {
             let error = Error::Unavailable {
@@ -164,7 +177,7 @@ async fn run_request<R: Wire>(
         let answer =
             match timeout_at(deadline, post(&remote, replica, &replica.batch_uri, body)).await {
                 Ok(answer) => answer,
-                Err(_) => continue, // the next call timed out: marked at the top
+                Err(_) => continue, // no answer within the timeout: marked at the top
             };
         let mut answer = match answer {
             Ok(answer) => answer,
@@ -192,9 +205,10 @@ async fn run_request<R: Wire>(
         let sent = todo.len() - next;
         let mut received = 0;
         let mut reader = FrameReader::new();
+        running = true;
         let lost = loop {
             let piece = match timeout_at(deadline, answer.frame()).await {
-                Err(_) => break None, // the next call timed out: marked at the top
+                Err(_) => break None, // the running call timed out: marked at the top
                 Ok(None) if received < sent => {
                     break Some(format!(
                         "the answer ended after {received} of {sent} results"
@@ -237,6 +251,7 @@ async fn run_request<R: Wire>(
             }
         };
         if let Some(reason) = lost {
+            running = false;
             tried[index] = true;
             attempt += 1;
             last = format!("{}: {reason}", replica.base);
