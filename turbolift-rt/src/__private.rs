@@ -168,15 +168,10 @@ where
     R: Wire,
     F: Fn(A) -> R + Copy + Send + 'static,
 {
-    let inputs: Vec<A> = inputs.into_iter().collect();
-    let len = inputs.len();
-    #[cfg(feature = "distributed")]
-    match info.remote() {
-        Err(error) => return Batch::failed(len, error),
-        Ok(Some(remote)) => return Batch::new(len, crate::client::batch::run(remote, inputs)),
-        Ok(None) => {}
+    match remote_batch(info, inputs) {
+        Ok(remote) => remote,
+        Err(inputs) => Batch::new(inputs.len(), batch::local_blocking(info, inputs, body)),
     }
-    Batch::new(len, batch::local_blocking(info, inputs, body))
 }
 
 /// The batch form of an `async` distributed function: one call per input.
@@ -191,13 +186,29 @@ where
     F: Fn(A) -> Fut + Send + 'static,
     Fut: Future<Output = R> + Send + 'static,
 {
+    match remote_batch(info, inputs) {
+        Ok(remote) => remote,
+        Err(inputs) => Batch::new(inputs.len(), batch::local_async(info, inputs, body)),
+    }
+}
+
+/// The batch over the network when the function is remote (or every call's error when
+/// the configuration is invalid); else the inputs back, to run in-process.
+fn remote_batch<A: Wire, R: Wire>(
+    info: &'static FnInfo,
+    inputs: impl IntoIterator<Item = A>,
+) -> Result<Batch<R>, Vec<A>> {
     let inputs: Vec<A> = inputs.into_iter().collect();
-    let len = inputs.len();
     #[cfg(feature = "distributed")]
     match info.remote() {
-        Err(error) => return Batch::failed(len, error),
-        Ok(Some(remote)) => return Batch::new(len, crate::client::batch::run(remote, inputs)),
+        Err(error) => return Ok(Batch::failed(inputs.len(), error)),
+        Ok(Some(remote)) => {
+            let len = inputs.len();
+            return Ok(Batch::new(len, crate::client::batch::run(remote, inputs)));
+        }
         Ok(None) => {}
     }
-    Batch::new(len, batch::local_async(info, inputs, body))
+    #[cfg(not(feature = "distributed"))]
+    let _ = info;
+    Err(inputs)
 }

@@ -1,14 +1,14 @@
 //! Batches (`f_batch(inputs)`): many calls in few requests, against real services on
 //! 127.0.0.1, and in-process.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::{Running, dead_url, handler};
 use futures_core::Stream;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use turbolift::service::{Handler, Service, ServiceOptions, registered};
-use turbolift::{Config, Error, RemoteError};
+use turbolift::service::ServiceOptions;
+use turbolift::{Error, RemoteError};
+
+mod common;
 
 const SECRET: &str = "batch-test-secret";
 
@@ -74,53 +74,14 @@ async fn local_async(n: u32) -> u32 {
     n * 3
 }
 
-/// Every test adds the endpoints of its own functions to one shared configuration.
+/// Routes this test crate's function `name` to `urls`.
 fn route<S: AsRef<str>>(name: &str, urls: &[S]) {
-    let id = format!("batch::{name}");
-    static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
-    let mut config = CONFIG.lock().unwrap();
-    let next = config
-        .take()
-        .unwrap_or_else(|| Config::new().secret(SECRET))
-        .endpoint(id, urls.iter().map(|u| u.as_ref().to_owned()));
-    next.clone().install().unwrap();
-    *config = Some(next);
+    common::route(&format!("batch::{name}"), urls, SECRET);
 }
 
-struct Running {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.done.await.unwrap().unwrap();
-    }
-}
-
+/// Serves this test crate's function `name` with `secret`.
 async fn serve(name: &str, secret: &str) -> Running {
-    let id = format!("batch::{name}");
-    let handler: &'static Handler = registered().find(|h| h.info().id() == id).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let service = Service::new(&[handler], &ServiceOptions::new(secret));
-    let done = tokio::spawn(service.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        url,
-        stop: Some(stop),
-        done,
-    }
-}
-
-/// A port nothing listens on.
-async fn dead_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
+    common::serve(&[common::handler(&format!("batch::{name}"))], secret).await
 }
 
 #[tokio::test]
@@ -223,18 +184,13 @@ async fn a_hung_call_times_out_alone_and_the_rest_of_its_batch_still_runs() {
 #[tokio::test]
 async fn a_batch_no_replica_takes_times_out_as_a_whole_not_call_by_call() {
     // One place and no line: while a long call holds the place, the batch gets `busy`.
-    let handlers: Vec<&'static Handler> = registered()
-        .filter(|h| ["batch::held", "batch::holder"].contains(&h.info().id()))
-        .collect();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let mut options = ServiceOptions::new(SECRET);
     options.max_concurrency = 1;
     options.max_queue = 0;
-    let service = Service::new(&handlers, &options);
-    tokio::spawn(service.serve(listener, std::future::pending()));
-    route("held", &[&url]);
-    route("holder", &[&url]);
+    let handlers = [handler("batch::held"), handler("batch::holder")];
+    let running = common::serve_with(&handlers, &options).await;
+    route("held", &[&running.url]);
+    route("holder", &[&running.url]);
     let holding = tokio::spawn(holder(1_500));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = Instant::now();
@@ -246,6 +202,7 @@ async fn a_batch_no_replica_takes_times_out_as_a_whole_not_call_by_call() {
     // Five timeouts of 300 ms one after another would take 1.5 s.
     assert!(took < Duration::from_millis(1_000), "took {took:?}");
     assert_eq!(holding.await.unwrap(), Ok(1_500));
+    running.stop().await;
 }
 
 #[tokio::test]

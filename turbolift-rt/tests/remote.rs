@@ -1,13 +1,13 @@
 //! The remote call path against real services on 127.0.0.1.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use common::{dead_url, serve};
 use turbolift::__private::{Bytes, FnInfo, Invocation};
-use turbolift::service::{Handler, Service, ServiceOptions, registered};
-use turbolift::{Config, Error, RemoteError};
+use turbolift::service::Handler;
+use turbolift::{Error, RemoteError};
+
+mod common;
 
 const SECRET: &str = "remote-test-secret";
 
@@ -62,57 +62,14 @@ fn mismatched(u: u32) -> u32 {
     u
 }
 
-/// Every test adds the endpoints of its own functions to one shared configuration.
+/// Routes this test crate's function `name` to `urls`.
 fn route<S: AsRef<str>>(name: &str, urls: &[S]) {
-    let id = format!("remote::{name}");
-    static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
-    let mut config = CONFIG.lock().unwrap();
-    let next = config
-        .take()
-        .unwrap_or_else(|| Config::new().secret(SECRET))
-        .endpoint(id, urls.iter().map(|u| u.as_ref().to_owned()));
-    next.clone().install().unwrap();
-    *config = Some(next);
-}
-
-struct Running {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.done.await.unwrap().unwrap();
-    }
-}
-
-async fn serve(handlers: &[&'static Handler], secret: &str) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let service = Service::new(handlers, &ServiceOptions::new(secret));
-    let done = tokio::spawn(service.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Running {
-        url,
-        stop: Some(stop),
-        done,
-    }
+    common::route(&format!("remote::{name}"), urls, SECRET);
 }
 
 /// The handler of this test crate's function `name`.
 fn handler(name: &str) -> &'static Handler {
-    let id = format!("remote::{name}");
-    registered().find(|h| h.info().id() == id).unwrap()
-}
-
-/// A port nothing listens on.
-async fn dead_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
+    common::handler(&format!("remote::{name}"))
 }
 
 #[tokio::test]
