@@ -14,5 +14,10 @@ fn main() {
     original_build_script();
 }
 
-/// The original package has no build script.
-fn original_build_script() {}
+/// The original package has no build script. Without a `rerun-if-changed` line cargo would
+/// run this script again, and so compile the package's code again and link every service
+/// again, after a change to any file in the package (a README, a data file); its output
+/// depends on this file alone.
+fn original_build_script() {
+    println!("cargo:rerun-if-changed=build.rs");
+}

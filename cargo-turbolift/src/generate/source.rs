@@ -129,7 +129,8 @@ mod tests {
         let env = vec![("CARGO_PKG_NAME".to_owned(), "my-app".to_owned())];
         let plain = build_script(&env, None).unwrap();
         assert!(plain.contains("(\"CARGO_PKG_NAME\", \"my-app\")"));
-        assert!(plain.contains("fn original_build_script() {}"));
+        assert!(plain.contains("fn original_build_script() {"));
+        assert!(plain.contains("cargo:rerun-if-changed=build.rs"));
         let user = "use std::env;\nfn main() { println!(\"cargo:rerun-if-changed=build.rs\"); }\n";
         let wrapped = build_script(&env, Some((user, Path::new("build.rs")))).unwrap();
         assert_eq!(wrapped.matches("fn original_build_script()").count(), 1);
