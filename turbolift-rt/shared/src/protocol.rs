@@ -62,7 +62,8 @@ pub mod env {
     pub const BODY_TIMEOUT: &str = "TURBOLIFT_BODY_TIMEOUT";
     /// Name of the service instance, echoed in [`super::INSTANCE_HEADER`].
     pub const INSTANCE: &str = "TURBOLIFT_INSTANCE";
-    /// Log filter of a service (tracing `EnvFilter` syntax).
+    /// Log filter of a service: `TARGET=LEVEL` or `LEVEL` directives, comma-separated
+    /// (tracing-subscriber's `Targets` syntax).
     pub const LOG: &str = "TURBOLIFT_LOG";
     /// Service: longest call of a synchronous function that runs inline on an I/O
     /// thread once the function has proven that short; `0` turns it off.
