@@ -24,13 +24,23 @@ use crate::local::{self, panic_message};
 /// Await it for every value (`Err` with the first failure, in input order), or use it
 /// as a [`Stream`] (or with [`Batch::next`]) to take results as they come:
 ///
-/// ```ignore
+/// ```
+/// #[turbolift::distribute]
+/// fn square(u: u64) -> u64 {
+///     u * u
+/// }
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), turbolift::Error> {
 /// let squares: Vec<u64> = square_batch(0..10_000).await?;
 ///
 /// let mut results = square_batch(0..10_000);
 /// while let Some(result) = results.next().await {
-///     println!("{}", result?);
+///     let square = result?;
+///     # let _ = square;
 /// }
+/// # Ok(())
+/// # }
 /// ```
 #[must_use = "a batch does nothing unless it is awaited or polled"]
 pub struct Batch<R> {
