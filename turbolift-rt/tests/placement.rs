@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use turbolift::Config;
-use turbolift::service::{DEFAULT_INLINE_MAX, Service, ServiceOptions, registered};
+use turbolift::service::{DEFAULT_INLINE_MAX, Handler, Service, ServiceOptions, registered};
 
 const SECRET: &str = "placement-test-secret";
 
@@ -33,17 +33,36 @@ fn double(n: u64) -> u64 {
     n * 2
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_bodies_run_inline_and_a_long_one_neither_stalls_others_nor_stays_inline() {
-    let handlers: Vec<_> = registered()
-        .filter(|h| h.info().id().starts_with("placement::"))
-        .collect();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+/// Serves `handlers` on a runtime of its own with two worker threads, as a service
+/// process does (the test's calls run on the test's runtime, as a program's do).
+fn serve_on_own_runtime(handlers: Vec<&'static Handler>) -> String {
     let options = ServiceOptions::new(SECRET);
     assert_eq!(options.inline_max, DEFAULT_INLINE_MAX);
-    let service = Service::new(&handlers, &options);
-    tokio::spawn(service.serve(listener, std::future::pending()));
+    let (address, url) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            address
+                .send(format!("http://{}", listener.local_addr().unwrap()))
+                .unwrap();
+            let service = Service::new(&handlers, &options);
+            let _ = service.serve(listener, std::future::pending()).await;
+        });
+    });
+    url.recv().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_bodies_run_inline_and_a_long_one_neither_stalls_others_nor_stays_inline() {
+    let handlers: Vec<&'static Handler> = registered()
+        .filter(|h| h.info().id().starts_with("placement::"))
+        .collect();
+    let url = serve_on_own_runtime(handlers.clone());
     Config::new()
         .secret(SECRET)
         .endpoint("placement::gate", [url.clone()])
@@ -62,8 +81,8 @@ async fn short_bodies_run_inline_and_a_long_one_neither_stalls_others_nor_stays_
     }
     assert!(info.placement().is_inline(), "40 short calls");
 
-    // A call that has earned inline execution and then blocks: it holds one I/O thread,
-    // and the service must go on answering on the other.
+    // A call that has earned inline execution and then blocks: it holds one of the
+    // service's two I/O threads, and the service must go on answering on the other.
     let (release, wait) = channel();
     *RELEASE.lock().unwrap() = Some(wait);
     let long = tokio::spawn(gate(true));

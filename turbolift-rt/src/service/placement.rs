@@ -10,9 +10,17 @@
 //! connections. The first inline call that takes longer than the limit sends the function
 //! back to the pool for the rest of the process's life: a function that is usually fast
 //! and sometimes slow stalls an I/O thread at most once.
+//!
+//! A worker that runs a body inline is not polling tokio's I/O driver, and the other
+//! workers may all be parked waiting to be told of work that only the driver would find:
+//! a body that blocks after all would stop the whole service from reading its sockets. A
+//! watchdog thread ([`watch`]) looks every [`WATCH_EVERY`]; when inline calls are running
+//! and none has started for that long, it schedules an empty task on the runtime, which
+//! wakes a parked worker, which then polls the driver and serves the other connections.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Default longest call that may run inline.
 pub const DEFAULT_INLINE_MAX: Duration = Duration::from_micros(100);
@@ -25,6 +33,60 @@ static INLINE_MAX_NANOS: AtomicU64 = AtomicU64::new(DEFAULT_INLINE_MAX.as_nanos(
 
 /// Calls running inline now, across all functions.
 static INLINE_NOW: AtomicUsize = AtomicUsize::new(0);
+
+/// When the latest inline call started, in nanoseconds since [`epoch`].
+static LATEST_START: AtomicU64 = AtomicU64::new(0);
+
+/// How often the watchdog looks at the inline calls.
+pub const WATCH_EVERY: Duration = Duration::from_millis(2);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Puts the runtime `handle` under the watchdog of inline calls (started with the first).
+pub(crate) fn watch(handle: tokio::runtime::Handle) {
+    static WATCHED: Mutex<Vec<tokio::runtime::Handle>> = Mutex::new(Vec::new());
+    let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+    if watched.iter().any(|h| h.id() == handle.id()) {
+        return;
+    }
+    watched.push(handle);
+    if watched.len() > 1 {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("turbolift-inline-watch".to_owned())
+        .spawn(|| {
+            let mut poked_for = u64::MAX;
+            loop {
+                std::thread::sleep(WATCH_EVERY);
+                if INLINE_NOW.load(Ordering::Acquire) == 0 {
+                    continue;
+                }
+                let latest = LATEST_START.load(Ordering::Acquire);
+                let quiet = nanos_since_epoch().saturating_sub(latest);
+                if quiet >= WATCH_EVERY.as_nanos() as u64 && poked_for != latest {
+                    // Every running inline call has run for a while: wake a worker of
+                    // each runtime (a runtime that has shut down ignores it).
+                    poked_for = latest;
+                    let watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+                    for handle in watched.iter() {
+                        drop(handle.spawn(async {}));
+                    }
+                }
+            }
+        });
+    if spawned.is_err() {
+        // Without the watchdog, no call runs inline.
+        INLINE_MAX_NANOS.store(0, Ordering::Relaxed);
+    }
+}
 
 /// Sets the inline limit for this process (`Duration::ZERO`: never inline).
 pub(crate) fn set_inline_max(max: Duration) {
@@ -71,6 +133,7 @@ impl Placement {
             INLINE_NOW.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        LATEST_START.store(nanos_since_epoch(), Ordering::Release);
         Some(InlineSlot)
     }
 

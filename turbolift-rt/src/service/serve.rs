@@ -33,6 +33,7 @@ pub(super) async fn serve(
         // A client that does not finish its request head in time (slow-loris) is dropped.
         .header_read_timeout(state.header_timeout)
         .keep_alive(true);
+    super::placement::watch(tokio::runtime::Handle::current());
     state.ready.store(true, Ordering::Release);
     tokio::pin!(shutdown);
     loop {
