@@ -17,6 +17,8 @@
 //! watchdog thread ([`watch`]) looks every [`WATCH_EVERY`]; when inline calls are running
 //! and none has started for that long, it schedules an empty task on the runtime, which
 //! wakes a parked worker, which then polls the driver and serves the other connections.
+//! `Service::serve` starts it; a router served by other means runs every call on the
+//! pool.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -36,6 +38,10 @@ static INLINE_NOW: AtomicUsize = AtomicUsize::new(0);
 
 /// When the latest inline call started, in nanoseconds since [`epoch`].
 static LATEST_START: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the watchdog runs: without it (a router served by other means than
+/// `Service::serve`), no call runs inline.
+static WATCHING: AtomicBool = AtomicBool::new(false);
 
 /// How often the watchdog looks at the inline calls.
 pub const WATCH_EVERY: Duration = Duration::from_millis(2);
@@ -82,10 +88,8 @@ pub(crate) fn watch(handle: tokio::runtime::Handle) {
                 }
             }
         });
-    if spawned.is_err() {
-        // Without the watchdog, no call runs inline.
-        INLINE_MAX_NANOS.store(0, Ordering::Relaxed);
-    }
+    // Without the watchdog, no call runs inline.
+    WATCHING.store(spawned.is_ok(), Ordering::Release);
 }
 
 /// Sets the inline limit for this process (`Duration::ZERO`: never inline).
@@ -121,6 +125,7 @@ impl Placement {
         if self.demoted.load(Ordering::Relaxed)
             || self.short_streak.load(Ordering::Relaxed) < WARM_UP
             || inline_max() == 0
+            || !WATCHING.load(Ordering::Relaxed)
         {
             return None;
         }
@@ -167,6 +172,7 @@ impl Placement {
         !self.demoted.load(Ordering::Relaxed)
             && self.short_streak.load(Ordering::Relaxed) >= WARM_UP
             && inline_max() != 0
+            && WATCHING.load(Ordering::Relaxed)
     }
 }
 
