@@ -151,9 +151,7 @@ async fn run_request<R: Wire>(
                 continue;
             }
             // No replica took the calls within the timeout: none of them ran.
-            for &p in &todo[next..] {
-                results[p - first] = Some(Err(timeout.clone()));
-            }
+            fail_all(&mut results, first, &todo[next..], &timeout);
             break;
         }
         if attempt >= remote.max_attempts {
@@ -162,9 +160,7 @@ async fn run_request<R: Wire>(
                 attempts: remote.max_attempts,
                 last: last.clone(),
             };
-            for &p in &todo[next..] {
-                results[p - first] = Some(Err(error.clone()));
-            }
+            fail_all(&mut results, first, &todo[next..], &error);
             break;
         }
         if attempt > 0 && tried.iter().all(|t| *t) {
@@ -182,9 +178,7 @@ async fn run_request<R: Wire>(
         let mut answer = match answer {
             Ok(answer) => answer,
             Err(Refusal::Fatal(error)) => {
-                for &p in &todo[next..] {
-                    results[p - first] = Some(Err(error.clone()));
-                }
+                fail_all(&mut results, first, &todo[next..], &error);
                 break;
             }
             Err(Refusal::Retry(reason)) => {
@@ -231,9 +225,7 @@ async fn run_request<R: Wire>(
                             function: function.to_owned(),
                             detail: format!("the answer to a batch is not frames: {e}"),
                         };
-                        for &p in &todo[next..] {
-                            results[p - first] = Some(Err(error.clone()));
-                        }
+                        fail_all(&mut results, first, &todo[next..], &error);
                         return finish(results);
                     }
                 };
@@ -258,6 +250,18 @@ async fn run_request<R: Wire>(
         }
     }
     finish(results)
+}
+
+/// Gives each call at `positions` (indices from `first`) the same error.
+fn fail_all<R>(
+    results: &mut [Option<Result<R, Error>>],
+    first: usize,
+    positions: &[usize],
+    error: &Error,
+) {
+    for &p in positions {
+        results[p - first] = Some(Err(error.clone()));
+    }
 }
 
 fn finish<R>(results: Vec<Option<Result<R, Error>>>) -> Vec<Result<R, Error>> {

@@ -89,10 +89,9 @@ where
     Box::pin(async move {
         let args: A = decode(body)?;
         let placement = &info.placement;
-        if let Some(_slot) = placement.inline_slot() {
-            let started = Instant::now();
+        if let Some(slot) = placement.inline_slot() {
             let outcome = catch_unwind(AssertUnwindSafe(|| f(args)));
-            placement.ran_inline(started.elapsed(), info.function());
+            placement.ran_inline(slot, info.function());
             return match outcome {
                 Ok(value) => encode(value),
                 Err(payload) => Err(InvokeError::Panic(panic_message(&*payload))),

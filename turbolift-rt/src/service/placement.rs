@@ -119,14 +119,18 @@ impl Placement {
         }
     }
 
+    /// Whether the function has earned inline execution (and it is on in this service).
+    fn earned(&self) -> bool {
+        !self.demoted.load(Ordering::Relaxed)
+            && self.short_streak.load(Ordering::Relaxed) >= WARM_UP
+            && inline_max() != 0
+            && WATCHING.load(Ordering::Relaxed)
+    }
+
     /// A place to run inline now, if the function has earned it and an I/O thread can
     /// be spared.
     pub(crate) fn inline_slot(&self) -> Option<InlineSlot> {
-        if self.demoted.load(Ordering::Relaxed)
-            || self.short_streak.load(Ordering::Relaxed) < WARM_UP
-            || inline_max() == 0
-            || !WATCHING.load(Ordering::Relaxed)
-        {
+        if !self.earned() {
             return None;
         }
         let handle = tokio::runtime::Handle::try_current().ok()?;
@@ -138,12 +142,20 @@ impl Placement {
             INLINE_NOW.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        LATEST_START.store(nanos_since_epoch(), Ordering::Release);
-        Some(InlineSlot)
+        let started = Instant::now();
+        let since_epoch = started.saturating_duration_since(epoch()).as_nanos();
+        LATEST_START.store(
+            u64::try_from(since_epoch).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+        Some(InlineSlot { started })
     }
 
-    /// Records a call that ran inline for `took`; `function` names it in the log.
-    pub(crate) fn ran_inline(&self, took: Duration, function: &str) {
+    /// Records a call that ran inline in `slot`, and gives the slot back; `function`
+    /// names it in the log.
+    pub(crate) fn ran_inline(&self, slot: InlineSlot, function: &str) {
+        let took = slot.started.elapsed();
+        drop(slot);
         if took.as_nanos() > u128::from(inline_max()) && !self.demoted.swap(true, Ordering::Relaxed)
         {
             tracing::info!(
@@ -169,10 +181,7 @@ impl Placement {
 
     /// Whether the function runs inline once a slot is free (for tests and logs).
     pub fn is_inline(&self) -> bool {
-        !self.demoted.load(Ordering::Relaxed)
-            && self.short_streak.load(Ordering::Relaxed) >= WARM_UP
-            && inline_max() != 0
-            && WATCHING.load(Ordering::Relaxed)
+        self.earned()
     }
 }
 
@@ -183,7 +192,10 @@ impl Default for Placement {
 }
 
 /// One of the inline places, given back when dropped (also on a panic).
-pub(crate) struct InlineSlot;
+pub(crate) struct InlineSlot {
+    /// When the call started.
+    started: Instant,
+}
 
 impl Drop for InlineSlot {
     fn drop(&mut self) {

@@ -116,12 +116,7 @@ async fn call(state: Arc<State>, handler: &'static Handler, request: Request) ->
     match outcome {
         Ok(result) => {
             state.served.fetch_add(1, Ordering::Relaxed);
-            let mut response = Response::new(Body::new(crate::client::body::Chunks::new(result)));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(protocol::CONTENT_TYPE),
-            );
-            response
+            encoded_answer(Body::new(crate::client::body::Chunks::new(result)))
         }
         Err(e) => invoke_error(&state, info.function(), e),
     }
@@ -138,12 +133,7 @@ async fn batch(state: Arc<State>, handler: &'static Handler, request: Request) -
     match handler.start_batch(body, sink) {
         Ok(calls) => {
             state.served.fetch_add(calls as u64, Ordering::Relaxed);
-            let mut response = Response::new(Body::new(frames));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(protocol::CONTENT_TYPE),
-            );
-            response
+            encoded_answer(Body::new(frames))
         }
         Err(InvokeError::BadArguments(detail)) => state.reject(
             ErrorKind::BadRequest,
@@ -153,6 +143,16 @@ async fn batch(state: Arc<State>, handler: &'static Handler, request: Request) -
         ),
         Err(e) => invoke_error(&state, function, e),
     }
+}
+
+/// A `200` with an encoded body: a result, or the frames of a batch.
+fn encoded_answer(body: Body) -> Response {
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(protocol::CONTENT_TYPE),
+    );
+    response
 }
 
 /// The checks every call and batch passes, then its body and its place among the calls
