@@ -82,11 +82,30 @@ impl Calls {
 }
 
 /// The results of `inputs`, in order.
+///
+/// Only the encoding of the arguments and the decoding of the results depend on the
+/// function's types; the requests are made by [`run_encoded`], compiled once in this crate.
 pub(crate) fn run<A: Wire, R: Wire>(
     remote: Arc<Remote>,
     inputs: Vec<A>,
 ) -> BoxStream<'static, Result<R, Error>> {
-    let calls = Arc::new(Calls::encode(remote.info.function(), inputs));
+    let function = remote.info.function();
+    let calls = Calls::encode(function, inputs);
+    run_encoded(remote, calls)
+        .map(move |result| {
+            result.and_then(|payload| {
+                wire::decode_owned(payload).map_err(|e| Error::Decode {
+                    function: function.to_owned(),
+                    detail: e.to_string(),
+                })
+            })
+        })
+        .boxed()
+}
+
+/// The encoded results of `calls`, in order.
+fn run_encoded(remote: Arc<Remote>, calls: Calls) -> BoxStream<'static, Result<Bytes, Error>> {
+    let calls = Arc::new(calls);
     let in_flight = (REQUESTS_PER_REPLICA * remote.replicas.len()).max(2);
     // Enough requests to keep every replica busy, each of a few thousand calls at most.
     let per_request = calls
@@ -107,7 +126,7 @@ pub(crate) fn run<A: Wire, R: Wire>(
         requests.push(start..calls.spans.len());
     }
     stream::iter(requests)
-        .map(move |positions| run_request::<R>(remote.clone(), calls.clone(), positions))
+        .map(move |positions| run_request(remote.clone(), calls.clone(), positions))
         .buffered(in_flight)
         .flat_map(stream::iter)
         .boxed()
@@ -115,14 +134,14 @@ pub(crate) fn run<A: Wire, R: Wire>(
 
 /// The results of the calls at `positions`: sent as one request, and the calls that did
 /// not get an answer again, until each has its result or its error.
-async fn run_request<R: Wire>(
+async fn run_request(
     remote: Arc<Remote>,
     calls: Arc<Calls>,
     positions: Range<usize>,
-) -> Vec<Result<R, Error>> {
+) -> Vec<Result<Bytes, Error>> {
     let function = remote.info.function();
     let first = positions.start;
-    let mut results: Vec<Option<Result<R, Error>>> = positions
+    let mut results: Vec<Option<Result<Bytes, Error>>> = positions
         .clone()
         .map(|p| calls.spans[p].as_ref().err().cloned().map(Err))
         .collect();
@@ -253,8 +272,8 @@ async fn run_request<R: Wire>(
 }
 
 /// Gives each call at `positions` (indices from `first`) the same error.
-fn fail_all<R>(
-    results: &mut [Option<Result<R, Error>>],
+fn fail_all(
+    results: &mut [Option<Result<Bytes, Error>>],
     first: usize,
     positions: &[usize],
     error: &Error,
@@ -264,21 +283,18 @@ fn fail_all<R>(
     }
 }
 
-fn finish<R>(results: Vec<Option<Result<R, Error>>>) -> Vec<Result<R, Error>> {
+fn finish(results: Vec<Option<Result<Bytes, Error>>>) -> Vec<Result<Bytes, Error>> {
     results
         .into_iter()
         .map(|r| r.expect("every call of a batch gets a result or an error"))
         .collect()
 }
 
-/// One call's outcome from its frame.
-fn result_of<R: Wire>(function: &str, (tag, payload): (u8, Bytes)) -> Result<R, Error> {
+/// One call's outcome from its frame: its encoded result, or its error.
+fn result_of(function: &str, (tag, payload): (u8, Bytes)) -> Result<Bytes, Error> {
     let text = || String::from_utf8_lossy(&payload).into_owned();
     match tag {
-        frames::OK => wire::decode_owned(payload.clone()).map_err(|e| Error::Decode {
-            function: function.to_owned(),
-            detail: e.to_string(),
-        }),
+        frames::OK => Ok(payload),
         frames::PANIC => Err(Error::Panic {
             function: function.to_owned(),
             message: text(),

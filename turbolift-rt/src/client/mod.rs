@@ -6,9 +6,12 @@ pub(crate) mod body;
 mod config;
 mod remote;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
@@ -44,24 +47,46 @@ fn http_client() -> &'static HttpClient {
 }
 
 /// Calls the function on one of its replicas within its timeout.
+///
+/// Only the encoding of the arguments and the decoding of the result depend on the
+/// function's types; the exchange itself is compiled once, in this crate, and not again
+/// in every crate with a distributed function (see [`exchange`]).
 pub(crate) async fn call<A: Wire, R: Wire>(remote: &Remote, args: A) -> Result<R, Error> {
     let function = remote.info.function();
     let body = wire::encode_owned(args).map_err(|e| Error::Encode {
         function: function.to_owned(),
         detail: e.to_string(),
     })?;
-    match tokio::time::timeout(remote.timeout, attempts(remote, body)).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Timeout {
-            function: function.to_owned(),
-            after: remote.timeout,
-        }),
-    }
+    let answer = exchange(remote, body).await?;
+    wire::decode_owned(answer).map_err(|e| Error::Decode {
+        function: function.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
-enum Attempt<R> {
-    /// The call has its answer, good or bad.
-    Done(Result<R, Error>),
+/// The encoded result of one call, from one of the replicas within the timeout.
+///
+/// A boxed future made here, so that its code is generated in this crate: an `async fn`
+/// awaited only from generic code would be compiled into each caller's crate instead,
+/// hyper's client with it.
+fn exchange<'a>(
+    remote: &'a Remote,
+    body: Encoded,
+) -> Pin<Box<dyn Future<Output = Result<Bytes, Error>> + Send + 'a>> {
+    Box::pin(async move {
+        match tokio::time::timeout(remote.timeout, attempts(remote, body)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                function: remote.info.function().to_owned(),
+                after: remote.timeout,
+            }),
+        }
+    })
+}
+
+enum Attempt {
+    /// The call has its answer: the encoded result, or an error.
+    Done(Result<Bytes, Error>),
     /// The function did not run to an answer on this replica; another may take it.
     Retry(String),
     /// The replica is up but cannot take the call now (`busy`): try again after a pause,
@@ -69,7 +94,7 @@ enum Attempt<R> {
     Busy(String),
 }
 
-async fn attempts<R: Wire>(remote: &Remote, body: Encoded) -> Result<R, Error> {
+async fn attempts(remote: &Remote, body: Encoded) -> Result<Bytes, Error> {
     let mut tried = vec![false; remote.replicas.len()];
     let mut last = String::new();
     let mut attempt = 0;
@@ -122,17 +147,13 @@ pub(crate) fn busy_pause(n: u32) -> Duration {
     Duration::from_micros(ceiling * 500 + nanos % (ceiling * 500 + 1))
 }
 
-async fn send<R: Wire>(remote: &Remote, replica: &Replica, body: Encoded) -> Attempt<R> {
-    let function = remote.info.function();
+async fn send(remote: &Remote, replica: &Replica, body: Encoded) -> Attempt {
     let body = match post(remote, replica, &replica.uri, body).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into(),
     };
     match body::read_all(body, usize::MAX).await {
-        Ok(bytes) => Attempt::Done(wire::decode_owned(bytes).map_err(|e| Error::Decode {
-            function: function.to_owned(),
-            detail: e.to_string(),
-        })),
+        Ok(bytes) => Attempt::Done(Ok(bytes)),
         Err(e) => Attempt::Retry(format!("connection lost in the answer: {e}")),
     }
 }
@@ -147,7 +168,7 @@ pub(crate) enum Refusal {
     Busy(String),
 }
 
-impl<R> From<Refusal> for Attempt<R> {
+impl From<Refusal> for Attempt {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::Fatal(e) => Attempt::Done(Err(e)),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
 use super::batch::BatchSink;
@@ -78,6 +79,14 @@ pub enum InvokeError {
 /// The running function, as a service awaits it.
 pub type Invocation = Pin<Box<dyn Future<Output = Result<Encoded, InvokeError>> + Send>>;
 
+// Each function's handler is instantiated in the crate that defines the function (and in
+// its service). The generic parts below are kept to decoding the arguments, running the
+// body and encoding the result; what runs them (placement, the blocking pool, panics,
+// batching and flushing) takes boxed closures and is compiled once, in this crate.
+
+/// One call of a synchronous function, its arguments decoded and its result encoded.
+type BlockingCall = Box<dyn FnOnce() -> Result<Encoded, InvokeError> + Send>;
+
 /// Runs a synchronous function: inline when it has proven short (see
 /// `service::placement`), else on the blocking pool, off the I/O threads.
 pub fn invoke_blocking<A, R, F>(info: &'static FnInfo, body: Bytes, f: F) -> Invocation
@@ -86,26 +95,30 @@ where
     R: Wire,
     F: FnOnce(A) -> R + Send + 'static,
 {
+    match decode::<A>(body) {
+        Ok(args) => run_blocking_call(info, Box::new(move || encode(f(args)))),
+        Err(e) => Box::pin(std::future::ready(Err(e))),
+    }
+}
+
+fn run_blocking_call(info: &'static FnInfo, call: BlockingCall) -> Invocation {
     Box::pin(async move {
-        let args: A = decode(body)?;
         let placement = &info.placement;
         if let Some(slot) = placement.inline_slot() {
-            let outcome = catch_unwind(AssertUnwindSafe(|| f(args)));
+            let outcome = catch_unwind(AssertUnwindSafe(call));
             placement.ran_inline(slot, info.function());
-            return match outcome {
-                Ok(value) => encode(value),
-                Err(payload) => Err(InvokeError::Panic(panic_message(&*payload))),
-            };
+            return outcome
+                .unwrap_or_else(|payload| Err(InvokeError::Panic(panic_message(&*payload))));
         }
         let timed = move || {
             let started = Instant::now();
-            let value = f(args);
-            (value, started.elapsed())
+            let encoded = call();
+            (encoded, started.elapsed())
         };
         match tokio::task::spawn_blocking(timed).await {
-            Ok((value, took)) => {
+            Ok((encoded, took)) => {
                 placement.ran_on_pool(Some(took));
-                encode(value)
+                encoded
             }
             Err(e) if e.is_panic() => {
                 placement.ran_on_pool(None);
@@ -124,12 +137,17 @@ where
     F: FnOnce(A) -> Fut + Send + 'static,
     Fut: Future<Output = R> + Send + 'static,
 {
+    match decode::<A>(body) {
+        Ok(args) => run_async_call(Box::pin(f(args).map(encode))),
+        Err(e) => Box::pin(std::future::ready(Err(e))),
+    }
+}
+
+fn run_async_call(call: BoxFuture<'static, Result<Encoded, InvokeError>>) -> Invocation {
     Box::pin(async move {
-        let args: A = decode(body)?;
-        match CatchUnwind::new(f(args)).await {
-            Ok(value) => encode(value),
-            Err(payload) => Err(InvokeError::Panic(panic_message(&*payload))),
-        }
+        CatchUnwind::new(call)
+            .await
+            .unwrap_or_else(|payload| Err(InvokeError::Panic(panic_message(&*payload))))
     })
 }
 
@@ -139,6 +157,10 @@ const FLUSH_BYTES: usize = 64 * 1024;
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
 /// Calls of an async function that a batch runs at once.
 const ASYNC_BATCH_CONCURRENCY: usize = 64;
+
+/// One call of a batch as it ended: its encoded result (or why it did not encode), or
+/// the message of its panic.
+type Outcome = Result<Result<Vec<u8>, String>, String>;
 
 /// Decodes a batch of a synchronous function and runs its calls one after another on
 /// the blocking pool (one hand-off for the whole batch), streaming their frames in order.
@@ -154,13 +176,25 @@ where
 {
     let calls: Vec<A> = decode(body)?;
     let count = calls.len();
+    let outcomes = calls.into_iter().map(move |args| {
+        catch_unwind(AssertUnwindSafe(|| f(args)))
+            .map(|value| encode_frame(&value))
+            .map_err(|payload| panic_message(&*payload))
+    });
+    run_blocking_batch(sink, Box::new(outcomes));
+    Ok(count)
+}
+
+/// Runs the calls (each runs when `calls` yields it) on one blocking-pool thread.
+fn run_blocking_batch(sink: BatchSink, calls: Box<dyn Iterator<Item = Outcome> + Send>) {
     tokio::task::spawn_blocking(move || {
         let mut frames = Vec::new();
         let mut since = Instant::now();
-        for args in calls {
+        let mut calls = calls;
+        loop {
             let started = Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(|| f(args)));
-            push_result(&sink, &mut frames, outcome.map_err(|p| panic_message(&*p)));
+            let Some(outcome) = calls.next() else { break };
+            push_result(&sink, &mut frames, outcome);
             let now = Instant::now();
             if frames.len() >= FLUSH_BYTES
                 || now - since >= FLUSH_AFTER
@@ -174,7 +208,6 @@ where
         }
         sink.send_blocking(frames);
     });
-    Ok(count)
 }
 
 /// Decodes a batch of an async function and runs up to 64 of its calls at once on the
@@ -192,14 +225,28 @@ where
 {
     let calls: Vec<A> = decode(body)?;
     let count = calls.len();
+    let calls = calls.into_iter().map(move |args| {
+        let call: BoxFuture<'static, Result<Vec<u8>, String>> =
+            Box::pin(f(args).map(|value| encode_frame(&value)));
+        call
+    });
+    run_async_batch(sink, Box::new(calls));
+    Ok(count)
+}
+
+/// Runs up to 64 of the calls at once, streaming their frames in order.
+fn run_async_batch(
+    sink: BatchSink,
+    calls: Box<dyn Iterator<Item = BoxFuture<'static, Result<Vec<u8>, String>>> + Send>,
+) {
     tokio::spawn(async move {
-        let mut calls = calls.into_iter();
+        let mut calls = calls;
         let mut running = FuturesOrdered::new();
         let mut frames = Vec::new();
         loop {
             while running.len() < ASYNC_BATCH_CONCURRENCY {
                 match calls.next() {
-                    Some(args) => running.push_back(CatchUnwind::new(f(args))),
+                    Some(call) => running.push_back(CatchUnwind::new(call)),
                     None => break,
                 }
             }
@@ -221,19 +268,18 @@ where
         }
         sink.send(frames).await;
     });
-    Ok(count)
+}
+
+/// A result's encoding, or why it did not encode.
+fn encode_frame<R: Wire>(value: &R) -> Result<Vec<u8>, String> {
+    wire::encode(value).map_err(|e| format!("the result could not be encoded: {e}"))
 }
 
 /// Appends the frame of one call's outcome.
-fn push_result<R: Wire>(sink: &BatchSink, frames: &mut Vec<u8>, outcome: Result<R, String>) {
+fn push_result(sink: &BatchSink, frames: &mut Vec<u8>, outcome: Outcome) {
     match outcome {
-        Ok(value) => match wire::encode(&value) {
-            Ok(encoded) => frames::push_frame(frames, frames::OK, &encoded),
-            Err(e) => {
-                let message = format!("the result could not be encoded: {e}");
-                frames::push_frame(frames, frames::FAILED, message.as_bytes());
-            }
-        },
+        Ok(Ok(encoded)) => frames::push_frame(frames, frames::OK, &encoded),
+        Ok(Err(message)) => frames::push_frame(frames, frames::FAILED, message.as_bytes()),
         Err(message) => {
             sink.panicked(&message);
             frames::push_frame(frames, frames::PANIC, message.as_bytes());
