@@ -77,8 +77,13 @@ pub fn command(shell: &Shell, args: &BuildArgs) -> Result<Built> {
     Ok(built)
 }
 
-/// Discovers, generates and builds the services, then the program (`bin`, or all of
-/// the package's binaries).
+/// Discovers, generates and builds the services and the program (`bin`, or all of the
+/// package's binaries).
+///
+/// With distributed functions, one cargo invocation on the generated workspace builds
+/// the services and the program (see `generate`): one start-up, both on the cores at once,
+/// and a library compiled once for both. With `--platform docker` the services are static
+/// and the program is not, so they are built apart; in Kubernetes both are static.
 pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<Built> {
     crate::docker::preflight(args)?;
     let project = Project::load(args)?;
@@ -87,113 +92,212 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
         Programs::One(bin) => Some(project.program(bin)?),
     };
     let functions = discover(shell, &project)?;
-    let mut services = Vec::new();
-    let mut service_by_arch = Vec::new();
-    if !functions.is_empty() {
-        shell.status(
-            "Generating",
-            format!(
-                "{} service{} for `{}` ({})",
-                functions.len(),
-                plural(functions.len()),
-                project.package.name,
-                generate::workspace_dir(&project).display()
-            ),
-        );
-        let generated = generate::generate(&project, &functions)?;
-        shell.status(
-            "Building",
-            format!(
-                "{} service{}",
-                generated.services.len(),
-                plural(generated.services.len())
-            ),
-        );
-        let statically = args.platform != Platform::Local;
-        let features = args.feature_list();
-        let build_for = |arch: Option<(Arch, &str)>| -> Result<Vec<PathBuf>> {
-            let target_dir = match arch {
-                Some(_) => crate::docker::image::static_target_dir(&project.target_dir),
-                None => project.target_dir.clone(),
-            };
-            let mut cargo = cargo(shell, args, &project, &target_dir);
-            if let Some((arch, host)) = arch {
-                crate::docker::image::build_statically(&mut cargo, arch, host)?;
-            }
-            cargo
-                .arg("--manifest-path")
-                .arg(generated.dir.join("Cargo.toml"))
-                // Only the binaries are roots: the libraries (the original crates, under
-                // their own names) are then not copied out side by side.
-                .arg("--workspace")
-                .arg("--bins");
-            if !features.is_empty() {
-                let qualified: Vec<String> = generated
-                    .packages
-                    .iter()
-                    .flat_map(|p| features.iter().map(move |f| format!("{p}/{f}")))
-                    .collect();
-                cargo.arg("--features").arg(qualified.join(","));
-            }
-            let mut executables = run_cargo(cargo)
-                .context("could not build the services; cargo's errors are above")?;
-            generated
-                .services
-                .iter()
-                .map(|service| {
-                    executables.remove(&service.name).with_context(|| {
-                        format!(
-                            "cargo built no executable for the service `{}`",
-                            service.name
-                        )
-                    })
-                })
-                .collect()
-        };
-        let mut by_arch: Vec<Vec<(Arch, PathBuf)>> = vec![Vec::new(); generated.services.len()];
-        let primary = if statically {
-            let host = crate::docker::image::host_target()?;
-            let archs = crate::docker::arch::requested(args);
-            for &arch in &archs {
-                if archs.len() > 1 || arch.triple() != host {
-                    shell.status(
-                        "Building",
-                        format!("the services for {arch} ({})", arch.triple()),
-                    );
-                }
-                let exes = build_for(Some((arch, &host)))?;
-                for (all, exe) in by_arch.iter_mut().zip(exes) {
-                    all.push((arch, exe));
-                }
-            }
-            by_arch.iter().map(|b| b[0].1.clone()).collect::<Vec<_>>()
-        } else {
-            build_for(None)?
-        };
-        for ((service, exe), arches) in generated.services.into_iter().zip(primary).zip(by_arch) {
-            services.push((service, exe));
-            service_by_arch.push(arches);
-        }
-    } else {
+    if functions.is_empty() {
         shell.warn(format!(
             "no #[turbolift::distribute] function in package `{}`: everything runs in-process",
             project.package.name
         ));
+        return build_program_only(shell, args, project, bin.as_deref());
     }
-
+    shell.status(
+        "Generating",
+        format!(
+            "{} service{} for `{}` ({})",
+            functions.len(),
+            plural(functions.len()),
+            project.package.name,
+            generate::workspace_dir(&project).display()
+        ),
+    );
+    let generated = generate::generate(&project, &functions)?;
     shell.status(
         "Building",
-        format!("`{}` with the remote call path", project.package.name),
+        format!(
+            "{} service{} and `{}` with the remote call path",
+            generated.services.len(),
+            plural(generated.services.len()),
+            project.package.name
+        ),
     );
-    // In Kubernetes the program runs in a container too: a static binary, like the
-    // services, for each architecture.
-    let in_cluster = args.platform == Platform::Kubernetes;
-    let program_command = |arch: Option<(Arch, &str)>, offline: bool| -> Result<Command> {
-        let program_dir = match arch {
-            Some(_) => crate::docker::image::static_target_dir(&project.target_dir),
-            None => project.target_dir.clone(),
+    // One executable per service package, started as each of its services.
+    let mut service_bins: Vec<&str> = Vec::new();
+    for service in &generated.services {
+        if !service_bins.contains(&service.executable.as_str()) {
+            service_bins.push(&service.executable);
+        }
+    }
+    let program_bins: Vec<&str> = match &bin {
+        Some(bin) => vec![bin.as_str()],
+        None => generated.programs.iter().map(String::as_str).collect(),
+    };
+    let features = args.feature_list();
+    // One cargo invocation on the generated workspace for the binaries `which`.
+    let build_in_generated = |arch: Option<(Arch, &str)>, which: Which| {
+        let mut cargo = cargo(shell, args, &project, &target_dir_for(&project, arch));
+        if let Some((arch, host)) = arch {
+            crate::docker::image::build_statically(&mut cargo, arch, host)?;
+        }
+        cargo
+            .arg("--manifest-path")
+            .arg(generated.dir.join("Cargo.toml"));
+        // Only binaries are roots: the libraries (the original crates, under their own
+        // names) are then not copied out side by side.
+        let program_package = generated.program_package.as_str();
+        match (which, &bin) {
+            (Which::Everything, None) => cargo.args(["--workspace", "--bins"]),
+            (Which::Services, _) => {
+                cargo.args(["--workspace", "--exclude", program_package, "--bins"])
+            }
+            (Which::Program, None) => cargo.args(["-p", program_package, "--bins"]),
+            (Which::Everything, Some(_)) => {
+                cargo.arg("--workspace");
+                for name in service_bins.iter().chain(&program_bins) {
+                    cargo.arg("--bin").arg(name);
+                }
+                &mut cargo
+            }
+            (Which::Program, Some(bin)) => cargo.args(["-p", program_package, "--bin", bin]),
         };
-        let mut cargo = cargo(shell, args, &project, &program_dir);
+        if !features.is_empty() {
+            let qualified: Vec<String> = generated
+                .packages
+                .iter()
+                .flat_map(|p| features.iter().map(move |f| format!("{p}/{f}")))
+                .collect();
+            cargo.arg("--features").arg(qualified.join(","));
+        }
+        run_cargo(cargo)
+            .context("could not build the services and the program; cargo's errors are above")
+    };
+    // Each service's executable: its package's, linked under the service's name.
+    let services_of = |executables: &mut BTreeMap<String, PathBuf>| -> Result<Vec<PathBuf>> {
+        generated
+            .services
+            .iter()
+            .map(|service| {
+                let built = executables.get(&service.executable).with_context(|| {
+                    format!("cargo built no executable `{}`", service.executable)
+                })?;
+                let exe = built.with_file_name(&service.name);
+                link_as(built, &exe).with_context(|| {
+                    format!("cannot link {} as {}", built.display(), exe.display())
+                })?;
+                Ok(exe)
+            })
+            .collect()
+    };
+    let programs_of = |executables: &mut BTreeMap<String, PathBuf>| {
+        program_bins
+            .iter()
+            .filter_map(|name| Some((name.to_string(), executables.remove(*name)?)))
+            .collect::<BTreeMap<_, _>>()
+    };
+
+    let mut by_arch: Vec<Vec<(Arch, PathBuf)>> = vec![Vec::new(); generated.services.len()];
+    let mut program_by_arch = Vec::new();
+    let (primary, programs) = match args.platform {
+        Platform::Local => {
+            let mut built = build_in_generated(None, Which::Everything)?;
+            (services_of(&mut built)?, programs_of(&mut built))
+        }
+        Platform::Docker | Platform::Kubernetes => {
+            // In Kubernetes the program runs in a container too: a static binary, like
+            // the services, for each architecture.
+            let in_cluster = args.platform == Platform::Kubernetes;
+            let which = if in_cluster {
+                Which::Everything
+            } else {
+                Which::Services
+            };
+            let host = crate::docker::image::host_target()?;
+            let archs = crate::docker::arch::requested(args);
+            let mut first_programs = None;
+            for &arch in &archs {
+                if archs.len() > 1 || arch.triple() != host {
+                    shell.status("Building", format!("for {arch} ({})", arch.triple()));
+                }
+                let mut built = build_in_generated(Some((arch, &host)), which)?;
+                for (all, exe) in by_arch.iter_mut().zip(services_of(&mut built)?) {
+                    all.push((arch, exe));
+                }
+                let programs = programs_of(&mut built);
+                if let Some(exe) = programs.values().next() {
+                    program_by_arch.push((arch, exe.clone()));
+                }
+                first_programs.get_or_insert(programs);
+            }
+            let programs = match first_programs {
+                Some(programs) if in_cluster => programs,
+                // With Docker the program runs on this machine.
+                _ => programs_of(&mut build_in_generated(None, Which::Program)?),
+            };
+            (by_arch.iter().map(|b| b[0].1.clone()).collect(), programs)
+        }
+    };
+    let services: Vec<(ServiceCrate, PathBuf)> =
+        generated.services.into_iter().zip(primary).collect();
+    let images = match args.platform {
+        Platform::Local => Vec::new(),
+        Platform::Docker | Platform::Kubernetes => {
+            crate::docker::build_images(shell, &project, &services, &by_arch, args)?
+        }
+    };
+    Ok(Built {
+        project,
+        services,
+        service_by_arch: by_arch,
+        programs,
+        program_by_arch,
+        images,
+    })
+}
+
+/// Makes `link` the same file as `exe` (a hard link, else a copy), atomically: a service
+/// started meanwhile by another run finds the old file or the new one.
+fn link_as(exe: &Path, link: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let same =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(exe), std::fs::metadata(link))
+        && same(&a, &b)
+    {
+        return Ok(());
+    }
+    let tmp = link.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(exe, &tmp).is_err() {
+        std::fs::copy(exe, &tmp)?;
+    }
+    std::fs::rename(&tmp, link)
+}
+
+/// Which binaries of the generated workspace one cargo invocation builds.
+#[derive(Clone, Copy)]
+enum Which {
+    Everything,
+    Services,
+    Program,
+}
+
+/// The target directory of a build: the user's, or for static binaries the separate one.
+fn target_dir_for(project: &Project, arch: Option<(Arch, &str)>) -> PathBuf {
+    match arch {
+        Some(_) => crate::docker::image::static_target_dir(&project.target_dir),
+        None => project.target_dir.clone(),
+    }
+}
+
+/// A package without distributed functions: the program alone, in its own workspace.
+fn build_program_only(
+    shell: &Shell,
+    args: &BuildArgs,
+    project: Project,
+    bin: Option<&str>,
+) -> Result<Built> {
+    shell.status("Building", format!("`{}`", project.package.name));
+    let in_cluster = args.platform == Platform::Kubernetes;
+    let program_cargo = |arch: Option<(Arch, &str)>| -> Result<BTreeMap<String, PathBuf>> {
+        let mut cargo = cargo(shell, args, &project, &target_dir_for(&project, arch));
         if let Some((arch, host)) = arch {
             crate::docker::image::build_statically(&mut cargo, arch, host)?;
         }
@@ -201,40 +305,15 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
             .arg("--manifest-path")
             .arg(project.package.manifest_path.as_std_path());
         cargo.arg("-p").arg(project.package.name.as_str());
-        match &bin {
-            Some(bin) => {
-                cargo.arg("--bin").arg(bin);
-            }
-            None => {
-                cargo.arg("--bins");
-            }
+        match bin {
+            Some(bin) => cargo.arg("--bin").arg(bin),
+            None => cargo.arg("--bins"),
+        };
+        let features = args.feature_list();
+        if !features.is_empty() {
+            cargo.arg("--features").arg(features.join(","));
         }
-        let mut features = args.feature_list();
-        features.push(format!("{}/service", project.turbolift_key));
-        cargo.arg("--features").arg(features.join(","));
-        if offline {
-            cargo.arg("--offline");
-        }
-        Ok(cargo)
-    };
-    let program_cargo = |arch: Option<(Arch, &str)>| -> Result<BTreeMap<String, PathBuf>> {
-        const FAILED: &str = "could not build the program; cargo's errors are above";
-        // Enabling `turbolift/service` from the command line adds dependencies (hyper,
-        // axum, ...) that the package's own Cargo.lock does not hold, and cargo then asks
-        // the registry's index about them on every build, even when nothing changed (and
-        // fails without a network). The services' build has just resolved and fetched
-        // exactly those, so the program resolves offline; should that miss something, it
-        // is built again online.
-        if !services.is_empty() {
-            match run_cargo_offline(program_command(arch, true)?).context(FAILED)? {
-                Some(built) => return Ok(built),
-                None => shell.verbose_status(
-                    "Retrying",
-                    "the program's build online: resolving offline missed something",
-                ),
-            }
-        }
-        run_cargo(program_command(arch, false)?).context(FAILED)
+        run_cargo(cargo).context("could not build the program; cargo's errors are above")
     };
     let mut program_by_arch = Vec::new();
     let programs = if in_cluster {
@@ -251,19 +330,13 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
     } else {
         program_cargo(None)?
     };
-    let images = match args.platform {
-        Platform::Local => Vec::new(),
-        Platform::Docker | Platform::Kubernetes => {
-            crate::docker::build_images(shell, &project, &services, &service_by_arch, args)?
-        }
-    };
     Ok(Built {
         project,
-        services,
-        service_by_arch,
+        services: Vec::new(),
+        service_by_arch: Vec::new(),
         programs,
         program_by_arch,
-        images,
+        images: Vec::new(),
     })
 }
 
@@ -327,37 +400,6 @@ fn run_cargo(mut cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
     collect_executables(child)
 }
 
-/// Runs an `--offline` cargo like [`run_cargo`], its diagnostics passed on line by line;
-/// `None` when it failed because something was not available offline (cargo's messages
-/// then name `--offline`), so that the caller can build online instead.
-fn run_cargo_offline(mut cmd: Command) -> Result<Option<BTreeMap<String, PathBuf>>> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("could not start cargo")?;
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let relay = std::thread::spawn(move || {
-        use std::io::{BufRead, Write};
-        let mut mentions_offline = false;
-        for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
-            let text = String::from_utf8_lossy(&line);
-            mentions_offline |= text.contains("--offline");
-            let mut out = std::io::stderr().lock();
-            let _ = out.write_all(&line);
-            let _ = out.write_all(b"\n");
-        }
-        mentions_offline
-    });
-    let built = collect_executables(child);
-    let mentions_offline = relay.join().unwrap_or(false);
-    match built {
-        Ok(built) => Ok(Some(built)),
-        Err(_) if mentions_offline => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Reads cargo's JSON messages until it exits: the executables it built by target name.
 fn collect_executables(mut child: std::process::Child) -> Result<BTreeMap<String, PathBuf>> {
     let stdout = child.stdout.take().expect("stdout is piped");
@@ -382,29 +424,4 @@ fn collect_executables(mut child: std::process::Child) -> Result<BTreeMap<String
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn script(text: &str) -> Command {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(text);
-        cmd
-    }
-
-    #[test]
-    fn an_offline_build_that_missed_something_is_retried_and_other_failures_are_not() {
-        let missed = script(
-            "echo 'error: no matching package named `hyper` found' >&2; \
-             echo 'As a reminder, you are using offline mode (--offline)' >&2; exit 101",
-        );
-        assert!(run_cargo_offline(missed).unwrap().is_none());
-        let broken = script("echo 'error[E0308]: mismatched types (offline)' >&2; exit 101");
-        assert!(run_cargo_offline(broken).is_err());
-        let built =
-            script(r#"echo '{"reason":"build-finished","success":true}'; echo '  Finished' >&2"#);
-        assert_eq!(run_cargo_offline(built).unwrap(), Some(BTreeMap::new()));
-    }
 }

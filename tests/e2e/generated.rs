@@ -80,32 +80,31 @@ fn the_layout_service_crates() {
 fn a_second_build_without_changes_writes_nothing() {
     let dir = fixture("examples/quickstart");
     assert_success("build", &output(&mut turbolift(&dir, &["build"])));
-    let service = target_dir().join("turbolift/quickstart/services/quickstart-services");
+    let generated = target_dir().join("turbolift/quickstart/services");
     let stamp = |f: &str| {
-        std::fs::metadata(service.join(f))
+        std::fs::metadata(generated.join(f))
             .unwrap()
             .modified()
             .unwrap()
     };
-    let before = (
-        stamp("Cargo.toml"),
-        stamp("build.rs"),
-        stamp("turbolift-services/quickstart-square.rs"),
-    );
+    let files = [
+        "quickstart-services/Cargo.toml",
+        "quickstart-services/build.rs",
+        "quickstart-services/turbolift-services/main.rs",
+        "quickstart-program/Cargo.toml",
+        "quickstart-program/build.rs",
+        // The service's executable: the package's, linked under the service's name.
+        "../../../debug/quickstart-square",
+    ];
+    let before: Vec<_> = files.iter().map(|f| stamp(f)).collect();
     let out = output(&mut turbolift(&dir, &["build", "-v"]));
     assert_success("second build", &out);
-    assert_eq!(
-        before,
-        (
-            stamp("Cargo.toml"),
-            stamp("build.rs"),
-            stamp("turbolift-services/quickstart-square.rs")
-        )
-    );
+    assert_eq!(before, files.iter().map(|f| stamp(f)).collect::<Vec<_>>());
     let stderr = text(&out.stderr);
     assert!(
         !stderr.contains("Compiling"),
         "nothing is compiled again:\n{stderr}"
     );
     assert!(stderr.contains("Fresh quickstart-services"), "{stderr}");
+    assert!(stderr.contains("Fresh quickstart-program"), "{stderr}");
 }

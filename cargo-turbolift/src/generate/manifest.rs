@@ -8,6 +8,7 @@ use toml::{Table, Value};
 
 const WORKSPACE_TEMPLATE: &str = include_str!("../../../templates/workspace/Cargo.toml");
 const SERVICE_TEMPLATE: &str = include_str!("../../../templates/service/Cargo.toml");
+const PROGRAM_TEMPLATE: &str = include_str!("../../../templates/program/Cargo.toml");
 
 /// The generated workspace's manifest: its members, and the `[profile]` and `[patch]`
 /// tables of the user's workspace root, so that dependencies build exactly as there.
@@ -58,26 +59,49 @@ pub fn workspace(members: &[String], user_root_manifest: &Path) -> Result<String
     Ok(with_header(WORKSPACE_TEMPLATE, &table))
 }
 
-/// What a service package's manifest needs to know.
+/// What the manifest of a generated package needs to know: a service package (a library,
+/// the original crate root, and a binary per function) or the program package (the
+/// original binaries).
 pub struct ServiceManifest<'a> {
     pub name: &'a str,
-    /// The crate name of the original target, which the package's library takes.
-    pub crate_name: &'a str,
-    /// The original crate root, relative to the package (and so to the service package).
-    pub root: &'a Path,
-    /// One binary per service: its name and its main, relative to the service package.
-    pub bins: &'a [(&'a str, String)],
+    /// The package's library: the original target's crate name and its crate root,
+    /// relative to the package (and so to the generated package). The program package
+    /// has none.
+    pub lib: Option<(&'a str, &'a Path)>,
+    /// The binaries: a service's main, or one of the original binaries.
+    pub bins: &'a [Bin],
     pub package: &'a Package,
     /// The key of the `turbolift` dependency.
     pub turbolift_key: &'a str,
-    /// For a function in a binary target of a package that also has a library: the
-    /// library's crate name, which the binary's code uses.
-    pub lib_crate: Option<&'a str>,
+    /// The library of the original package, which binaries' code uses, as a dependency
+    /// (for a function in a binary target, and for the program, of a package that also
+    /// has a library).
+    pub lib_dep: Option<LibDep>,
 }
 
+/// A binary target of a generated package.
+pub struct Bin {
+    pub name: String,
+    /// Relative to the generated package.
+    pub path: String,
+    pub required_features: Vec<String>,
+}
+
+/// The original library as a dependency: the original package itself, or the generated
+/// package that already compiles it for the library's services.
+pub struct LibDep {
+    pub crate_name: String,
+    pub package: String,
+    pub path: String,
+}
+
+/// The manifest of a service package, or of the program package when `m.lib` is `None`.
 pub fn service(m: &ServiceManifest<'_>) -> Result<String> {
-    let mut table: Table =
-        toml::from_str(SERVICE_TEMPLATE).context("templates/service/Cargo.toml")?;
+    let (template, template_name) = match m.lib {
+        Some(_) => (SERVICE_TEMPLATE, "templates/service/Cargo.toml"),
+        None => (PROGRAM_TEMPLATE, "templates/program/Cargo.toml"),
+    };
+    let mut table: Table = toml::from_str(template).context(template_name)?;
     let package = m.package;
     let p = table
         .get_mut("package")
@@ -89,17 +113,19 @@ pub fn service(m: &ServiceManifest<'_>) -> Result<String> {
     if let Some(rust_version) = &package.rust_version {
         p.insert("rust-version".into(), rust_version.to_string().into());
     }
-    let lib = table
-        .get_mut("lib")
-        .and_then(Value::as_table_mut)
-        .context("[lib]")?;
-    lib.insert("name".into(), m.crate_name.into());
-    lib.insert("path".into(), m.root.display().to_string().into());
+    if let Some((crate_name, root)) = m.lib {
+        let lib = table
+            .get_mut("lib")
+            .and_then(Value::as_table_mut)
+            .context("[lib]")?;
+        lib.insert("name".into(), crate_name.into());
+        lib.insert("path".into(), root.display().to_string().into());
+    }
     let bins = table
         .get_mut("bin")
         .and_then(Value::as_array_mut)
         .context("[[bin]]")?;
-    let template = bins
+    let bin_template = bins
         .first()
         .and_then(Value::as_table)
         .cloned()
@@ -107,10 +133,14 @@ pub fn service(m: &ServiceManifest<'_>) -> Result<String> {
     *bins = m
         .bins
         .iter()
-        .map(|(name, path)| {
-            let mut bin = template.clone();
-            bin.insert("name".into(), (*name).into());
-            bin.insert("path".into(), path.as_str().into());
+        .map(|b| {
+            let mut bin = bin_template.clone();
+            bin.insert("name".into(), b.name.as_str().into());
+            bin.insert("path".into(), b.path.as_str().into());
+            if !b.required_features.is_empty() {
+                let list = b.required_features.iter().map(|f| Value::String(f.clone()));
+                bin.insert("required-features".into(), Value::Array(list.collect()));
+            }
             Value::Table(bin)
         })
         .collect();
@@ -146,36 +176,28 @@ pub fn service(m: &ServiceManifest<'_>) -> Result<String> {
     let mut features = Table::new();
     for (name, enables) in &package.features {
         let mut list: Vec<Value> = enables.iter().map(|f| Value::String(f.clone())).collect();
-        if let Some(lib) = m.lib_crate {
-            list.push(Value::String(format!("{lib}/{name}")));
+        if let Some(lib) = &m.lib_dep {
+            list.push(Value::String(format!("{}/{name}", lib.crate_name)));
         }
         features.insert(name.clone(), Value::Array(list));
     }
-    if let Some(lib) = m.lib_crate {
+    if let Some(lib) = &m.lib_dep {
         let mut dep = Table::new();
-        dep.insert("package".into(), package.name.to_string().into());
-        dep.insert(
-            "path".into(),
-            package
-                .manifest_path
-                .parent()
-                .map(|p| p.to_string())
-                .unwrap_or_default()
-                .into(),
-        );
+        dep.insert("package".into(), lib.package.as_str().into());
+        dep.insert("path".into(), lib.path.as_str().into());
         let has_default = package.features.contains_key("default");
         dep.insert("default-features".into(), (!has_default).into());
         table
             .get_mut("dependencies")
             .and_then(Value::as_table_mut)
             .context("[dependencies]")?
-            .insert(lib.to_owned(), Value::Table(dep));
+            .insert(lib.crate_name.clone(), Value::Table(dep));
     }
     table.insert("features".into(), Value::Table(features));
     if !targets.is_empty() {
         table.insert("target".into(), Value::Table(targets));
     }
-    Ok(with_header(SERVICE_TEMPLATE, &table))
+    Ok(with_header(template, &table))
 }
 
 /// A dependency as the user declared it, resolved: workspace inheritance is already

@@ -5,9 +5,16 @@
 //! Each service package mirrors the user's package with symlinks, so that modules,
 //! `#[path]`, `include_str!` and `build.rs` outputs resolve exactly as in the original.
 //! Its library is the original crate root, compiled once and unchanged under the original
-//! crate name (so `module_path!()` agrees); its binaries, one per function, are tiny mains
-//! that link it and serve that function. Only these files are its own: `Cargo.toml`,
-//! `build.rs`, and `turbolift-services/<service>.rs`.
+//! crate name (so `module_path!()` agrees); its one executable, named like the package, is
+//! a tiny main that links it and serves the function of the service it is started as:
+//! the build links it under each service's name, so that every service still has an
+//! executable of its own while the package is linked once. Only these files are its own:
+//! `Cargo.toml`, `build.rs`, and `turbolift-services/main.rs`.
+//!
+//! The program package (`<package>-program`) mirrors the package the same way and holds
+//! its binaries, compiled from their own sources: the program is built in the same cargo
+//! invocation as the services, so the two builds share one start-up, run side by side on
+//! the cores, and a package's library is compiled once for its services and its program.
 
 mod files;
 mod manifest;
@@ -40,15 +47,21 @@ const SERVICE_MAINS: &str = "turbolift-services";
 pub struct Generated {
     /// `target/turbolift/<package>/`.
     pub dir: PathBuf,
-    /// The generated packages, e.g. `quickstart-services`.
+    /// The generated packages, e.g. `quickstart-services`, and last the program package.
     pub packages: Vec<String>,
     pub services: Vec<ServiceCrate>,
+    /// The program package, e.g. `quickstart-program`.
+    pub program_package: String,
+    /// The program's binaries: the original package's, under their own names.
+    pub programs: Vec<String>,
 }
 
-/// One service: a binary of a generated package that serves one function.
+/// One service: a generated package's executable started as the service of one function.
 pub struct ServiceCrate {
-    /// Binary name, e.g. `quickstart-square`.
+    /// The service's name, and the name of its executable, e.g. `quickstart-square`.
     pub name: String,
+    /// The generated package's executable, which cargo builds, e.g. `quickstart-services`.
+    pub executable: String,
     pub function: DistributedFn,
 }
 
@@ -90,12 +103,14 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
     }
     let mut packages = Vec::new();
     let mut services = Vec::new();
+    let mut lib_package = None;
     for (target, members) in groups {
         let package = package_name(project, target);
         let group: Vec<ServiceCrate> = members
             .into_iter()
             .map(|function| ServiceCrate {
                 name: naming::service_name(&project.package.name, &function.id),
+                executable: package.clone(),
                 function: function.clone(),
             })
             .collect();
@@ -107,9 +122,29 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
             &packages_dir.join(&package),
         )
         .with_context(|| format!("cannot generate the service package `{package}`"))?;
+        if target.kind == TargetKind::Lib {
+            lib_package = Some(package.clone());
+        }
         packages.push(package);
         services.extend(group);
     }
+    if let Some(service) = services.iter().find(|s| packages.contains(&s.name)) {
+        anyhow::bail!(
+            "the service of `{}` would have the name of a generated executable, `{}`; rename the function or its module",
+            service.function.id,
+            service.name
+        );
+    }
+    let program_package = format!("{}-program", project.package.name);
+    let programs = generate_program(
+        project,
+        &program_package,
+        lib_package.as_deref(),
+        &services,
+        &packages_dir.join(&program_package),
+    )
+    .with_context(|| format!("cannot generate the program package `{program_package}`"))?;
+    packages.push(program_package.clone());
     remove_stale(&packages_dir, &packages)?;
 
     let members: Vec<String> = packages.iter().map(|p| format!("services/{p}")).collect();
@@ -128,6 +163,8 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
         dir,
         packages,
         services,
+        program_package,
+        programs,
     })
 }
 
@@ -160,18 +197,123 @@ fn generate_package(
 
     let crate_name = naming::crate_name(&target.name);
     let mains_dir = dir.join(SERVICE_MAINS);
-    let mut bins = Vec::new();
-    for service in services {
-        let file = format!("{}.rs", service.name);
-        write_if_changed(
-            &mains_dir.join(&file),
-            &source::service_main(&crate_name, &service.function.id)?,
-        )?;
-        bins.push((service.name.as_str(), format!("{SERVICE_MAINS}/{file}")));
-    }
-    files::remove_other_files(&mains_dir, bins.iter().map(|(n, _)| format!("{n}.rs")))
+    let named: Vec<(&str, &str)> = services
+        .iter()
+        .map(|s| (s.name.as_str(), s.function.id.as_str()))
+        .collect();
+    write_if_changed(
+        &mains_dir.join("main.rs"),
+        &source::service_main(&crate_name, &named)?,
+    )?;
+    let bins = [manifest::Bin {
+        name: name.to_owned(),
+        path: format!("{SERVICE_MAINS}/main.rs"),
+        required_features: Vec::new(),
+    }];
+    files::remove_other_files(&mains_dir, ["main.rs".to_owned()].into_iter())
         .with_context(|| format!("cannot clean {}", mains_dir.display()))?;
 
+    let bin_name = (target.kind == TargetKind::Bin).then_some(target.name.as_str());
+    write_build_script(project, bin_name, dir)?;
+
+    let lib_crate = if target.kind == TargetKind::Bin {
+        project.lib_crate()
+    } else {
+        None
+    };
+    let manifest = manifest::service(&manifest::ServiceManifest {
+        name,
+        lib: Some((&crate_name, &root_relative)),
+        bins: &bins,
+        package: &project.package,
+        turbolift_key: &project.turbolift_key,
+        lib_dep: lib_crate.map(|crate_name| original_lib(project, crate_name)),
+    })?;
+    write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
+    Ok(())
+}
+
+/// The program package: every binary of the original package, from its own source in the
+/// mirror, using the library of `lib_package` (the library's service package) when there
+/// is one, else the original library if the package has one. Returns the binaries' names.
+fn generate_program(
+    project: &Project,
+    name: &str,
+    lib_package: Option<&str>,
+    services: &[ServiceCrate],
+    dir: &Path,
+) -> Result<Vec<String>> {
+    let package_root = project.package_root();
+    files::mirror(package_root, dir, &[], NOT_MIRRORED).with_context(|| {
+        format!(
+            "cannot mirror {} into {}",
+            package_root.display(),
+            dir.display()
+        )
+    })?;
+    let mut bins = Vec::new();
+    for target in project.package.targets.iter().filter(|t| t.is_bin()) {
+        if let Some(service) = services
+            .iter()
+            .find(|s| s.name == target.name || s.executable == target.name)
+        {
+            anyhow::bail!(
+                "the binary `{}` has the name of the service of `{}` or of its executable; rename the binary (services are named `<package>-<function path>`, their executables `<package>-services`, `<package>-lib-services` or `<package>-services-<binary>`)",
+                target.name,
+                service.function.id
+            );
+        }
+        let path = target
+            .src_path
+            .as_std_path()
+            .strip_prefix(package_root)
+            .with_context(|| {
+                format!(
+                    "the binary `{}` ({}) is outside its package {}",
+                    target.name,
+                    target.src_path,
+                    package_root.display()
+                )
+            })?;
+        bins.push(manifest::Bin {
+            name: target.name.clone(),
+            path: path.display().to_string(),
+            required_features: target.required_features.clone(),
+        });
+    }
+    write_build_script(project, None, dir)?;
+    let lib_dep = project.lib_crate().map(|crate_name| match lib_package {
+        Some(package) => manifest::LibDep {
+            crate_name,
+            package: package.to_owned(),
+            path: format!("../{package}"),
+        },
+        None => original_lib(project, crate_name),
+    });
+    let manifest = manifest::service(&manifest::ServiceManifest {
+        name,
+        lib: None,
+        bins: &bins,
+        package: &project.package,
+        turbolift_key: &project.turbolift_key,
+        lib_dep,
+    })?;
+    write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
+    Ok(bins.into_iter().map(|b| b.name).collect())
+}
+
+/// The original package as the dependency that provides its library.
+fn original_lib(project: &Project, crate_name: String) -> manifest::LibDep {
+    manifest::LibDep {
+        crate_name,
+        package: project.package.name.to_string(),
+        path: project.package_root().display().to_string(),
+    }
+}
+
+/// The generated package's build script: the original package's variables (with
+/// `CARGO_BIN_NAME` for a package built for one binary), then the original build script.
+fn write_build_script(project: &Project, bin_name: Option<&str>, dir: &Path) -> Result<()> {
     let original_build = project.build_script();
     let original_source = match &original_build {
         Some(path) => Some(
@@ -181,31 +323,15 @@ fn generate_package(
         None => None,
     };
     let build = source::build_script(
-        &package_env(project, target),
+        &package_env(project, bin_name),
         original_source.as_deref().zip(original_build.as_deref()),
     )?;
     write_if_changed(&dir.join("build.rs"), &build)?;
-
-    let lib_crate = if target.kind == TargetKind::Bin {
-        project.lib_crate()
-    } else {
-        None
-    };
-    let manifest = manifest::service(&manifest::ServiceManifest {
-        name,
-        crate_name: &crate_name,
-        root: &root_relative,
-        bins: &bins,
-        package: &project.package,
-        turbolift_key: &project.turbolift_key,
-        lib_crate: lib_crate.as_deref(),
-    })?;
-    write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
 }
 
 /// What cargo would set for the original package, so that `env!` reads the same.
-fn package_env(project: &Project, target: &Target) -> Vec<(String, String)> {
+fn package_env(project: &Project, bin_name: Option<&str>) -> Vec<(String, String)> {
     let p = &project.package;
     let v = &p.version;
     let mut env = vec![
@@ -232,8 +358,8 @@ fn package_env(project: &Project, target: &Target) -> Vec<(String, String)> {
         ),
         ("CARGO_MANIFEST_PATH", p.manifest_path.to_string()),
     ];
-    if target.kind == TargetKind::Bin {
-        env.push(("CARGO_BIN_NAME", target.name.clone()));
+    if let Some(bin) = bin_name {
+        env.push(("CARGO_BIN_NAME", bin.to_owned()));
     }
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

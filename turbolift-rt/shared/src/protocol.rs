@@ -48,6 +48,9 @@ pub mod env {
     pub const TIMEOUTS: &str = "TURBOLIFT_TIMEOUTS";
     /// Attempts per call across replicas (first try included).
     pub const MAX_ATTEMPTS: &str = "TURBOLIFT_MAX_ATTEMPTS";
+    /// The function a service executable serves when the name it was started under does
+    /// not say (a container image's `/service`): its id, e.g. `geo::area`.
+    pub const FUNCTION: &str = "TURBOLIFT_FUNCTION";
     /// Address a service binds (default `127.0.0.1:0`).
     pub const BIND: &str = "TURBOLIFT_BIND";
     /// Largest request body a service accepts, in bytes.

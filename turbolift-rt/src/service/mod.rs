@@ -179,8 +179,43 @@ impl Service {
     }
 }
 
-/// The `main` of a generated service crate: serves the registered function `id`
-/// with options from the environment, until SIGTERM or SIGINT.
+/// The `main` of a generated service package's executable, which serves each of the
+/// package's functions: `services` pairs each service's name with its function's id. The
+/// executable serves the function of the service it is started as, by the file name it is
+/// started under (`cargo turbolift build` links it under each service's name), else the
+/// function named by `TURBOLIFT_FUNCTION` (a container image's `/service`); see
+/// [`main_for`].
+pub fn main_named(services: &[(&str, &str)]) -> ExitCode {
+    if check::requested() {
+        return check::health_check();
+    }
+    let started_as = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|path| Some(path.file_name()?.to_string_lossy().into_owned()));
+    if let Some(&(_, id)) = services
+        .iter()
+        .find(|(name, _)| started_as.as_deref() == Some(*name))
+    {
+        return main_for(id);
+    }
+    match std::env::var(env::FUNCTION) {
+        Ok(id) => main_for(&id),
+        Err(_) => {
+            let names: Vec<&str> = services.iter().map(|(name, _)| *name).collect();
+            eprintln!(
+                "error: this executable serves the function of the service it is started as ({}), by its file name or by {}=<function id>; it was started as `{}`",
+                names.join(", "),
+                env::FUNCTION,
+                started_as.as_deref().unwrap_or_default()
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Serves the registered function `id` with options from the environment, until SIGTERM
+/// or SIGINT.
 pub fn main_for(id: &str) -> ExitCode {
     if check::requested() {
         return check::health_check();
