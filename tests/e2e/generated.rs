@@ -108,3 +108,73 @@ fn a_second_build_without_changes_writes_nothing() {
     assert!(stderr.contains("Fresh quickstart-services"), "{stderr}");
     assert!(stderr.contains("Fresh quickstart-program"), "{stderr}");
 }
+
+#[test]
+fn a_service_executable_serves_the_function_it_is_started_as_and_says_so_otherwise() {
+    let dir = fixture("examples/quickstart");
+    assert_success("build", &output(&mut turbolift(&dir, &["build"])));
+    let debug = target_dir().join("debug");
+    let package_exe = debug.join("quickstart-services");
+    let service_exe = debug.join("quickstart-square");
+    // One file under two names: the package's executable, and the service's.
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (
+        std::fs::metadata(&package_exe).unwrap(),
+        std::fs::metadata(&service_exe).unwrap(),
+    );
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+
+    // Under the service's name it serves that function (the name wins over
+    // TURBOLIFT_FUNCTION): it answers a health check on the address it announces.
+    let mut service = std::process::Command::new(&service_exe)
+        .env("TURBOLIFT_FUNCTION", "quickstart::cube")
+        .env("TURBOLIFT_SECRET", "0".repeat(64))
+        .env("TURBOLIFT_BIND", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(service.stdout.take().unwrap());
+    let mut lines = std::io::BufRead::lines(stdout);
+    let seen = read_until(&mut lines, "turbolift: listening on ");
+    let url = seen.last().unwrap()["turbolift: listening on ".len()..].to_owned();
+    let health = output(
+        std::process::Command::new(&service_exe)
+            .arg("--health-check")
+            .env("TURBOLIFT_BIND", url.trim_start_matches("http://")),
+    );
+    kill(service.id(), "TERM");
+    let stopped = service.wait_with_output().unwrap();
+    assert!(health.status.success(), "{}", text(&health.stderr));
+    let log = text(&stopped.stderr);
+    assert!(log.contains("quickstart::square"), "{log}");
+
+    // Under its own name and without TURBOLIFT_FUNCTION it does not know what to serve.
+    let out = output(
+        std::process::Command::new(&package_exe)
+            .env_remove("TURBOLIFT_FUNCTION")
+            .env("TURBOLIFT_SECRET", "0".repeat(64)),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("(quickstart-square)")
+            && stderr.contains("TURBOLIFT_FUNCTION=<function id>")
+            && stderr.contains("started as `quickstart-services`"),
+        "{stderr}"
+    );
+
+    // TURBOLIFT_FUNCTION naming a function it does not have.
+    let out = output(
+        std::process::Command::new(&package_exe)
+            .env("TURBOLIFT_FUNCTION", "quickstart::cube")
+            .env("TURBOLIFT_SECRET", "0".repeat(64)),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no distributed function `quickstart::cube`")
+            && stderr.contains("quickstart::square"),
+        "{stderr}"
+    );
+}
