@@ -1,6 +1,8 @@
-//! Where a service runs synchronous bodies: inline once they proved short, and back on
-//! the blocking pool after one ran long, without ever stalling the other connections.
+//! Where a service runs synchronous bodies: inline once they proved short, back on the
+//! blocking pool after one ran long (for good after the third), without ever stalling the
+//! other connections.
 
+use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
@@ -11,6 +13,9 @@ use turbolift::Config;
 use turbolift::service::{DEFAULT_INLINE_MAX, Handler, Service, ServiceOptions, registered};
 
 const SECRET: &str = "placement-test-secret";
+
+/// How long the test holds a long call.
+const LONG: Duration = Duration::from_millis(80);
 
 static RELEASE: Mutex<Option<Receiver<()>>> = Mutex::new(None);
 static WAITING: AtomicBool = AtomicBool::new(false);
@@ -36,8 +41,11 @@ fn double(n: u64) -> u64 {
 /// Serves `handlers` on a runtime of its own with two worker threads, as a service
 /// process does (the test's calls run on the test's runtime, as a program's do).
 fn serve_on_own_runtime(handlers: Vec<&'static Handler>) -> String {
-    let options = ServiceOptions::new(SECRET);
+    let mut options = ServiceOptions::new(SECRET);
     assert_eq!(options.inline_max, DEFAULT_INLINE_MAX);
+    // Far above the short calls (so that a busy machine cannot make one of them count as
+    // long), and the long ones far above ten times it (a strike).
+    options.inline_max = LONG / 40;
     let (address, url) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -57,8 +65,24 @@ fn serve_on_own_runtime(handlers: Vec<&'static Handler>) -> String {
     url.recv().unwrap()
 }
 
+/// Calls `gate(true)`, runs `meanwhile` once it is waiting, then lets it finish.
+async fn while_a_call_blocks(meanwhile: impl Future<Output = ()>) {
+    WAITING.store(false, Ordering::SeqCst);
+    let (release, wait) = channel();
+    *RELEASE.lock().unwrap() = Some(wait);
+    let long = tokio::spawn(gate(true));
+    while !WAITING.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let held = tokio::time::sleep(LONG);
+    meanwhile.await;
+    held.await;
+    release.send(()).unwrap();
+    assert_eq!(long.await.unwrap(), Ok(true));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn short_bodies_run_inline_and_a_long_one_neither_stalls_others_nor_stays_inline() {
+async fn short_bodies_run_inline_and_long_ones_neither_stall_others_nor_stay_inline() {
     let handlers: Vec<&'static Handler> = registered()
         .filter(|h| h.info().id().starts_with("placement::"))
         .collect();
@@ -83,24 +107,37 @@ async fn short_bodies_run_inline_and_a_long_one_neither_stalls_others_nor_stays_
 
     // A call that has earned inline execution and then blocks: it holds one of the
     // service's two I/O threads, and the service must go on answering on the other.
-    let (release, wait) = channel();
-    *RELEASE.lock().unwrap() = Some(wait);
-    let long = tokio::spawn(gate(true));
-    while !WAITING.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    for n in 0..200u64 {
-        assert_eq!(double(n).await, Ok(n * 2));
-    }
-    for _ in 0..20 {
-        assert_eq!(gate(false).await, Ok(false));
-    }
-    release.send(()).unwrap();
-    assert_eq!(long.await.unwrap(), Ok(true));
-    // It ran long: the function runs on the blocking pool from now on.
+    while_a_call_blocks(async {
+        for n in 0..200u64 {
+            assert_eq!(double(n).await, Ok(n * 2));
+        }
+        for _ in 0..20 {
+            assert_eq!(gate(false).await, Ok(false));
+        }
+    })
+    .await;
+    // It ran long: back on the blocking pool, until it has run short there again.
     assert!(!info.placement().is_inline());
     for _ in 0..40 {
         assert_eq!(gate(false).await, Ok(false));
     }
-    assert!(!info.placement().is_inline(), "demotion lasts");
+    assert!(
+        info.placement().is_inline(),
+        "earned again after one long call"
+    );
+
+    // Two more long calls inline: the third sends it to the pool for good.
+    while_a_call_blocks(async {}).await;
+    for _ in 0..40 {
+        assert_eq!(gate(false).await, Ok(false));
+    }
+    assert!(
+        info.placement().is_inline(),
+        "earned again after two long calls"
+    );
+    while_a_call_blocks(async {}).await;
+    for _ in 0..40 {
+        assert_eq!(gate(false).await, Ok(false));
+    }
+    assert!(!info.placement().is_inline(), "the third long call lasts");
 }

@@ -7,9 +7,17 @@
 //! [`WARM_UP`] calls on the pool each took at most the inline limit
 //! (`TURBOLIFT_INLINE_MAX`, default [`DEFAULT_INLINE_MAX`]) runs inline from then on, at
 //! most on all I/O threads but one at a time, so one is always free for other
-//! connections. The first inline call that takes longer than the limit sends the function
-//! back to the pool for the rest of the process's life: a function that is usually fast
-//! and sometimes slow stalls an I/O thread at most once.
+//! connections. An inline call that takes longer than the limit sends the function back
+//! to the pool until it has again run short [`WARM_UP`] times there; one that takes more
+//! than [`STRIKE_FACTOR`] times the limit is also a *strike*, and at the [`STRIKES`]th
+//! strike the function stays on the pool for the rest of the process's life.
+//! [`FORGIVEN_AFTER`] short inline calls in a row wipe the strikes out. So a function that
+//! is usually fast and sometimes slow stalls an I/O thread at most [`STRIKES`] times, or
+//! once in that many calls; and a short one is not sent to the pool for good by the odd
+//! call that took long only because the OS ran another thread meanwhile (on a busy
+//! two-core machine one call of a 1 µs function in some ten thousand "takes" 100 µs to
+//! 1 ms that way; the clock of a thread's own CPU time, which would tell, costs 0.5 µs to
+//! read here, more than such a function).
 //!
 //! A worker that runs a body inline is not polling tokio's I/O driver, and the other
 //! workers may all be parked waiting to be told of work that only the driver would find:
@@ -29,6 +37,15 @@ pub const DEFAULT_INLINE_MAX: Duration = Duration::from_micros(100);
 
 /// How many consecutive short calls on the pool make a function run inline.
 pub const WARM_UP: u32 = 16;
+
+/// Inline calls that ran very long after which a function runs on the pool for good.
+pub const STRIKES: u32 = 3;
+
+/// How many times the inline limit an inline call must take to be a strike.
+pub const STRIKE_FACTOR: u32 = 10;
+
+/// Consecutive short inline calls that wipe out a function's strikes.
+pub const FORGIVEN_AFTER: u32 = 10_000;
 
 /// The inline limit in nanoseconds; 0 turns inline execution off.
 static INLINE_MAX_NANOS: AtomicU64 = AtomicU64::new(DEFAULT_INLINE_MAX.as_nanos() as u64);
@@ -106,7 +123,11 @@ fn inline_max() -> u64 {
 pub struct Placement {
     /// Consecutive calls on the pool that were short enough to run inline.
     short_streak: AtomicU32,
-    /// Set when an inline call ran too long: never inline again.
+    /// Inline calls that ran long, since the strikes were last wiped out.
+    strikes: AtomicU32,
+    /// Short inline calls since the last strike.
+    short_inline: AtomicU32,
+    /// Set at the last strike: never inline again.
     demoted: AtomicBool,
 }
 
@@ -115,6 +136,8 @@ impl Placement {
     pub const fn new() -> Self {
         Placement {
             short_streak: AtomicU32::new(0),
+            strikes: AtomicU32::new(0),
+            short_inline: AtomicU32::new(0),
             demoted: AtomicBool::new(false),
         }
     }
@@ -156,12 +179,42 @@ impl Placement {
     pub(crate) fn ran_inline(&self, slot: InlineSlot, function: &str) {
         let took = slot.started.elapsed();
         drop(slot);
-        if took.as_nanos() > u128::from(inline_max()) && !self.demoted.swap(true, Ordering::Relaxed)
-        {
+        // Counted approximately under concurrent calls (a load and a store): a heuristic,
+        // and one atomic read-modify-write less per call.
+        if took.as_nanos() <= u128::from(inline_max()) {
+            let short = self.short_inline.load(Ordering::Relaxed) + 1;
+            if short >= FORGIVEN_AFTER {
+                self.strikes.store(0, Ordering::Relaxed);
+                self.short_inline.store(0, Ordering::Relaxed);
+            } else {
+                self.short_inline.store(short, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.short_inline.store(0, Ordering::Relaxed);
+        self.short_streak.store(0, Ordering::Relaxed);
+        if took.as_nanos() <= u128::from(inline_max()) * u128::from(STRIKE_FACTOR) {
+            tracing::debug!(
+                function,
+                took_us = took.as_micros() as u64,
+                "a call ran longer than TURBOLIFT_INLINE_MAX; back to the blocking pool until it runs short again"
+            );
+            return;
+        }
+        let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
+        if strikes < STRIKES {
+            tracing::debug!(
+                function,
+                took_us = took.as_micros() as u64,
+                strikes,
+                "a call ran far longer than TURBOLIFT_INLINE_MAX; back to the blocking pool until it runs short again"
+            );
+        } else if !self.demoted.swap(true, Ordering::Relaxed) {
             tracing::info!(
                 function,
                 took_us = took.as_micros() as u64,
-                "a call ran longer than TURBOLIFT_INLINE_MAX; this function runs on the blocking pool from now on"
+                strikes,
+                "calls ran far longer than TURBOLIFT_INLINE_MAX again and again; this function runs on the blocking pool from now on"
             );
         }
     }
@@ -200,5 +253,80 @@ pub(crate) struct InlineSlot {
 impl Drop for InlineSlot {
     fn drop(&mut self) {
         INLINE_NOW.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records an inline call that took `took`, as `ran_inline` sees one.
+    fn ran(placement: &Placement, took: Duration) {
+        INLINE_NOW.fetch_add(1, Ordering::AcqRel);
+        let slot = InlineSlot {
+            started: Instant::now() - took,
+        };
+        placement.ran_inline(slot, "test");
+    }
+
+    fn warm(placement: &Placement) {
+        for _ in 0..WARM_UP {
+            placement.ran_on_pool(Some(Duration::from_micros(1)));
+        }
+    }
+
+    fn earned(placement: &Placement) -> bool {
+        placement.short_streak.load(Ordering::Relaxed) >= WARM_UP
+            && !placement.demoted.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_long_inline_call_is_a_strike_and_the_third_keeps_the_function_on_the_pool() {
+        let long = DEFAULT_INLINE_MAX * (STRIKE_FACTOR + 1);
+        let placement = Placement::new();
+        // Longer than the limit but not a strike: back to the pool, never for good.
+        for _ in 0..2 * STRIKES {
+            warm(&placement);
+            assert!(earned(&placement));
+            ran(&placement, DEFAULT_INLINE_MAX * 2);
+            assert!(!earned(&placement));
+        }
+        for strike in 1..STRIKES {
+            warm(&placement);
+            assert!(earned(&placement));
+            ran(&placement, Duration::from_micros(1));
+            ran(&placement, long);
+            assert!(!earned(&placement), "strike {strike}: back on the pool");
+        }
+        warm(&placement);
+        assert!(
+            earned(&placement),
+            "earned again after {} strikes",
+            STRIKES - 1
+        );
+        ran(&placement, long);
+        warm(&placement);
+        assert!(!earned(&placement), "the last strike lasts");
+    }
+
+    #[test]
+    fn many_short_inline_calls_wipe_the_strikes_out() {
+        let long = DEFAULT_INLINE_MAX * (STRIKE_FACTOR + 1);
+        let placement = Placement::new();
+        for _ in 0..STRIKES - 1 {
+            warm(&placement);
+            ran(&placement, long);
+        }
+        warm(&placement);
+        for _ in 0..FORGIVEN_AFTER {
+            ran(&placement, Duration::from_micros(1));
+        }
+        // Two more strikes now would not reach the last one.
+        for _ in 0..STRIKES - 1 {
+            warm(&placement);
+            ran(&placement, long);
+        }
+        warm(&placement);
+        assert!(earned(&placement));
     }
 }
