@@ -187,13 +187,7 @@ fn generate_package(
             )
         })?
         .to_path_buf();
-    files::mirror(package_root, dir, &[], NOT_MIRRORED).with_context(|| {
-        format!(
-            "cannot mirror {} into {}",
-            package_root.display(),
-            dir.display()
-        )
-    })?;
+    mirror_package(project, dir)?;
 
     let crate_name = naming::crate_name(&target.name);
     let mains_dir = dir.join(SERVICE_MAINS);
@@ -244,13 +238,7 @@ fn generate_program(
     dir: &Path,
 ) -> Result<Vec<String>> {
     let package_root = project.package_root();
-    files::mirror(package_root, dir, &[], NOT_MIRRORED).with_context(|| {
-        format!(
-            "cannot mirror {} into {}",
-            package_root.display(),
-            dir.display()
-        )
-    })?;
+    mirror_package(project, dir)?;
     let mut bins = Vec::new();
     for target in project.package.targets.iter().filter(|t| t.is_bin()) {
         if let Some(service) = services
@@ -300,6 +288,18 @@ fn generate_program(
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(bins.into_iter().map(|b| b.name).collect())
+}
+
+/// Mirrors the user's package into the generated package's directory `dir`.
+fn mirror_package(project: &Project, dir: &Path) -> Result<()> {
+    let package_root = project.package_root();
+    files::mirror(package_root, dir, &[], NOT_MIRRORED).with_context(|| {
+        format!(
+            "cannot mirror {} into {}",
+            package_root.display(),
+            dir.display()
+        )
+    })
 }
 
 /// The original package as the dependency that provides its library.
