@@ -65,6 +65,13 @@ fn serve_on_own_runtime(handlers: Vec<&'static Handler>) -> String {
     url.recv().unwrap()
 }
 
+/// `n` short calls of `gate`.
+async fn short_calls(n: usize) {
+    for _ in 0..n {
+        assert_eq!(gate(false).await, Ok(false));
+    }
+}
+
 /// Calls `gate(true)`, runs `meanwhile` once it is waiting, then lets it finish.
 async fn while_a_call_blocks(meanwhile: impl Future<Output = ()>) {
     WAITING.store(false, Ordering::SeqCst);
@@ -100,9 +107,7 @@ async fn short_bodies_run_inline_and_long_ones_neither_stall_others_nor_stay_inl
         .info();
 
     assert!(!info.placement().is_inline(), "nothing learnt yet");
-    for _ in 0..40 {
-        assert_eq!(gate(false).await, Ok(false));
-    }
+    short_calls(40).await;
     assert!(info.placement().is_inline(), "40 short calls");
 
     // A call that has earned inline execution and then blocks: it holds one of the
@@ -111,16 +116,12 @@ async fn short_bodies_run_inline_and_long_ones_neither_stall_others_nor_stay_inl
         for n in 0..200u64 {
             assert_eq!(double(n).await, Ok(n * 2));
         }
-        for _ in 0..20 {
-            assert_eq!(gate(false).await, Ok(false));
-        }
+        short_calls(20).await;
     })
     .await;
     // It ran long: back on the blocking pool, until it has run short there again.
     assert!(!info.placement().is_inline());
-    for _ in 0..40 {
-        assert_eq!(gate(false).await, Ok(false));
-    }
+    short_calls(40).await;
     assert!(
         info.placement().is_inline(),
         "earned again after one long call"
@@ -128,16 +129,12 @@ async fn short_bodies_run_inline_and_long_ones_neither_stall_others_nor_stay_inl
 
     // Two more long calls inline: the third sends it to the pool for good.
     while_a_call_blocks(async {}).await;
-    for _ in 0..40 {
-        assert_eq!(gate(false).await, Ok(false));
-    }
+    short_calls(40).await;
     assert!(
         info.placement().is_inline(),
         "earned again after two long calls"
     );
     while_a_call_blocks(async {}).await;
-    for _ in 0..40 {
-        assert_eq!(gate(false).await, Ok(false));
-    }
+    short_calls(40).await;
     assert!(!info.placement().is_inline(), "the third long call lasts");
 }
