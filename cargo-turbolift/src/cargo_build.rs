@@ -119,13 +119,13 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
             project.package.name
         ),
     );
-    // One executable per service package, started as each of its services.
-    let mut service_bins: Vec<&str> = Vec::new();
-    for service in &generated.services {
-        if !service_bins.contains(&service.executable.as_str()) {
-            service_bins.push(&service.executable);
-        }
-    }
+    // One executable per service package, named like it, started as each of its services.
+    let service_bins: Vec<&str> = generated
+        .packages
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p != generated.program_package)
+        .collect();
     let program_bins: Vec<&str> = match &bin {
         Some(bin) => vec![bin.as_str()],
         None => generated.programs.iter().map(String::as_str).collect(),
@@ -133,10 +133,7 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
     let features = args.feature_list();
     // One cargo invocation on the generated workspace for the binaries `which`.
     let build_in_generated = |arch: Option<(Arch, &str)>, which: Which| {
-        let mut cargo = cargo(shell, args, &project, &target_dir_for(&project, arch));
-        if let Some((arch, host)) = arch {
-            crate::docker::image::build_statically(&mut cargo, arch, host)?;
-        }
+        let mut cargo = cargo(shell, args, &project, arch)?;
         cargo
             .arg("--manifest-path")
             .arg(generated.dir.join("Cargo.toml"));
@@ -209,14 +206,15 @@ pub fn build(shell: &Shell, args: &BuildArgs, programs: Programs<'_>) -> Result<
             } else {
                 Which::Services
             };
-            let host = crate::docker::image::host_target()?;
-            let archs = crate::docker::arch::requested(args);
-            let mut first_programs = None;
-            for &arch in &archs {
-                if archs.len() > 1 || arch.triple() != host {
+            let several = crate::docker::arch::requested(args).len() > 1;
+            let builds = for_each_arch(args, |arch, host| {
+                if several || arch.triple() != host {
                     shell.status("Building", format!("for {arch} ({})", arch.triple()));
                 }
-                let mut built = build_in_generated(Some((arch, &host)), which)?;
+                build_in_generated(Some((arch, host)), which)
+            })?;
+            let mut first_programs = None;
+            for (arch, mut built) in builds {
                 for (all, exe) in by_arch.iter_mut().zip(services_of(&mut built)?) {
                     all.push((arch, exe));
                 }
@@ -279,12 +277,17 @@ enum Which {
     Program,
 }
 
-/// The target directory of a build: the user's, or for static binaries the separate one.
-fn target_dir_for(project: &Project, arch: Option<(Arch, &str)>) -> PathBuf {
-    match arch {
-        Some(_) => crate::docker::image::static_target_dir(&project.target_dir),
-        None => project.target_dir.clone(),
-    }
+/// Runs `build` for each architecture of `--arch` (given with the host's triple): the
+/// executables of each build, in the order of the architectures.
+fn for_each_arch(
+    args: &BuildArgs,
+    mut build: impl FnMut(Arch, &str) -> Result<BTreeMap<String, PathBuf>>,
+) -> Result<Vec<(Arch, BTreeMap<String, PathBuf>)>> {
+    let host = crate::docker::image::host_target()?;
+    crate::docker::arch::requested(args)
+        .into_iter()
+        .map(|arch| Ok((arch, build(arch, &host)?)))
+        .collect()
 }
 
 /// A package without distributed functions: the program alone, in its own workspace.
@@ -297,10 +300,7 @@ fn build_program_only(
     shell.status("Building", format!("`{}`", project.package.name));
     let in_cluster = args.platform == Platform::Kubernetes;
     let program_cargo = |arch: Option<(Arch, &str)>| -> Result<BTreeMap<String, PathBuf>> {
-        let mut cargo = cargo(shell, args, &project, &target_dir_for(&project, arch));
-        if let Some((arch, host)) = arch {
-            crate::docker::image::build_statically(&mut cargo, arch, host)?;
-        }
+        let mut cargo = cargo(shell, args, &project, arch)?;
         cargo
             .arg("--manifest-path")
             .arg(project.package.manifest_path.as_std_path());
@@ -317,16 +317,17 @@ fn build_program_only(
     };
     let mut program_by_arch = Vec::new();
     let programs = if in_cluster {
-        let host = crate::docker::image::host_target()?;
-        let mut first = None;
-        for arch in crate::docker::arch::requested(args) {
-            let built = program_cargo(Some((arch, &host)))?;
+        let builds = for_each_arch(args, |arch, host| program_cargo(Some((arch, host))))?;
+        for (arch, built) in &builds {
             if let Some(exe) = built.values().next() {
-                program_by_arch.push((arch, exe.clone()));
+                program_by_arch.push((*arch, exe.clone()));
             }
-            first.get_or_insert(built);
         }
-        first.unwrap_or_default()
+        builds
+            .into_iter()
+            .next()
+            .map(|(_, built)| built)
+            .unwrap_or_default()
     } else {
         program_cargo(None)?
     };
@@ -360,8 +361,19 @@ fn discover(shell: &Shell, project: &Project) -> Result<Vec<DistributedFn>> {
     )
 }
 
-/// `cargo build` with the flags every build shares.
-fn cargo(shell: &Shell, args: &BuildArgs, project: &Project, target_dir: &Path) -> Command {
+/// `cargo build` with the flags every build shares, for this machine into the user's
+/// target directory, or for `arch` (with the host's triple) statically into the separate
+/// one.
+fn cargo(
+    shell: &Shell,
+    args: &BuildArgs,
+    project: &Project,
+    arch: Option<(Arch, &str)>,
+) -> Result<Command> {
+    let target_dir = match arch {
+        Some(_) => crate::docker::image::static_target_dir(&project.target_dir),
+        None => project.target_dir.clone(),
+    };
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.arg("build")
         .arg("--message-format=json-render-diagnostics")
@@ -386,7 +398,10 @@ fn cargo(shell: &Shell, args: &BuildArgs, project: &Project, target_dir: &Path) 
     for _ in 0..shell.verbosity().min(2) {
         cmd.arg("--verbose");
     }
-    cmd
+    if let Some((arch, host)) = arch {
+        crate::docker::image::build_statically(&mut cmd, arch, host)?;
+    }
+    Ok(cmd)
 }
 
 /// Runs cargo with its diagnostics going straight to the user, and returns the

@@ -60,15 +60,15 @@ pub fn workspace(members: &[String], user_root_manifest: &Path) -> Result<String
 }
 
 /// What the manifest of a generated package needs to know: a service package (a library,
-/// the original crate root, and a binary per function) or the program package (the
+/// the original crate root, and the package's one executable) or the program package (the
 /// original binaries).
-pub struct ServiceManifest<'a> {
+pub struct PackageManifest<'a> {
     pub name: &'a str,
     /// The package's library: the original target's crate name and its crate root,
     /// relative to the package (and so to the generated package). The program package
     /// has none.
     pub lib: Option<(&'a str, &'a Path)>,
-    /// The binaries: a service's main, or one of the original binaries.
+    /// The binaries: the services' executable, or the original binaries.
     pub bins: &'a [Bin],
     pub package: &'a Package,
     /// The key of the `turbolift` dependency.
@@ -96,7 +96,7 @@ pub struct LibDep {
 }
 
 /// The manifest of a service package, or of the program package when `m.lib` is `None`.
-pub fn service(m: &ServiceManifest<'_>) -> Result<String> {
+pub fn package(m: &PackageManifest<'_>) -> Result<String> {
     let (template, template_name) = match m.lib {
         Some(_) => (SERVICE_TEMPLATE, "templates/service/Cargo.toml"),
         None => (PROGRAM_TEMPLATE, "templates/program/Cargo.toml"),

@@ -101,6 +101,18 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
             None => groups.push((&function.target, vec![function])),
         }
     }
+    // The package's build script, read once for every generated package's.
+    let original_build = match project.build_script() {
+        Some(path) => Some((
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+            path,
+        )),
+        None => None,
+    };
+    let original_build = original_build
+        .as_ref()
+        .map(|(source, path)| (source.as_str(), path.as_path()));
     let mut packages = Vec::new();
     let mut services = Vec::new();
     let mut lib_package = None;
@@ -119,6 +131,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
             target,
             &package,
             &group,
+            original_build,
             &packages_dir.join(&package),
         )
         .with_context(|| format!("cannot generate the service package `{package}`"))?;
@@ -141,6 +154,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
         &program_package,
         lib_package.as_deref(),
         &services,
+        original_build,
         &packages_dir.join(&program_package),
     )
     .with_context(|| format!("cannot generate the program package `{program_package}`"))?;
@@ -173,20 +187,10 @@ fn generate_package(
     target: &Target,
     name: &str,
     services: &[ServiceCrate],
+    original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<()> {
-    let package_root = project.package_root();
-    let root_relative = target
-        .root
-        .strip_prefix(package_root)
-        .with_context(|| {
-            format!(
-                "the crate root {} is outside its package {}",
-                target.root.display(),
-                package_root.display()
-            )
-        })?
-        .to_path_buf();
+    let root_relative = within_package(project, &target.root, "the crate root")?;
     mirror_package(project, dir)?;
 
     let crate_name = naming::crate_name(&target.name);
@@ -208,14 +212,14 @@ fn generate_package(
         .with_context(|| format!("cannot clean {}", mains_dir.display()))?;
 
     let bin_name = (target.kind == TargetKind::Bin).then_some(target.name.as_str());
-    write_build_script(project, bin_name, dir)?;
+    write_build_script(project, bin_name, original_build, dir)?;
 
     let lib_crate = if target.kind == TargetKind::Bin {
         project.lib_crate()
     } else {
         None
     };
-    let manifest = manifest::service(&manifest::ServiceManifest {
+    let manifest = manifest::package(&manifest::PackageManifest {
         name,
         lib: Some((&crate_name, &root_relative)),
         bins: &bins,
@@ -235,9 +239,9 @@ fn generate_program(
     name: &str,
     lib_package: Option<&str>,
     services: &[ServiceCrate],
+    original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<Vec<String>> {
-    let package_root = project.package_root();
     mirror_package(project, dir)?;
     let mut bins = Vec::new();
     for target in project.package.targets.iter().filter(|t| t.is_bin()) {
@@ -251,25 +255,15 @@ fn generate_program(
                 service.function.id
             );
         }
-        let path = target
-            .src_path
-            .as_std_path()
-            .strip_prefix(package_root)
-            .with_context(|| {
-                format!(
-                    "the binary `{}` ({}) is outside its package {}",
-                    target.name,
-                    target.src_path,
-                    package_root.display()
-                )
-            })?;
+        let what = format!("the binary `{}`", target.name);
+        let path = within_package(project, target.src_path.as_std_path(), &what)?;
         bins.push(manifest::Bin {
             name: target.name.clone(),
             path: path.display().to_string(),
             required_features: target.required_features.clone(),
         });
     }
-    write_build_script(project, None, dir)?;
+    write_build_script(project, None, original_build, dir)?;
     let lib_dep = project.lib_crate().map(|crate_name| match lib_package {
         Some(package) => manifest::LibDep {
             crate_name,
@@ -278,7 +272,7 @@ fn generate_program(
         },
         None => original_lib(project, crate_name),
     });
-    let manifest = manifest::service(&manifest::ServiceManifest {
+    let manifest = manifest::package(&manifest::PackageManifest {
         name,
         lib: None,
         bins: &bins,
@@ -288,6 +282,21 @@ fn generate_program(
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(bins.into_iter().map(|b| b.name).collect())
+}
+
+/// `path` relative to the package's root (where it is in the mirror), or an error naming
+/// `what` when it is outside the package.
+fn within_package(project: &Project, path: &Path, what: &str) -> Result<PathBuf> {
+    let package_root = project.package_root();
+    path.strip_prefix(package_root)
+        .map(Path::to_path_buf)
+        .with_context(|| {
+            format!(
+                "{what} {} is outside its package {}",
+                path.display(),
+                package_root.display()
+            )
+        })
 }
 
 /// Mirrors the user's package into the generated package's directory `dir`.
@@ -312,20 +321,15 @@ fn original_lib(project: &Project, crate_name: String) -> manifest::LibDep {
 }
 
 /// The generated package's build script: the original package's variables (with
-/// `CARGO_BIN_NAME` for a package built for one binary), then the original build script.
-fn write_build_script(project: &Project, bin_name: Option<&str>, dir: &Path) -> Result<()> {
-    let original_build = project.build_script();
-    let original_source = match &original_build {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?,
-        ),
-        None => None,
-    };
-    let build = source::build_script(
-        &package_env(project, bin_name),
-        original_source.as_deref().zip(original_build.as_deref()),
-    )?;
+/// `CARGO_BIN_NAME` for a package built for one binary), then the original build script
+/// (its source and path), if any.
+fn write_build_script(
+    project: &Project,
+    bin_name: Option<&str>,
+    original_build: Option<(&str, &Path)>,
+    dir: &Path,
+) -> Result<()> {
+    let build = source::build_script(&package_env(project, bin_name), original_build)?;
     write_if_changed(&dir.join("build.rs"), &build)?;
     Ok(())
 }

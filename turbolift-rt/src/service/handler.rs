@@ -186,11 +186,10 @@ where
 }
 
 /// Runs the calls (each runs when `calls` yields it) on one blocking-pool thread.
-fn run_blocking_batch(sink: BatchSink, calls: Box<dyn Iterator<Item = Outcome> + Send>) {
+fn run_blocking_batch(sink: BatchSink, mut calls: Box<dyn Iterator<Item = Outcome> + Send>) {
     tokio::task::spawn_blocking(move || {
         let mut frames = Vec::new();
         let mut since = Instant::now();
-        let mut calls = calls;
         loop {
             let started = Instant::now();
             let Some(outcome) = calls.next() else { break };
@@ -225,11 +224,9 @@ where
 {
     let calls: Vec<A> = decode(body)?;
     let count = calls.len();
-    let calls = calls.into_iter().map(move |args| {
-        let call: BoxFuture<'static, Result<Vec<u8>, String>> =
-            Box::pin(f(args).map(|value| encode_frame(&value)));
-        call
-    });
+    let calls = calls
+        .into_iter()
+        .map(move |args| f(args).map(|value| encode_frame(&value)).boxed());
     run_async_batch(sink, Box::new(calls));
     Ok(count)
 }
@@ -237,10 +234,9 @@ where
 /// Runs up to 64 of the calls at once, streaming their frames in order.
 fn run_async_batch(
     sink: BatchSink,
-    calls: Box<dyn Iterator<Item = BoxFuture<'static, Result<Vec<u8>, String>>> + Send>,
+    mut calls: Box<dyn Iterator<Item = BoxFuture<'static, Result<Vec<u8>, String>>> + Send>,
 ) {
     tokio::spawn(async move {
-        let mut calls = calls;
         let mut running = FuturesOrdered::new();
         let mut frames = Vec::new();
         loop {

@@ -142,12 +142,15 @@ impl Placement {
         }
     }
 
-    /// Whether the function has earned inline execution (and it is on in this service).
-    fn earned(&self) -> bool {
+    /// Whether the function's running times have earned it inline execution.
+    fn learnt_short(&self) -> bool {
         !self.demoted.load(Ordering::Relaxed)
             && self.short_streak.load(Ordering::Relaxed) >= WARM_UP
-            && inline_max() != 0
-            && WATCHING.load(Ordering::Relaxed)
+    }
+
+    /// Whether the function has earned inline execution and it is on in this service.
+    fn earned(&self) -> bool {
+        self.learnt_short() && inline_max() != 0 && WATCHING.load(Ordering::Relaxed)
     }
 
     /// A place to run inline now, if the function has earned it and an I/O thread can
@@ -179,9 +182,10 @@ impl Placement {
     pub(crate) fn ran_inline(&self, slot: InlineSlot, function: &str) {
         let took = slot.started.elapsed();
         drop(slot);
+        let max = u128::from(inline_max());
         // Counted approximately under concurrent calls (a load and a store): a heuristic,
         // and one atomic read-modify-write less per call.
-        if took.as_nanos() <= u128::from(inline_max()) {
+        if took.as_nanos() <= max {
             let short = self.short_inline.load(Ordering::Relaxed) + 1;
             if short >= FORGIVEN_AFTER {
                 self.strikes.store(0, Ordering::Relaxed);
@@ -193,7 +197,7 @@ impl Placement {
         }
         self.short_inline.store(0, Ordering::Relaxed);
         self.short_streak.store(0, Ordering::Relaxed);
-        if took.as_nanos() <= u128::from(inline_max()) * u128::from(STRIKE_FACTOR) {
+        if took.as_nanos() <= max * u128::from(STRIKE_FACTOR) {
             tracing::debug!(
                 function,
                 took_us = took.as_micros() as u64,
@@ -275,11 +279,6 @@ mod tests {
         }
     }
 
-    fn earned(placement: &Placement) -> bool {
-        placement.short_streak.load(Ordering::Relaxed) >= WARM_UP
-            && !placement.demoted.load(Ordering::Relaxed)
-    }
-
     #[test]
     fn a_long_inline_call_is_a_strike_and_the_third_keeps_the_function_on_the_pool() {
         let long = DEFAULT_INLINE_MAX * (STRIKE_FACTOR + 1);
@@ -287,26 +286,29 @@ mod tests {
         // Longer than the limit but not a strike: back to the pool, never for good.
         for _ in 0..2 * STRIKES {
             warm(&placement);
-            assert!(earned(&placement));
+            assert!(placement.learnt_short());
             ran(&placement, DEFAULT_INLINE_MAX * 2);
-            assert!(!earned(&placement));
+            assert!(!placement.learnt_short());
         }
         for strike in 1..STRIKES {
             warm(&placement);
-            assert!(earned(&placement));
+            assert!(placement.learnt_short());
             ran(&placement, Duration::from_micros(1));
             ran(&placement, long);
-            assert!(!earned(&placement), "strike {strike}: back on the pool");
+            assert!(
+                !placement.learnt_short(),
+                "strike {strike}: back on the pool"
+            );
         }
         warm(&placement);
         assert!(
-            earned(&placement),
+            placement.learnt_short(),
             "earned again after {} strikes",
             STRIKES - 1
         );
         ran(&placement, long);
         warm(&placement);
-        assert!(!earned(&placement), "the last strike lasts");
+        assert!(!placement.learnt_short(), "the last strike lasts");
     }
 
     #[test]
@@ -327,6 +329,6 @@ mod tests {
             ran(&placement, long);
         }
         warm(&placement);
-        assert!(earned(&placement));
+        assert!(placement.learnt_short());
     }
 }
