@@ -11,13 +11,9 @@ fn worker_loss_10000_calls_two_kills() {
     let _serial = serial();
     built();
     let n = 10_000;
-    let mut run = start(
-        &["--replicas", "2"],
-        &["burst", &n.to_string(), "16", "2"],
-        &[],
-    );
-    let mut lines = kill_a_replica_at(&mut run, &[2_500, 6_000]);
-    lines.extend(run.until("done"));
+    // Each kill lands while both replicas hold calls (the program's calls at a pause
+    // last long), and before the program has run on.
+    let (lines, run) = kill_a_replica_at(&["burst", &n.to_string(), "16", "2"], &[2_500, 6_000]);
     let (code, stderr) = run.finish();
     let (correct, errors) = check_burst(&lines, n);
     assert_eq!(code, Some(0), "{stderr}");
@@ -38,10 +34,8 @@ fn worker_loss_during_a_batch_of_10000_calls_two_kills() {
     let _serial = serial();
     built();
     let n = 10_000;
-    let mut run = start(&["--replicas", "2"], &["batch", &n.to_string(), "1"], &[]);
     // Both replicas hold requests of the batch in flight: one dies in the middle of one.
-    let mut lines = kill_a_replica_at(&mut run, &[2_500, 6_000]);
-    lines.extend(run.until("done"));
+    let (lines, run) = kill_a_replica_at(&["batch", &n.to_string(), "1"], &[2_500, 6_000]);
     let (code, stderr) = run.finish();
     let (correct, errors) = check_burst(&lines, n);
     assert_eq!(code, Some(0), "{stderr}");
@@ -65,25 +59,70 @@ fn worker_loss_during_a_batch_of_10000_calls_two_kills() {
     );
 }
 
-/// Reads result lines, and SIGKILLs one replica of `slow_double` when `at[k]` lines
-/// have come; the lines read so far.
-fn kill_a_replica_at(run: &mut Run, at: &[usize]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for &kill_at in at {
-        while lines.len() < kill_at {
-            lines.push(run.line());
+/// The program's pause points (`FAULTS_PAUSE_AT`) and the files that let it go on
+/// (`FAULTS_GO`.I), in a directory removed with it.
+struct Pauses {
+    dir: tempfile::TempDir,
+    at: String,
+}
+
+impl Pauses {
+    fn at(points: &[u64]) -> Pauses {
+        let at = points.iter().map(u64::to_string).collect::<Vec<_>>();
+        Pauses {
+            dir: tempfile::tempdir().unwrap(),
+            at: at.join(","),
         }
-        // The replica killed before is back (restarted) before the next kill.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut replicas = running(&exe("slow_double"));
-        while replicas.len() < 2 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-            replicas = running(&exe("slow_double"));
-        }
-        assert_eq!(replicas.len(), 2, "both replicas run before the kill");
-        kill(replicas[0], "KILL");
     }
-    lines
+
+    fn go(&self) -> String {
+        self.dir.path().join("go").to_str().unwrap().to_owned()
+    }
+
+    /// Starts the program over two replicas of each service, with these pause points.
+    fn start(&self, program_args: &[&str]) -> Run {
+        let go = self.go();
+        let env = [("FAULTS_PAUSE_AT", self.at.as_str()), ("FAULTS_GO", &go)];
+        start(&["--replicas", "2"], program_args, &env)
+    }
+
+    /// Reads the program's lines up to its next `pause I`, runs `act` and lets the program
+    /// go on; the result lines read.
+    fn next(&self, run: &mut Run, act: impl FnOnce()) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = run.line();
+            if let Some(i) = line.strip_prefix("pause ") {
+                act();
+                std::fs::write(format!("{}.{i}", self.go()), "").unwrap();
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+}
+
+/// Starts `burst`/`batch` with a pause at each of `at`, SIGKILLs one replica of
+/// `slow_double` at each pause, and reads the rest of the run; the result lines.
+fn kill_a_replica_at(program_args: &[&str], at: &[u64]) -> (Vec<String>, Run) {
+    let pauses = Pauses::at(at);
+    let mut run = pauses.start(program_args);
+    let mut lines = Vec::new();
+    for _ in at {
+        lines.extend(pauses.next(&mut run, || {
+            // The replica killed before is back (restarted) before the next kill.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut replicas = running(&exe("slow_double"));
+            while replicas.len() < 2 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+                replicas = running(&exe("slow_double"));
+            }
+            assert_eq!(replicas.len(), 2, "both replicas run before the kill");
+            kill(replicas[0], "KILL");
+        }));
+    }
+    lines.extend(run.until("done"));
+    (lines, run)
 }
 
 #[test]
@@ -227,18 +266,15 @@ fn sigterm_to_a_service_under_load_finishes_its_calls() {
     let _serial = serial();
     built();
     let n = 3_000;
-    let mut run = start(
-        &["--replicas", "2"],
-        &["burst", &n.to_string(), "64", "2"],
-        &[],
-    );
-    let mut lines = Vec::new();
-    while lines.len() < 1_000 {
-        lines.push(run.line());
-    }
-    let replicas = running(&exe("slow_double"));
-    assert_eq!(replicas.len(), 2);
-    kill(replicas[0], "TERM");
+    // The SIGTERM lands while both replicas hold calls (the program's calls at its pause
+    // last long).
+    let pauses = Pauses::at(&[1_000]);
+    let mut run = pauses.start(&["burst", &n.to_string(), "64", "2"]);
+    let mut lines = pauses.next(&mut run, || {
+        let replicas = running(&exe("slow_double"));
+        assert_eq!(replicas.len(), 2);
+        kill(replicas[0], "TERM");
+    });
     lines.extend(run.until("done"));
     let (code, stderr) = run.finish();
     let (correct, errors) = check_burst(&lines, n);
