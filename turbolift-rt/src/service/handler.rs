@@ -117,11 +117,11 @@ fn run_blocking_call(info: &'static FnInfo, call: BlockingCall) -> Invocation {
         };
         match tokio::task::spawn_blocking(timed).await {
             Ok((encoded, took)) => {
-                placement.ran_on_pool(Some(took));
+                placement.ran_on_pool(Some(took), info.function());
                 encoded
             }
             Err(e) if e.is_panic() => {
-                placement.ran_on_pool(None);
+                placement.ran_on_pool(None, info.function());
                 Err(InvokeError::Panic(panic_message(&*e.into_panic())))
             }
             Err(_) => Err(InvokeError::ShuttingDown),

@@ -8,16 +8,20 @@
 //! (`TURBOLIFT_INLINE_MAX`, default [`DEFAULT_INLINE_MAX`]) runs inline from then on, at
 //! most on all I/O threads but one at a time, so one is always free for other
 //! connections. An inline call that takes longer than the limit sends the function back
-//! to the pool until it has again run short [`WARM_UP`] times there; one that takes more
-//! than [`STRIKE_FACTOR`] times the limit is also a *strike*, and at the [`STRIKES`]th
-//! strike the function stays on the pool for the rest of the process's life.
-//! [`FORGIVEN_AFTER`] short inline calls in a row wipe the strikes out. So a function that
-//! is usually fast and sometimes slow stalls an I/O thread at most [`STRIKES`] times, or
-//! once in that many calls; and a short one is not sent to the pool for good by the odd
-//! call that took long only because the OS ran another thread meanwhile (on a busy
-//! two-core machine one call of a 1 µs function in some ten thousand "takes" 100 µs to
-//! 1 ms that way; the clock of a thread's own CPU time, which would tell, costs 0.5 µs to
-//! read here, more than such a function).
+//! to the pool until it has again run short [`WARM_UP`] times there.
+//!
+//! An inline call that takes more than [`STRIKE_FACTOR`] times the limit makes the
+//! function a suspect, and a call on the pool that also takes that long while it is one
+//! is a *strike*; at the [`STRIKES`]th strike the function stays on the pool for the rest
+//! of the process's life. [`FORGIVEN_AFTER`] short inline calls in a row wipe the strikes
+//! out. So a function that is usually fast and sometimes slow stalls an I/O thread a few
+//! times, and then runs on the pool. The confirmation on the pool is there because the
+//! clock cannot tell a long body from a short one during which the OS ran another
+//! thread: on a busy two-core machine one call of a 1 µs function in some ten thousand
+//! "takes" 100 µs to 1 ms that way, and such calls come in bursts when the machine is
+//! loaded (three within 10,000 calls sent `echo` to the pool for good in the benchmark).
+//! The clock of a thread's own CPU time would tell them apart, but costs 0.5 µs to read
+//! here, more than such a function; a suspect's next calls on the pool are timed anyway.
 //!
 //! A worker that runs a body inline is not polling tokio's I/O driver, and the other
 //! workers may all be parked waiting to be told of work that only the driver would find:
@@ -38,10 +42,11 @@ pub const DEFAULT_INLINE_MAX: Duration = Duration::from_micros(100);
 /// How many consecutive short calls on the pool make a function run inline.
 pub const WARM_UP: u32 = 16;
 
-/// Inline calls that ran very long after which a function runs on the pool for good.
+/// Strikes after which a function runs on the pool for good.
 pub const STRIKES: u32 = 3;
 
-/// How many times the inline limit an inline call must take to be a strike.
+/// How many times the inline limit a call must take to make the function a suspect
+/// (inline) or to be a strike (on the pool, while it is one).
 pub const STRIKE_FACTOR: u32 = 10;
 
 /// Consecutive short inline calls that wipe out a function's strikes.
@@ -123,8 +128,11 @@ fn inline_max() -> u64 {
 pub struct Placement {
     /// Consecutive calls on the pool that were short enough to run inline.
     short_streak: AtomicU32,
-    /// Inline calls that ran long, since the strikes were last wiped out.
+    /// Confirmed long calls, since the strikes were last wiped out.
     strikes: AtomicU32,
+    /// Set by an inline call that ran far longer than the limit, until the function has
+    /// earned inline execution again or a long call on the pool confirmed it (a strike).
+    suspect: AtomicBool,
     /// Short inline calls since the last strike.
     short_inline: AtomicU32,
     /// Set at the last strike: never inline again.
@@ -137,6 +145,7 @@ impl Placement {
         Placement {
             short_streak: AtomicU32::new(0),
             strikes: AtomicU32::new(0),
+            suspect: AtomicBool::new(false),
             short_inline: AtomicU32::new(0),
             demoted: AtomicBool::new(false),
         }
@@ -197,21 +206,54 @@ impl Placement {
         }
         self.short_inline.store(0, Ordering::Relaxed);
         self.short_streak.store(0, Ordering::Relaxed);
-        if took.as_nanos() <= max * u128::from(STRIKE_FACTOR) {
-            tracing::debug!(
-                function,
-                took_us = took.as_micros() as u64,
-                "a call ran longer than TURBOLIFT_INLINE_MAX; back to the blocking pool until it runs short again"
-            );
-            return;
+        let suspect = took.as_nanos() > max * u128::from(STRIKE_FACTOR);
+        if suspect {
+            self.suspect.store(true, Ordering::Relaxed);
         }
+        tracing::debug!(
+            function,
+            took_us = took.as_micros() as u64,
+            suspect,
+            "a call ran longer than TURBOLIFT_INLINE_MAX; back to the blocking pool until it runs short again"
+        );
+    }
+
+    /// Records a call that ran on the pool for `took` (`None`: it panicked); `function`
+    /// names it in the log.
+    pub(crate) fn ran_on_pool(&self, took: Option<Duration>, function: &str) {
+        let max = u128::from(inline_max());
+        match took {
+            Some(t) if t.as_nanos() <= max => {
+                let streak = self.short_streak.load(Ordering::Relaxed) + 1;
+                if streak <= WARM_UP {
+                    self.short_streak.store(streak, Ordering::Relaxed);
+                }
+                if streak == WARM_UP {
+                    // Inline again: what made it a suspect was not the function.
+                    self.suspect.store(false, Ordering::Relaxed);
+                }
+            }
+            Some(t) => {
+                self.short_streak.store(0, Ordering::Relaxed);
+                if t.as_nanos() > max * u128::from(STRIKE_FACTOR)
+                    && self.suspect.swap(false, Ordering::Relaxed)
+                {
+                    self.strike(function, t);
+                }
+            }
+            None => self.short_streak.store(0, Ordering::Relaxed),
+        }
+    }
+
+    /// A long inline call confirmed by a long call on the pool.
+    fn strike(&self, function: &str, took: Duration) {
         let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
         if strikes < STRIKES {
             tracing::debug!(
                 function,
                 took_us = took.as_micros() as u64,
                 strikes,
-                "a call ran far longer than TURBOLIFT_INLINE_MAX; back to the blocking pool until it runs short again"
+                "a call ran far longer than TURBOLIFT_INLINE_MAX inline and then on the pool too"
             );
         } else if !self.demoted.swap(true, Ordering::Relaxed) {
             tracing::info!(
@@ -220,19 +262,6 @@ impl Placement {
                 strikes,
                 "calls ran far longer than TURBOLIFT_INLINE_MAX again and again; this function runs on the blocking pool from now on"
             );
-        }
-    }
-
-    /// Records a call that ran on the pool for `took` (`None`: it panicked).
-    pub(crate) fn ran_on_pool(&self, took: Option<Duration>) {
-        match took {
-            Some(t) if t.as_nanos() <= u128::from(inline_max()) => {
-                let streak = self.short_streak.load(Ordering::Relaxed);
-                if streak < WARM_UP {
-                    self.short_streak.store(streak + 1, Ordering::Relaxed);
-                }
-            }
-            _ => self.short_streak.store(0, Ordering::Relaxed),
         }
     }
 
@@ -275,29 +304,51 @@ mod tests {
 
     fn warm(placement: &Placement) {
         for _ in 0..WARM_UP {
-            placement.ran_on_pool(Some(Duration::from_micros(1)));
+            placement.ran_on_pool(Some(Duration::from_micros(1)), "test");
         }
     }
 
+    /// Far longer than the limit: a suspect inline, a strike on the pool.
+    const FAR: Duration = DEFAULT_INLINE_MAX.saturating_mul(STRIKE_FACTOR + 1);
+
+    /// A far-long inline call confirmed by a far-long call on the pool.
+    fn strike(placement: &Placement) {
+        ran(placement, FAR);
+        placement.ran_on_pool(Some(FAR), "test");
+    }
+
     #[test]
-    fn a_long_inline_call_is_a_strike_and_the_third_keeps_the_function_on_the_pool() {
-        let long = DEFAULT_INLINE_MAX * (STRIKE_FACTOR + 1);
+    fn a_long_inline_call_alone_sends_the_function_to_the_pool_never_for_good() {
         let placement = Placement::new();
-        // Longer than the limit but not a strike: back to the pool, never for good.
-        for _ in 0..2 * STRIKES {
-            warm(&placement);
-            assert!(placement.learnt_short());
-            ran(&placement, DEFAULT_INLINE_MAX * 2);
-            assert!(!placement.learnt_short());
+        for took in [DEFAULT_INLINE_MAX * 2, FAR] {
+            for _ in 0..10 * STRIKES {
+                warm(&placement);
+                assert!(placement.learnt_short());
+                ran(&placement, took);
+                assert!(!placement.learnt_short(), "back to the pool");
+            }
         }
-        for strike in 1..STRIKES {
+        warm(&placement);
+        assert!(placement.learnt_short(), "the pool did not confirm them");
+        // Nor does a long call on the pool strike when no inline call made it a suspect.
+        placement.ran_on_pool(Some(FAR), "test");
+        warm(&placement);
+        placement.ran_on_pool(Some(FAR), "test");
+        warm(&placement);
+        assert!(placement.learnt_short());
+    }
+
+    #[test]
+    fn the_third_long_inline_call_confirmed_on_the_pool_keeps_the_function_there() {
+        let placement = Placement::new();
+        for strike_number in 1..STRIKES {
             warm(&placement);
             assert!(placement.learnt_short());
             ran(&placement, Duration::from_micros(1));
-            ran(&placement, long);
+            strike(&placement);
             assert!(
                 !placement.learnt_short(),
-                "strike {strike}: back on the pool"
+                "strike {strike_number}: back on the pool"
             );
         }
         warm(&placement);
@@ -306,18 +357,17 @@ mod tests {
             "earned again after {} strikes",
             STRIKES - 1
         );
-        ran(&placement, long);
+        strike(&placement);
         warm(&placement);
         assert!(!placement.learnt_short(), "the last strike lasts");
     }
 
     #[test]
     fn many_short_inline_calls_wipe_the_strikes_out() {
-        let long = DEFAULT_INLINE_MAX * (STRIKE_FACTOR + 1);
         let placement = Placement::new();
         for _ in 0..STRIKES - 1 {
             warm(&placement);
-            ran(&placement, long);
+            strike(&placement);
         }
         warm(&placement);
         for _ in 0..FORGIVEN_AFTER {
@@ -326,7 +376,7 @@ mod tests {
         // Two more strikes now would not reach the last one.
         for _ in 0..STRIKES - 1 {
             warm(&placement);
-            ran(&placement, long);
+            strike(&placement);
         }
         warm(&placement);
         assert!(placement.learnt_short());
