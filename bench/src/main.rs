@@ -7,9 +7,11 @@
 //! Measurements: (1) sequential round trips (p50, p99, calls/s), (2) calls/s with 64 in
 //! flight, (3) a 10 MB `Vec<u8>` echoed (MB/s): a turbolift function served by real
 //! service processes under `cargo turbolift run` (the program `bench/fixture` does the
-//! timed calls and prints JSON lines) next to a bare axum + hyper-util peer in this
-//! process (its own runtime and thread for the server), with the same postcard codec and
-//! payloads; (4) launch to the first remote result under `cargo turbolift run`, next to a
+//! timed calls and prints JSON lines) next to a bare axum + hyper-util peer (its server a
+//! process of its own, its client `bench/peer`), with the same postcard codec and
+//! payloads. For (2) the fixture calls both, in rounds that take turns (this machine's
+//! speed moves by a third from one second to the next), and the ratio of each round is
+//! printed too; (4) launch to the first remote result under `cargo turbolift run`, next to a
 //! plain `cargo run` of the in-process build; (5) 40 calls of a ~50 ms CPU-bound function
 //! with 1 and 2 replicas; (6) cold and incremental builds, `cargo turbolift build` next
 //! to `cargo build`, of `examples/quickstart` and `examples/wordstats`.
@@ -103,6 +105,8 @@ pub struct Sizes {
     pub seq: u64,
     pub par: u64,
     pub inflight: u64,
+    /// Rounds of measurement 2 per repeat, each side in turn.
+    pub par_rounds: u64,
     pub blob_bytes: u64,
     pub blob_calls: u64,
     pub cpu_calls: u64,
@@ -142,6 +146,7 @@ fn main() {
         seq: if options.quick { 3_000 } else { 10_000 },
         par: if options.quick { 19_200 } else { 64_000 },
         inflight: 64,
+        par_rounds: if options.quick { 2 } else { 4 },
         blob_bytes: 10 * 1024 * 1024,
         blob_calls: if options.quick { 5 } else { 10 },
         cpu_calls: 40,
@@ -303,6 +308,8 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
         sizes.inflight.to_string(),
         sizes.blob_bytes.to_string(),
         sizes.blob_calls.to_string(),
+        peer.addr().to_string(),
+        sizes.par_rounds.to_string(),
     ]
     .into();
     for r in 0..options.repeats {
@@ -320,6 +327,11 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
     drop(peer);
     drop(same_process);
     let tl_f = |kind: &str, name: &str| tl.iter().map(|l| field(l, kind, name)).collect();
+    // Measurement 2 comes from the fixture for both sides: a line per round.
+    let par = |name: &str| -> Vec<f64> {
+        let rounds = tl.iter().flatten().filter(|l| l["kind"] == "par");
+        rounds.map(|l| l[name].as_f64().expect(name)).collect()
+    };
     let mut rows = Vec::new();
     if options.wants(1) {
         rows.push(Row::pair(
@@ -355,15 +367,25 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
         rows.push(Row::pair(
             "2. 64 in flight",
             "calls/s",
-            Figure::of(tl_f("par", "calls_per_s")),
-            Figure::of(bare.iter().map(|s| s.par_calls_per_s).collect()),
+            Figure::of(par("calls_per_s")),
+            Figure::of(par("peer_calls_per_s")),
             Some(("≥ 0.9× peer", 0.9, true)),
+        ));
+        let paired: Vec<f64> = par("calls_per_s")
+            .iter()
+            .zip(par("peer_calls_per_s"))
+            .map(|(turbolift, peer)| turbolift / peer)
+            .collect();
+        rows.push(Row::single(
+            "2. 64 in flight, turbolift/peer of each round",
+            "×",
+            Figure::of(paired),
         ));
         rows.push(Row::pair(
             "2. many-calls API (`echo_batch`) vs peer's 64 in flight",
             "calls/s",
             Figure::of(tl_f("batch", "calls_per_s")),
-            Figure::of(bare.iter().map(|s| s.par_calls_per_s).collect()),
+            Figure::of(par("peer_calls_per_s")),
             Some(("≥ 2× peer", 2.0, true)),
         ));
     }

@@ -6,34 +6,26 @@
 //! fixture's `#[tokio::main]` does.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::serve::ListenerExt;
-use http::header::CONTENT_TYPE;
-use http::{Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::Uri;
 use serde_bytes::ByteBuf;
 use tokio::runtime::Runtime;
+use turbolift_bench_peer::{HttpClient, call_echo, post_body};
 
 use crate::Sizes;
 
-const CONTENT: &str = "application/vnd.turbolift.postcard";
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// One figure of each of measurements 1-3.
+/// One figure of each of measurements 1 and 3 (the fixture measures 2 for both sides, in
+/// alternating rounds).
 pub struct Suite {
     pub seq_p50_us: f64,
     pub seq_p99_us: f64,
     pub seq_calls_per_s: f64,
-    pub par_calls_per_s: f64,
     pub blob_mb_per_s: f64,
     pub blob_vec_mb_per_s: f64,
 }
@@ -148,18 +140,16 @@ impl Peer {
         }
     }
 
-    /// One round of measurements 1-3 with the same sizes as the fixture's `suite`.
+    /// Where the peer's server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// One round of measurements 1 and 3 with the same sizes as the fixture's `suite`.
     pub fn suite(&self, sizes: Sizes) -> Suite {
         let addr = self.addr;
         self.client.block_on(async move {
-            let client: HttpClient = {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .pool_max_idle_per_host(256)
-                    .build(connector)
-            };
+            let client = turbolift_bench_peer::client();
             let echo_uri: Uri = format!("http://{addr}/echo").parse().expect("uri");
             for i in 0..sizes.seq.min(1000) {
                 call_echo(&client, &echo_uri, i).await;
@@ -179,32 +169,6 @@ impl Peer {
                     * 1e6
             };
 
-            let per_task = sizes.par / sizes.inflight;
-            let run = |n: u64| {
-                let client = client.clone();
-                let uri = echo_uri.clone();
-                async move {
-                    let tasks: Vec<_> = (0..sizes.inflight)
-                        .map(|_| {
-                            let client = client.clone();
-                            let uri = uri.clone();
-                            tokio::spawn(async move {
-                                for i in 0..n {
-                                    assert_eq!(call_echo(&client, &uri, i).await, i + 1);
-                                }
-                            })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.expect("a call task does not panic");
-                    }
-                }
-            };
-            run(per_task.div_ceil(10)).await;
-            let t = Instant::now();
-            run(per_task).await;
-            let par = (per_task * sizes.inflight) as f64 / t.elapsed().as_secs_f64();
-
             let data: Vec<u8> = (0..sizes.blob_bytes).map(|i| (i % 251) as u8).collect();
             let blob_mb = blob_rate(&client, addr, "blob", &data, sizes.blob_calls, true).await;
             let blob_vec_mb =
@@ -213,7 +177,6 @@ impl Peer {
                 seq_p50_us: pct(0.50),
                 seq_p99_us: pct(0.99),
                 seq_calls_per_s: sizes.seq as f64 / seq_total,
-                par_calls_per_s: par,
                 blob_mb_per_s: blob_mb,
                 blob_vec_mb_per_s: blob_vec_mb,
             }
@@ -235,27 +198,6 @@ impl Drop for Peer {
             }
         }
     }
-}
-
-async fn post_body(client: &HttpClient, uri: &Uri, body: Vec<u8>) -> Bytes {
-    let request = Request::post(uri.clone())
-        .header(CONTENT_TYPE, CONTENT)
-        .body(Full::new(Bytes::from(body)))
-        .expect("a request");
-    let response = client.request(request).await.expect("the peer answers");
-    assert!(response.status().is_success(), "{}", response.status());
-    response
-        .into_body()
-        .collect()
-        .await
-        .expect("a body")
-        .to_bytes()
-}
-
-async fn call_echo(client: &HttpClient, uri: &Uri, x: u64) -> u64 {
-    let body = postcard::to_stdvec(&(x,)).expect("encode");
-    let answer = post_body(client, uri, body).await;
-    postcard::from_bytes(&answer).expect("a u64")
 }
 
 /// MB/s (10^6 bytes of argument per second of round trip, median call) of a large echo,

@@ -1,0 +1,75 @@
+//! The bare peer's client: a pooled keep-alive hyper-util client with TCP_NODELAY (as
+//! turbolift's own), postcard bodies, no turbolift. The benchmark (`turbolift-bench`)
+//! uses it for sequential and large calls; the fixture program for calls in flight, in
+//! rounds that alternate with turbolift's so that both meet the same machine.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The content type of both sides' bodies.
+pub const CONTENT: &str = "application/vnd.turbolift.postcard";
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A pooled keep-alive client, configured as turbolift's.
+pub fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+/// POSTs `body` to `uri`; the answer's body.
+pub async fn post_body(client: &HttpClient, uri: &Uri, body: Vec<u8>) -> Bytes {
+    let request = Request::post(uri.clone())
+        .header(CONTENT_TYPE, CONTENT)
+        .body(Full::new(Bytes::from(body)))
+        .expect("a request");
+    let response = client.request(request).await.expect("the peer answers");
+    assert!(response.status().is_success(), "{}", response.status());
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes()
+}
+
+/// The peer's `echo`: `x + 1`.
+pub async fn call_echo(client: &HttpClient, uri: &Uri, x: u64) -> u64 {
+    let body = postcard::to_stdvec(&(x,)).expect("encode");
+    let answer = post_body(client, uri, body).await;
+    postcard::from_bytes(&answer).expect("a u64")
+}
+
+/// `inflight` tasks, each making `calls_per_task` calls of `call(i)` one after another;
+/// calls per second. Both sides' calls in flight are measured with this.
+pub async fn in_flight<F>(inflight: u64, calls_per_task: u64, call: fn(u64) -> F) -> f64
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..inflight)
+        .map(|_| {
+            tokio::spawn(async move {
+                for i in 0..calls_per_task {
+                    call(i).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a call task does not panic");
+    }
+    (inflight * calls_per_task) as f64 / started.elapsed().as_secs_f64()
+}
