@@ -327,39 +327,48 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
     drop(peer);
     drop(same_process);
     let tl_f = |kind: &str, name: &str| tl.iter().map(|l| field(l, kind, name)).collect();
-    // Measurement 2 comes from the fixture for both sides: a line per round.
-    let par = |name: &str| -> Vec<f64> {
-        let rounds = tl.iter().flatten().filter(|l| l["kind"] == "par");
-        rounds.map(|l| l[name].as_f64().expect(name)).collect()
+    // Measurements 1 and 2 come from the fixture for both sides: a line per round.
+    let rounds = |kind: &str, name: &str| -> Vec<f64> {
+        let lines = tl.iter().flatten().filter(|l| l["kind"] == kind);
+        lines.map(|l| l[name].as_f64().expect(name)).collect()
     };
+    let par = |name: &str| rounds("par", name);
     let mut rows = Vec::new();
     if options.wants(1) {
         rows.push(Row::pair(
             "1. sequential p50",
             "µs",
-            Figure::of(tl_f("seq", "p50_us")),
-            Figure::of(bare.iter().map(|s| s.seq_p50_us).collect()),
+            Figure::of(rounds("seq", "p50_us")),
+            Figure::of(rounds("seq", "peer_p50_us")),
             Some(("≤ 1.15× peer", 1.15, false)),
+        ));
+        rows.push(Row::single(
+            "1. sequential p50, turbolift/peer of each round",
+            "×",
+            Figure::of(each_round(
+                &rounds("seq", "p50_us"),
+                &rounds("seq", "peer_p50_us"),
+            )),
         ));
         rows.push(Row::pair(
             "1. sequential p50, peer's server in the benchmark's process",
             "µs",
-            Figure::of(tl_f("seq", "p50_us")),
+            Figure::of(rounds("seq", "p50_us")),
             Figure::of(bare_same.iter().map(|s| s.seq_p50_us).collect()),
             None,
         ));
         rows.push(Row::pair(
             "1. sequential p99",
             "µs",
-            Figure::of(tl_f("seq", "p99_us")),
-            Figure::of(bare.iter().map(|s| s.seq_p99_us).collect()),
+            Figure::of(rounds("seq", "p99_us")),
+            Figure::of(rounds("seq", "peer_p99_us")),
             None,
         ));
         rows.push(Row::pair(
             "1. sequential calls/s",
             "calls/s",
-            Figure::of(tl_f("seq", "calls_per_s")),
-            Figure::of(bare.iter().map(|s| s.seq_calls_per_s).collect()),
+            Figure::of(rounds("seq", "calls_per_s")),
+            Figure::of(rounds("seq", "peer_calls_per_s")),
             None,
         ));
     }
@@ -371,15 +380,10 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
             Figure::of(par("peer_calls_per_s")),
             Some(("≥ 0.9× peer", 0.9, true)),
         ));
-        let paired: Vec<f64> = par("calls_per_s")
-            .iter()
-            .zip(par("peer_calls_per_s"))
-            .map(|(turbolift, peer)| turbolift / peer)
-            .collect();
         rows.push(Row::single(
             "2. 64 in flight, turbolift/peer of each round",
             "×",
-            Figure::of(paired),
+            Figure::of(each_round(&par("calls_per_s"), &par("peer_calls_per_s"))),
         ));
         rows.push(Row::pair(
             "2. many-calls API (`echo_batch`) vs peer's 64 in flight",
@@ -406,6 +410,11 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
         ));
     }
     rows
+}
+
+/// Turbolift's figure over the peer's, round by round.
+fn each_round(turbolift: &[f64], peer: &[f64]) -> Vec<f64> {
+    turbolift.iter().zip(peer).map(|(t, p)| t / p).collect()
 }
 
 /// Measurement 4: launch to the first remote result, and `cargo run` to the in-process one.

@@ -16,16 +16,14 @@ use axum::serve::ListenerExt;
 use http::Uri;
 use serde_bytes::ByteBuf;
 use tokio::runtime::Runtime;
-use turbolift_bench_peer::{HttpClient, call_echo, post_body};
+use turbolift_bench_peer::{HttpClient, call_echo, post_body, sequential};
 
 use crate::Sizes;
 
-/// One figure of each of measurements 1 and 3 (the fixture measures 2 for both sides, in
-/// alternating rounds).
+/// Sequential p50 (a reference: the fixture measures 1 and 2 for both sides, in
+/// alternating rounds) and the figures of measurement 3.
 pub struct Suite {
     pub seq_p50_us: f64,
-    pub seq_p99_us: f64,
-    pub seq_calls_per_s: f64,
     pub blob_mb_per_s: f64,
     pub blob_vec_mb_per_s: f64,
 }
@@ -145,38 +143,26 @@ impl Peer {
         self.addr
     }
 
-    /// One round of measurements 1 and 3 with the same sizes as the fixture's `suite`.
+    /// One round of sequential calls and of measurement 3, with the same sizes as the
+    /// fixture's `suite`.
     pub fn suite(&self, sizes: Sizes) -> Suite {
         let addr = self.addr;
         self.client.block_on(async move {
             let client = turbolift_bench_peer::client();
             let echo_uri: Uri = format!("http://{addr}/echo").parse().expect("uri");
-            for i in 0..sizes.seq.min(1000) {
-                call_echo(&client, &echo_uri, i).await;
-            }
-            let mut samples = Vec::with_capacity(sizes.seq as usize);
-            let t = Instant::now();
-            for i in 0..sizes.seq {
-                let c = Instant::now();
-                let v = call_echo(&client, &echo_uri, i).await;
-                samples.push(c.elapsed());
-                assert_eq!(v, i + 1);
-            }
-            let seq_total = t.elapsed().as_secs_f64();
-            samples.sort();
-            let pct = |p: f64| {
-                samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64()
-                    * 1e6
+            let echo = |i| {
+                let (client, uri) = (&client, &echo_uri);
+                async move { assert_eq!(call_echo(client, uri, i).await, i + 1) }
             };
+            sequential(sizes.seq.min(1000), echo).await;
+            let seq = sequential(sizes.seq, echo).await;
 
             let data: Vec<u8> = (0..sizes.blob_bytes).map(|i| (i % 251) as u8).collect();
             let blob_mb = blob_rate(&client, addr, "blob", &data, sizes.blob_calls, true).await;
             let blob_vec_mb =
                 blob_rate(&client, addr, "blob-vec", &data, sizes.blob_calls, false).await;
             Suite {
-                seq_p50_us: pct(0.50),
-                seq_p99_us: pct(0.99),
-                seq_calls_per_s: sizes.seq as f64 / seq_total,
+                seq_p50_us: seq.p50_us,
                 blob_mb_per_s: blob_mb,
                 blob_vec_mb_per_s: blob_vec_mb,
             }

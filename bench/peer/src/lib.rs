@@ -1,7 +1,7 @@
 //! The bare peer's client: a pooled keep-alive hyper-util client with TCP_NODELAY (as
 //! turbolift's own), postcard bodies, no turbolift. The benchmark (`turbolift-bench`)
-//! uses it for sequential and large calls; the fixture program for calls in flight, in
-//! rounds that alternate with turbolift's so that both meet the same machine.
+//! uses it for large calls; the fixture program for sequential calls and calls in
+//! flight, in rounds that alternate with turbolift's so that both meet the same machine.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -50,6 +50,40 @@ pub async fn call_echo(client: &HttpClient, uri: &Uri, x: u64) -> u64 {
     let body = postcard::to_stdvec(&(x,)).expect("encode");
     let answer = post_body(client, uri, body).await;
     postcard::from_bytes(&answer).expect("a u64")
+}
+
+/// What `n` sequential calls took.
+pub struct Sequential {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub calls_per_s: f64,
+}
+
+/// `n` calls of `call(i)`, one after another. Both sides' sequential calls are measured
+/// with this.
+pub async fn sequential<C, F>(n: u64, mut call: C) -> Sequential
+where
+    C: FnMut(u64) -> F,
+    F: Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(n as usize);
+    let started = Instant::now();
+    for i in 0..n {
+        let one = Instant::now();
+        call(i).await;
+        samples.push(one.elapsed());
+    }
+    let total = started.elapsed().as_secs_f64();
+    samples.sort();
+    let percentile = |p: f64| {
+        let i = ((samples.len() as f64 * p) as usize).min(samples.len() - 1);
+        samples[i].as_secs_f64() * 1e6
+    };
+    Sequential {
+        p50_us: percentile(0.50),
+        p99_us: percentile(0.99),
+        calls_per_s: n as f64 / total,
+    }
 }
 
 /// `inflight` tasks, each making `calls_per_task` calls of `call(i)` one after another;
