@@ -9,9 +9,9 @@
 //! service processes under `cargo turbolift run` (the program `bench/fixture` does the
 //! timed calls and prints JSON lines) next to a bare axum + hyper-util peer (its server a
 //! process of its own, its client `bench/peer`), with the same postcard codec and
-//! payloads. For (2) the fixture calls both, in rounds that take turns (this machine's
-//! speed moves by a third from one second to the next), and the ratio of each round is
-//! printed too; (4) launch to the first remote result under `cargo turbolift run`, next to a
+//! payloads. For (1) and (2) the fixture calls both, in rounds that take turns (this
+//! machine's speed moves by a third from one second to the next), and the ratio of each
+//! round is printed too; (4) launch to the first remote result under `cargo turbolift run`, next to a
 //! plain `cargo run` of the in-process build; (5) 40 calls of a ~50 ms CPU-bound function
 //! with 1 and 2 replicas; (6) cold and incremental builds, `cargo turbolift build` next
 //! to `cargo build`, of `examples/quickstart` and `examples/wordstats`.
@@ -105,8 +105,8 @@ pub struct Sizes {
     pub seq: u64,
     pub par: u64,
     pub inflight: u64,
-    /// Rounds of measurement 2 per repeat, each side in turn.
-    pub par_rounds: u64,
+    /// Rounds of measurements 1 and 2 per repeat, each side in turn.
+    pub rounds: u64,
     pub blob_bytes: u64,
     pub blob_calls: u64,
     pub cpu_calls: u64,
@@ -146,7 +146,7 @@ fn main() {
         seq: if options.quick { 3_000 } else { 10_000 },
         par: if options.quick { 19_200 } else { 64_000 },
         inflight: 64,
-        par_rounds: if options.quick { 2 } else { 4 },
+        rounds: if options.quick { 2 } else { 4 },
         blob_bytes: 10 * 1024 * 1024,
         blob_calls: if options.quick { 5 } else { 10 },
         cpu_calls: 40,
@@ -299,8 +299,8 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
     let peer = peer::Peer::start(false);
     let same_process = peer::Peer::start(true);
     let mut tl: Vec<Vec<Value>> = Vec::new();
-    let mut bare: Vec<peer::Suite> = Vec::new();
-    let mut bare_same: Vec<peer::Suite> = Vec::new();
+    let mut bare_blob: Vec<peer::Blob> = Vec::new();
+    let mut same_process_p50: Vec<f64> = Vec::new();
     let args: Vec<String> = [
         "suite".to_owned(),
         sizes.seq.to_string(),
@@ -309,7 +309,7 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
         sizes.blob_bytes.to_string(),
         sizes.blob_calls.to_string(),
         peer.addr().to_string(),
-        sizes.par_rounds.to_string(),
+        sizes.rounds.to_string(),
     ]
     .into();
     for r in 0..options.repeats {
@@ -318,10 +318,12 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
             r + 1,
             options.repeats
         );
-        bare.push(peer.suite(sizes));
+        if options.wants(3) {
+            bare_blob.push(peer.blob(sizes));
+        }
         tl.push(bench_lines(turbolift_run(env, Some(1), &args)));
         if options.wants(1) {
-            bare_same.push(same_process.suite(sizes));
+            same_process_p50.push(same_process.sequential_p50(sizes.seq));
         }
     }
     drop(peer);
@@ -354,7 +356,7 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
             "1. sequential p50, peer's server in the benchmark's process",
             "µs",
             Figure::of(rounds("seq", "p50_us")),
-            Figure::of(bare_same.iter().map(|s| s.seq_p50_us).collect()),
+            Figure::of(same_process_p50),
             None,
         ));
         rows.push(Row::pair(
@@ -398,14 +400,14 @@ fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
             "3. 10 MiB echo (vs serde_bytes)",
             "MB/s",
             Figure::of(tl_f("blob", "mb_per_s")),
-            Figure::of(bare.iter().map(|s| s.blob_mb_per_s).collect()),
+            Figure::of(bare_blob.iter().map(|b| b.mb_per_s).collect()),
             Some(("≥ 1.0× peer", 1.0, true)),
         ));
         rows.push(Row::pair(
             "3. 10 MiB echo (vs plain Vec<u8>)",
             "MB/s",
             Figure::of(tl_f("blob", "mb_per_s")),
-            Figure::of(bare.iter().map(|s| s.blob_vec_mb_per_s).collect()),
+            Figure::of(bare_blob.iter().map(|b| b.vec_mb_per_s).collect()),
             None,
         ));
     }

@@ -20,12 +20,10 @@ use turbolift_bench_peer::{HttpClient, call_echo, post_body, sequential};
 
 use crate::Sizes;
 
-/// Sequential p50 (a reference: the fixture measures 1 and 2 for both sides, in
-/// alternating rounds) and the figures of measurement 3.
-pub struct Suite {
-    pub seq_p50_us: f64,
-    pub blob_mb_per_s: f64,
-    pub blob_vec_mb_per_s: f64,
+/// The figures of measurement 3.
+pub struct Blob {
+    pub mb_per_s: f64,
+    pub vec_mb_per_s: f64,
 }
 
 /// A running peer server and the client runtime that calls it.
@@ -143,9 +141,9 @@ impl Peer {
         self.addr
     }
 
-    /// One round of sequential calls and of measurement 3, with the same sizes as the
-    /// fixture's `suite`.
-    pub fn suite(&self, sizes: Sizes) -> Suite {
+    /// Sequential p50 in µs over `n` calls of `echo`, after a warm-up: a reference (the
+    /// fixture measures 1 and 2 for both sides, in alternating rounds).
+    pub fn sequential_p50(&self, n: u64) -> f64 {
         let addr = self.addr;
         self.client.block_on(async move {
             let client = turbolift_bench_peer::client();
@@ -154,17 +152,21 @@ impl Peer {
                 let (client, uri) = (&client, &echo_uri);
                 async move { assert_eq!(call_echo(client, uri, i).await, i + 1) }
             };
-            sequential(sizes.seq.min(1000), echo).await;
-            let seq = sequential(sizes.seq, echo).await;
+            sequential(n.min(1000), echo).await;
+            sequential(n, echo).await.p50_us
+        })
+    }
 
+    /// Measurement 3 with the same sizes as the fixture's `suite`.
+    pub fn blob(&self, sizes: Sizes) -> Blob {
+        let addr = self.addr;
+        self.client.block_on(async move {
+            let client = turbolift_bench_peer::client();
             let data: Vec<u8> = (0..sizes.blob_bytes).map(|i| (i % 251) as u8).collect();
-            let blob_mb = blob_rate(&client, addr, "blob", &data, sizes.blob_calls, true).await;
-            let blob_vec_mb =
-                blob_rate(&client, addr, "blob-vec", &data, sizes.blob_calls, false).await;
-            Suite {
-                seq_p50_us: seq.p50_us,
-                blob_mb_per_s: blob_mb,
-                blob_vec_mb_per_s: blob_vec_mb,
+            Blob {
+                mb_per_s: blob_rate(&client, addr, "blob", &data, sizes.blob_calls, true).await,
+                vec_mb_per_s: blob_rate(&client, addr, "blob-vec", &data, sizes.blob_calls, false)
+                    .await,
             }
         })
     }

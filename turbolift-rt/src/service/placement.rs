@@ -133,7 +133,7 @@ pub struct Placement {
     /// Set by an inline call that ran far longer than the limit, until the function has
     /// earned inline execution again or a long call on the pool confirmed it (a strike).
     suspect: AtomicBool,
-    /// Short inline calls since the last strike.
+    /// Short inline calls in a row, counted while there are strikes.
     short_inline: AtomicU32,
     /// Set at the last strike: never inline again.
     demoted: AtomicBool,
@@ -192,15 +192,18 @@ impl Placement {
         let took = slot.started.elapsed();
         drop(slot);
         let max = u128::from(inline_max());
-        // Counted approximately under concurrent calls (a load and a store): a heuristic,
-        // and one atomic read-modify-write less per call.
         if took.as_nanos() <= max {
-            let short = self.short_inline.load(Ordering::Relaxed) + 1;
-            if short >= FORGIVEN_AFTER {
-                self.strikes.store(0, Ordering::Relaxed);
-                self.short_inline.store(0, Ordering::Relaxed);
-            } else {
-                self.short_inline.store(short, Ordering::Relaxed);
+            // Counted only while there are strikes to wipe out, so that the usual short
+            // call writes nothing shared; approximately under concurrent calls (a load and
+            // a store): a heuristic, and one atomic read-modify-write less per call.
+            if self.strikes.load(Ordering::Relaxed) != 0 {
+                let short = self.short_inline.load(Ordering::Relaxed) + 1;
+                if short >= FORGIVEN_AFTER {
+                    self.strikes.store(0, Ordering::Relaxed);
+                    self.short_inline.store(0, Ordering::Relaxed);
+                } else {
+                    self.short_inline.store(short, Ordering::Relaxed);
+                }
             }
             return;
         }
