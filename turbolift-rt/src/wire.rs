@@ -4,6 +4,8 @@
 //! A body must be exactly one value: trailing bytes are an error, so a truncated or
 //! padded body is never mistaken for a valid call.
 
+#[cfg(feature = "distributed")]
+pub(crate) mod body;
 pub mod frames;
 
 use std::any::{Any, TypeId};

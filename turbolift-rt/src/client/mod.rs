@@ -2,7 +2,6 @@
 //! timeouts.
 
 pub(crate) mod batch;
-pub(crate) mod body;
 mod config;
 mod remote;
 
@@ -25,8 +24,8 @@ pub(crate) use remote::{Remote, RemoteCache};
 
 use crate::__private::Wire;
 use crate::wire::Encoded;
+use crate::wire::body::{Chunks, read_all};
 use crate::{Error, RemoteError, wire};
-use body::Chunks;
 
 type HttpClient = Client<HttpConnector, Chunks>;
 
@@ -152,7 +151,7 @@ async fn send(remote: &Remote, replica: &Replica, body: Encoded) -> Attempt {
         Ok(body) => body,
         Err(refusal) => return refusal.into(),
     };
-    match body::read_all(body, usize::MAX).await {
+    match read_all(body, usize::MAX).await {
         Ok(bytes) => Attempt::Done(Ok(bytes)),
         Err(e) => Attempt::Retry(format!("connection lost in the answer: {e}")),
     }

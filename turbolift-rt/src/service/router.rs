@@ -22,6 +22,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::State;
 use super::batch::BatchSink;
 use super::handler::{Handler, InvokeError};
+use crate::wire::body::{Chunks, read_all};
 
 pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router {
     let mut router = Router::new()
@@ -116,7 +117,7 @@ async fn call(state: Arc<State>, handler: &'static Handler, request: Request) ->
     match outcome {
         Ok(result) => {
             state.served.fetch_add(1, Ordering::Relaxed);
-            encoded_answer(Body::new(crate::client::body::Chunks::new(result)))
+            encoded_answer(Body::new(Chunks::new(result)))
         }
         Err(e) => invoke_error(&state, info.function(), e),
     }
@@ -198,7 +199,7 @@ async fn admit(
         return Err(too_large(state));
     }
     let permit = state.permit().await?;
-    let read = crate::client::body::read_all(
+    let read = read_all(
         Limited::new(request.into_body(), state.max_body),
         state.max_body,
     );
