@@ -3,8 +3,8 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+
+use futures_util::FutureExt;
 
 use crate::__private::FnInfo;
 use crate::Error;
@@ -36,7 +36,8 @@ pub(crate) async fn run_async<R, Fut>(info: &FnInfo, fut: Fut) -> Result<R, Erro
 where
     Fut: Future<Output = R>,
 {
-    CatchUnwind::new(fut)
+    AssertUnwindSafe(fut)
+        .catch_unwind()
         .await
         .map_err(|payload| info.panic_error(panic_message(&*payload)))
 }
@@ -49,30 +50,5 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "a panic with a non-string payload".to_owned()
-    }
-}
-
-/// A future that catches a panic of its inner future.
-pub(crate) struct CatchUnwind<F> {
-    inner: F,
-}
-
-impl<F> CatchUnwind<F> {
-    pub(crate) fn new(inner: F) -> Self {
-        CatchUnwind { inner }
-    }
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: `inner` is structurally pinned: it is never moved out of `self`.
-        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.inner) };
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Err(payload) => Poll::Ready(Err(payload)),
-        }
     }
 }

@@ -13,7 +13,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 
 use super::batch::BatchSink;
 use crate::__private::{FnInfo, Wire};
-use crate::local::{CatchUnwind, panic_message};
+use crate::local::panic_message;
 use crate::wire::{self, Encoded, frames};
 
 /// A distributed function as a service sees it; registered by `#[turbolift::distribute]`
@@ -145,7 +145,8 @@ where
 
 fn run_async_call(call: BoxFuture<'static, Result<Encoded, InvokeError>>) -> Invocation {
     Box::pin(async move {
-        CatchUnwind::new(call)
+        AssertUnwindSafe(call)
+            .catch_unwind()
             .await
             .unwrap_or_else(|payload| Err(InvokeError::Panic(panic_message(&*payload))))
     })
@@ -242,7 +243,7 @@ fn run_async_batch(
         loop {
             while running.len() < ASYNC_BATCH_CONCURRENCY {
                 match calls.next() {
-                    Some(call) => running.push_back(CatchUnwind::new(call)),
+                    Some(call) => running.push_back(AssertUnwindSafe(call).catch_unwind()),
                     None => break,
                 }
             }
