@@ -77,11 +77,6 @@ impl FnInfo {
         &self.names().id
     }
 
-    /// The function as `crate::module::name`, for messages: its id.
-    pub fn function(&self) -> &str {
-        self.id()
-    }
-
     /// The signature hash checked on each call.
     pub fn signature(&self) -> u64 {
         self.signature
@@ -106,7 +101,7 @@ impl FnInfo {
 
     pub(crate) fn panic_error(&self, message: String) -> Error {
         Error::Panic {
-            function: self.function().to_owned(),
+            function: self.id().to_owned(),
             message,
         }
     }

@@ -172,7 +172,7 @@ where
             Ok(results) => results,
             Err(_) => {
                 let error = Error::Unavailable {
-                    function: info.function().to_owned(),
+                    function: info.id().to_owned(),
                     attempts: 1,
                     last: "the tokio runtime shut down before the calls finished".to_owned(),
                 };

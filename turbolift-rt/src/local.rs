@@ -21,7 +21,7 @@ where
             Ok(value) => Ok(value),
             Err(e) if e.is_panic() => Err(info.panic_error(panic_message(&*e.into_panic()))),
             Err(_) => Err(Error::Unavailable {
-                function: info.function().to_owned(),
+                function: info.id().to_owned(),
                 attempts: 1,
                 last: "the tokio runtime shut down before the call finished".to_owned(),
             }),

@@ -89,7 +89,7 @@ pub(crate) fn run<A: Wire, R: Wire>(
     remote: Arc<Remote>,
     inputs: Vec<A>,
 ) -> BoxStream<'static, Result<R, Error>> {
-    let function = remote.info.function();
+    let function = remote.info.id();
     let calls = Calls::encode(function, inputs);
     run_encoded(remote, calls)
         .map(move |result| {
@@ -139,7 +139,7 @@ async fn run_request(
     calls: Arc<Calls>,
     positions: Range<usize>,
 ) -> Vec<Result<Bytes, Error>> {
-    let function = remote.info.function();
+    let function = remote.info.id();
     let first = positions.start;
     let mut results: Vec<Option<Result<Bytes, Error>>> = positions
         .clone()

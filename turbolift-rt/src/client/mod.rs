@@ -51,7 +51,7 @@ fn http_client() -> &'static HttpClient {
 /// function's types; the exchange itself is compiled once, in this crate, and not again
 /// in every crate with a distributed function (see [`exchange`]).
 pub(crate) async fn call<A: Wire, R: Wire>(remote: &Remote, args: A) -> Result<R, Error> {
-    let function = remote.info.function();
+    let function = remote.info.id();
     let body = wire::encode_owned(args).map_err(|e| Error::Encode {
         function: function.to_owned(),
         detail: e.to_string(),
@@ -76,7 +76,7 @@ fn exchange<'a>(
         match tokio::time::timeout(remote.timeout, attempts(remote, body)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
-                function: remote.info.function().to_owned(),
+                function: remote.info.id().to_owned(),
                 after: remote.timeout,
             }),
         }
@@ -111,7 +111,7 @@ async fn attempts(remote: &Remote, body: Encoded) -> Result<Bytes, Error> {
         match outcome {
             Attempt::Done(result) => return result,
             Attempt::Retry(reason) => {
-                tracing::debug!(function = remote.info.function(), replica = %replica.base, %reason, "retrying on another replica");
+                tracing::debug!(function = remote.info.id(), replica = %replica.base, %reason, "retrying on another replica");
                 tried[index] = true;
                 last = format!("{}: {reason}", replica.base);
                 attempt += 1;
@@ -124,7 +124,7 @@ async fn attempts(remote: &Remote, body: Encoded) -> Result<Bytes, Error> {
         }
     }
     Err(Error::Unavailable {
-        function: remote.info.function().to_owned(),
+        function: remote.info.id().to_owned(),
         attempts: remote.max_attempts,
         last,
     })
@@ -212,7 +212,7 @@ pub(crate) async fn post(
     if parts.status == StatusCode::OK {
         return Ok(body);
     }
-    Err(refusal(remote.info.function(), parts, body).await)
+    Err(refusal(remote.info.id(), parts, body).await)
 }
 
 /// What a non-`200` answer means for the call.

@@ -106,7 +106,7 @@ fn run_blocking_call(info: &'static FnInfo, call: BlockingCall) -> Invocation {
         let placement = &info.placement;
         if let Some(slot) = placement.inline_slot() {
             let outcome = catch_unwind(AssertUnwindSafe(call));
-            placement.ran_inline(slot, info.function());
+            placement.ran_inline(slot, info.id());
             return outcome
                 .unwrap_or_else(|payload| Err(InvokeError::Panic(panic_message(&*payload))));
         }
@@ -117,11 +117,11 @@ fn run_blocking_call(info: &'static FnInfo, call: BlockingCall) -> Invocation {
         };
         match tokio::task::spawn_blocking(timed).await {
             Ok((encoded, took)) => {
-                placement.ran_on_pool(Some(took), info.function());
+                placement.ran_on_pool(Some(took), info.id());
                 encoded
             }
             Err(e) if e.is_panic() => {
-                placement.ran_on_pool(None, info.function());
+                placement.ran_on_pool(None, info.id());
                 Err(InvokeError::Panic(panic_message(&*e.into_panic())))
             }
             Err(_) => Err(InvokeError::ShuttingDown),

@@ -252,7 +252,7 @@ pub fn main_for(id: &str) -> ExitCode {
         })?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         announce(addr);
-        tracing::info!(function = handler.info().function(), %addr, instance = %options.instance, "serving");
+        tracing::info!(function = handler.info().id(), %addr, instance = %options.instance, "serving");
         Service::new(&[handler], &options)
             .serve(listener, shutdown_signal())
             .await

@@ -119,7 +119,7 @@ async fn call(state: Arc<State>, handler: &'static Handler, request: Request) ->
             state.served.fetch_add(1, Ordering::Relaxed);
             encoded_answer(Body::new(Chunks::new(result)))
         }
-        Err(e) => invoke_error(&state, info.function(), e),
+        Err(e) => invoke_error(&state, info.id(), e),
     }
 }
 
@@ -129,7 +129,7 @@ async fn batch(state: Arc<State>, handler: &'static Handler, request: Request) -
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    let function = handler.info().function();
+    let function = handler.info().id();
     let (sink, frames) = BatchSink::new(state.clone(), function, permit);
     match handler.start_batch(body, sink) {
         Ok(calls) => {
@@ -185,7 +185,7 @@ async fn admit(
         got => {
             let reason = format!(
                 "caller and service of `{}` were built from different sources (caller signature {}, service signature {expected})",
-                info.function(),
+                info.id(),
                 got.unwrap_or("missing"),
             );
             return Err(state.reject(ErrorKind::SignatureMismatch, reason));
