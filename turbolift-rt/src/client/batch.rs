@@ -7,9 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use http_body_util::BodyExt;
-use tokio::time::{Instant, sleep, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
-use super::{Refusal, Remote, backoff, busy_pause, post};
+use super::retry::{Refusal, Retry};
+use super::{Remote, post};
 use crate::__private::Wire;
 use crate::wire::frames::{self, FrameReader};
 use crate::wire::{self, Encoded};
@@ -147,9 +148,7 @@ async fn run_request(
         .collect();
     let todo: Vec<usize> = positions.filter(|&p| calls.spans[p].is_ok()).collect();
     let mut next = 0;
-    let mut tried = vec![false; remote.replicas.len()];
-    let (mut attempt, mut busy) = (0u32, 0u32);
-    let mut last = String::new();
+    let mut retry = Retry::new(&remote);
     // Each call has the function's timeout from the moment the previous result arrived
     // (the first, from now).
     let mut deadline = Instant::now() + remote.timeout;
@@ -173,19 +172,10 @@ async fn run_request(
             fail_all(&mut results, first, &todo[next..], &timeout);
             break;
         }
-        if attempt >= remote.max_attempts {
-            let error = Error::Unavailable {
-                function: function.to_owned(),
-                attempts: remote.max_attempts,
-                last: last.clone(),
-            };
-            fail_all(&mut results, first, &todo[next..], &error);
+        let Some(index) = retry.next(Some(deadline)).await else {
+            fail_all(&mut results, first, &todo[next..], &retry.unavailable());
             break;
-        }
-        if attempt > 0 && tried.iter().all(|t| *t) {
-            let _ = timeout_at(deadline, sleep(backoff(attempt))).await;
-        }
-        let index = remote.pick(&tried);
+        };
         let replica = &remote.replicas[index];
         let _in_flight = replica.begin();
         let body = calls.body(&todo[next..]);
@@ -196,21 +186,14 @@ async fn run_request(
             };
         let mut answer = match answer {
             Ok(answer) => answer,
-            Err(Refusal::Fatal(error)) => {
-                fail_all(&mut results, first, &todo[next..], &error);
-                break;
-            }
-            Err(Refusal::Retry(reason)) => {
-                tracing::debug!(function, replica = %replica.base, %reason, "retrying the rest of a batch on another replica");
-                tried[index] = true;
-                attempt += 1;
-                last = format!("{}: {reason}", replica.base);
-                continue;
-            }
-            Err(Refusal::Busy(reason)) => {
-                busy += 1;
-                last = format!("{}: {reason}", replica.base);
-                let _ = timeout_at(deadline, sleep(busy_pause(busy))).await;
+            Err(refusal) => {
+                if let Refusal::Retry(reason) = &refusal {
+                    tracing::debug!(function, replica = %replica.base, %reason, "retrying the rest of a batch on another replica");
+                }
+                if let Err(error) = retry.refused(index, refusal, Some(deadline)).await {
+                    fail_all(&mut results, first, &todo[next..], &error);
+                    break;
+                }
                 continue;
             }
         };
@@ -256,16 +239,12 @@ async fn run_request(
                 next += 1;
                 deadline = Instant::now() + remote.timeout;
                 // Progress: the replicas are answering again.
-                attempt = 0;
-                busy = 0;
-                tried.iter_mut().for_each(|t| *t = false);
+                retry.progress();
             }
         };
         if let Some(reason) = lost {
             running = false;
-            tried[index] = true;
-            attempt += 1;
-            last = format!("{}: {reason}", replica.base);
+            retry.elsewhere(index, &reason);
         }
     }
     finish(results)

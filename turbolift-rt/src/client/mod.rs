@@ -4,6 +4,7 @@
 pub(crate) mod batch;
 mod config;
 mod remote;
+mod retry;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +22,7 @@ use turbolift_shared::protocol::{self, ErrorKind};
 pub use config::Config;
 use remote::Replica;
 pub(crate) use remote::{Remote, RemoteCache};
+use retry::{Refusal, Retry};
 
 use crate::__private::Wire;
 use crate::wire::Encoded;
@@ -83,98 +85,34 @@ fn exchange<'a>(
     })
 }
 
-enum Attempt {
-    /// The call has its answer: the encoded result, or an error.
-    Done(Result<Bytes, Error>),
-    /// The function did not run to an answer on this replica; another may take it.
-    Retry(String),
-    /// The replica is up but cannot take the call now (`busy`): try again after a pause,
-    /// without counting it against the attempts; the call's timeout bounds the waiting.
-    Busy(String),
-}
-
+/// The call's attempts across the replicas, as [`Retry`] has them; the caller's timeout
+/// bounds them all, pauses included.
 async fn attempts(remote: &Remote, body: Encoded) -> Result<Bytes, Error> {
-    let mut tried = vec![false; remote.replicas.len()];
-    let mut last = String::new();
-    let mut attempt = 0;
-    let mut busy = 0u32;
-    while attempt < remote.max_attempts {
-        if attempt > 0 && tried.iter().all(|t| *t) {
-            tokio::time::sleep(backoff(attempt)).await;
-        }
-        let index = remote.pick(&tried);
+    let mut retry = Retry::new(remote);
+    while let Some(index) = retry.next(None).await {
         let replica = &remote.replicas[index];
         let outcome = {
             let _in_flight = replica.begin();
             send(remote, replica, body.clone()).await
         };
         match outcome {
-            Attempt::Done(result) => return result,
-            Attempt::Retry(reason) => {
-                tracing::debug!(function = remote.info.id(), replica = %replica.base, %reason, "retrying on another replica");
-                tried[index] = true;
-                last = format!("{}: {reason}", replica.base);
-                attempt += 1;
-            }
-            Attempt::Busy(reason) => {
-                busy += 1;
-                last = format!("{}: {reason}", replica.base);
-                tokio::time::sleep(busy_pause(busy)).await;
+            Ok(answer) => return Ok(answer),
+            Err(refusal) => {
+                if let Refusal::Retry(reason) = &refusal {
+                    tracing::debug!(function = remote.info.id(), replica = %replica.base, %reason, "retrying on another replica");
+                }
+                retry.refused(index, refusal, None).await?;
             }
         }
     }
-    Err(Error::Unavailable {
-        function: remote.info.id().to_owned(),
-        attempts: remote.max_attempts,
-        last,
-    })
+    Err(retry.unavailable())
 }
 
-/// The pause before a retry once every replica was tried: 10 ms × 2^attempt, capped at
-/// 500 ms.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((10u64 << attempt.min(6)).min(500))
-}
-
-/// The pause after the `n`th `busy`: growing from 1 ms to at most 100 ms, with jitter so
-/// that callers turned away together do not come back together.
-pub(crate) fn busy_pause(n: u32) -> Duration {
-    let ceiling = (1u64 << n.min(7)).min(100);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    Duration::from_micros(ceiling * 500 + nanos % (ceiling * 500 + 1))
-}
-
-async fn send(remote: &Remote, replica: &Replica, body: Encoded) -> Attempt {
-    let body = match post(remote, replica, &replica.uri, body).await {
-        Ok(body) => body,
-        Err(refusal) => return refusal.into(),
-    };
-    match read_all(body, usize::MAX).await {
-        Ok(bytes) => Attempt::Done(Ok(bytes)),
-        Err(e) => Attempt::Retry(format!("connection lost in the answer: {e}")),
-    }
-}
-
-/// Why a request got no `200`.
-pub(crate) enum Refusal {
-    /// A final answer: the call fails with this.
-    Fatal(Error),
-    /// The function did not run to an answer on this replica; another may take it.
-    Retry(String),
-    /// The replica cannot take the call now: pause and try again.
-    Busy(String),
-}
-
-impl From<Refusal> for Attempt {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::Fatal(e) => Attempt::Done(Err(e)),
-            Refusal::Retry(reason) => Attempt::Retry(reason),
-            Refusal::Busy(reason) => Attempt::Busy(reason),
-        }
-    }
+async fn send(remote: &Remote, replica: &Replica, body: Encoded) -> Result<Bytes, Refusal> {
+    let body = post(remote, replica, &replica.uri, body).await?;
+    read_all(body, usize::MAX)
+        .await
+        .map_err(|e| Refusal::Retry(format!("connection lost in the answer: {e}")))
 }
 
 /// POSTs `body` to `uri` on `replica`: the answer's body on a `200`, else why not.
