@@ -1,6 +1,6 @@
 //! Source-located errors, rendered like rustc's.
 
-use std::fmt::Write;
+use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
 use std::path::{Path, PathBuf};
 
 use proc_macro2::Span;
@@ -38,6 +38,9 @@ impl Diagnostic {
         }
     }
 
+    /// Rendered as rustc renders its errors (with rustc's own renderer,
+    /// annotate-snippets):
+    ///
     /// ```text
     /// error: method `area` cannot be distributed: it takes `self`
     ///   --> src/jobs/stats.rs:14:13
@@ -48,52 +51,42 @@ impl Diagnostic {
     ///    = help: distribute a free function ...
     /// ```
     pub fn render(&self, color: bool) -> String {
-        let (red, blue, bold, reset) = if color {
-            ("\x1b[1m\x1b[91m", "\x1b[1m\x1b[94m", "\x1b[1m", "\x1b[0m")
-        } else {
-            ("", "", "", "")
-        };
-        let (line, column) = self.start;
-        let text = self
-            .source
-            .lines()
-            .nth(line.saturating_sub(1))
-            .unwrap_or("");
-        let width = line.to_string().len();
-        let pad = " ".repeat(width);
-        let prefix: String = text
-            .chars()
-            .take(column)
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        let line_chars = text.chars().count();
-        let underline = if self.end.0 == line {
-            self.end.1.saturating_sub(column).max(1)
-        } else {
-            line_chars.saturating_sub(column).max(1)
-        };
-        let mut out = String::new();
-        let _ = writeln!(out, "{red}error{reset}{bold}: {}{reset}", self.message);
-        let _ = writeln!(
-            out,
-            "{pad}{blue}-->{reset} {}:{}:{}",
-            self.file.display(),
-            line,
-            column + 1
-        );
-        let _ = writeln!(out, "{pad} {blue}|{reset}");
-        let _ = writeln!(out, "{blue}{line}{reset} {blue}|{reset} {text}");
-        let _ = writeln!(
-            out,
-            "{pad} {blue}|{reset} {prefix}{red}{}{reset}",
-            "^".repeat(underline)
+        let start = self.offset(self.start);
+        let end = self
+            .offset(self.end)
+            .max(start + 1)
+            .min(self.source.len().max(start + 1));
+        let path = self.file.display().to_string();
+        let mut group = Level::ERROR.primary_title(&self.message).element(
+            Snippet::source(&*self.source)
+                .path(&path)
+                .annotation(AnnotationKind::Primary.span(start..end)),
         );
         if let Some(help) = &self.help {
-            let _ = writeln!(out, "{pad} {blue}|{reset}");
-            let _ = writeln!(out, "{pad} {blue}={reset} {bold}help{reset}: {help}");
+            group = group.element(Level::HELP.message(help));
         }
-        out.push('\n');
-        out
+        let renderer = if color {
+            Renderer::styled()
+        } else {
+            Renderer::plain()
+        };
+        format!("{}\n\n", renderer.render(&[group]))
+    }
+
+    /// The byte offset of a 1-based line and a 0-based column in characters.
+    fn offset(&self, (line, column): (usize, usize)) -> usize {
+        let mut offset = 0;
+        for (index, text) in self.source.split_inclusive('\n').enumerate() {
+            if index + 1 == line {
+                return offset
+                    + text
+                        .char_indices()
+                        .nth(column)
+                        .map_or(text.trim_end_matches('\n').len(), |(i, _)| i);
+            }
+            offset += text.len();
+        }
+        self.source.len()
     }
 }
 

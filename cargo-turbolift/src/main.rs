@@ -1,16 +1,22 @@
 //! `cargo turbolift`: find the `#[turbolift::distribute]` functions of a crate, generate
 //! a service per function, build them, and run the program against them.
+//!
+//! The folders are the architecture, used in one direction: `commands` (one module per
+//! subcommand, orchestration only) → `platform` (where replicas run: local, docker,
+//! kubernetes) → `build` (cargo, static and cross builds) → `generate` (the service and
+//! program packages, from `templates`) → `discover` (syn, outside any proc-macro).
 
-mod cargo_build;
+mod build;
 mod cli;
+mod commands;
 mod diagnostic;
 mod discover;
-mod docker;
 mod generate;
-mod kubernetes;
+mod platform;
+mod process;
 mod project;
-mod run;
 mod shell;
+mod templates;
 
 use std::process::ExitCode;
 
@@ -22,12 +28,13 @@ use crate::shell::Shell;
 fn main() -> ExitCode {
     let Cargo::Turbolift(args) = Cargo::parse();
     let shell = Shell::new(args.verbose, args.quiet, args.color);
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let result = match &args.command {
-        Command::Build(build) => cargo_build::command(&shell, build).map(|_| ExitCode::SUCCESS),
-        Command::Run(run) => run::command(&shell, run),
-        Command::Clean(clean) => docker::clean::command(&shell, clean).map(|()| ExitCode::SUCCESS),
-        Command::Deploy(deploy) => kubernetes::deploy_command(&shell, deploy),
-        Command::Delete(delete) => kubernetes::delete_command(&shell, delete),
+        Command::Build(build) => done(commands::build::run(&shell, build)),
+        Command::Run(run) => commands::run::run(&shell, run),
+        Command::Clean(clean) => done(commands::clean::run(&shell, clean)),
+        Command::Deploy(deploy) => done(commands::deploy::run(&shell, deploy)),
+        Command::Delete(delete) => done(commands::delete::run(&shell, delete)),
     };
     match result {
         Ok(code) => code,

@@ -1,4 +1,5 @@
-//! The manifests of the generated workspace and of each service package.
+//! The manifests of the generated workspace and of each generated package, from the
+//! templates.
 
 use std::path::Path;
 
@@ -6,57 +7,48 @@ use anyhow::{Context, Result};
 use cargo_metadata::{Dependency, DependencyKind, Package};
 use toml::{Table, Value};
 
-const WORKSPACE_TEMPLATE: &str = include_str!("../../../templates/workspace/Cargo.toml");
-const SERVICE_TEMPLATE: &str = include_str!("../../../templates/service/Cargo.toml");
-const PROGRAM_TEMPLATE: &str = include_str!("../../../templates/program/Cargo.toml");
+use crate::templates::{self, Value as Filled};
 
-/// The generated workspace's manifest: its members, and the `[profile]` and `[patch]`
-/// tables of the user's workspace root, so that dependencies build exactly as there.
+/// The generated workspace's manifest: its members, and the `[profile]`, `[patch]` and
+/// `[replace]` tables and the feature resolver of the user's workspace root, so that
+/// dependencies build exactly as there.
 pub fn workspace(members: &[String], user_root_manifest: &Path) -> Result<String> {
-    let mut table: Table =
-        toml::from_str(WORKSPACE_TEMPLATE).context("templates/workspace/Cargo.toml")?;
-    let workspace = table
-        .get_mut("workspace")
-        .and_then(Value::as_table_mut)
-        .context("templates/workspace/Cargo.toml has a [workspace] table")?;
-    workspace.insert(
-        "members".into(),
-        Value::Array(members.iter().map(|m| Value::String(m.clone())).collect()),
-    );
     let user_text = std::fs::read_to_string(user_root_manifest)
         .with_context(|| format!("cannot read {}", user_root_manifest.display()))?;
     let user: Table = toml::from_str(&user_text)
         .with_context(|| format!("cannot parse {}", user_root_manifest.display()))?;
     let base = user_root_manifest.parent().unwrap_or(Path::new("."));
     // The same feature resolver, so that features unify as in the user's own build.
-    if let Some(resolver) = user
+    let resolver = match user
         .get("workspace")
         .and_then(|w| w.get("resolver"))
         .or_else(|| user.get("package").and_then(|p| p.get("resolver")))
     {
-        workspace.insert("resolver".into(), resolver.clone());
-    } else if let Some(edition) = user
-        .get("package")
-        .and_then(|p| p.get("edition"))
-        .and_then(Value::as_str)
-    {
-        let resolver = match edition {
-            "2015" | "2018" => "1",
-            "2021" => "2",
-            _ => "3",
-        };
-        workspace.insert("resolver".into(), resolver.into());
-    }
-    if let Some(profile) = user.get("profile") {
-        table.insert("profile".into(), profile.clone());
-    }
-    for key in ["patch", "replace"] {
-        if let Some(mut value) = user.get(key).cloned() {
+        Some(resolver) => resolver.clone(),
+        None => match user
+            .get("package")
+            .and_then(|p| p.get("edition"))
+            .and_then(Value::as_str)
+        {
+            Some("2015" | "2018") => "1".into(),
+            Some("2021") => "2".into(),
+            _ => "3".into(),
+        },
+    };
+    let copied = |key: &str| match user.get(key).cloned() {
+        Some(mut value) => {
             absolutize_paths(&mut value, base);
-            table.insert(key.into(), value);
+            Filled::Toml(value)
         }
-    }
-    Ok(with_header(WORKSPACE_TEMPLATE, &table))
+        None => Filled::Absent,
+    };
+    templates::WORKSPACE_MANIFEST.render(&[
+        ("profile", copied("profile")),
+        ("patch", copied("patch")),
+        ("replace", copied("replace")),
+        ("members", Filled::toml(members.to_vec())),
+        ("resolver", Filled::Toml(resolver)),
+    ])
 }
 
 /// What the manifest of a generated package needs to know: a service package (a library,
@@ -97,55 +89,9 @@ pub struct LibDep {
 
 /// The manifest of a service package, or of the program package when `m.lib` is `None`.
 pub fn package(m: &PackageManifest<'_>) -> Result<String> {
-    let (template, template_name) = match m.lib {
-        Some(_) => (SERVICE_TEMPLATE, "templates/service/Cargo.toml"),
-        None => (PROGRAM_TEMPLATE, "templates/program/Cargo.toml"),
-    };
-    let mut table: Table = toml::from_str(template).context(template_name)?;
     let package = m.package;
-    let p = table
-        .get_mut("package")
-        .and_then(Value::as_table_mut)
-        .context("[package]")?;
-    p.insert("name".into(), m.name.into());
-    p.insert("version".into(), package.version.to_string().into());
-    p.insert("edition".into(), package.edition.as_str().into());
-    if let Some(rust_version) = &package.rust_version {
-        p.insert("rust-version".into(), rust_version.to_string().into());
-    }
-    if let Some((crate_name, root)) = m.lib {
-        let lib = table
-            .get_mut("lib")
-            .and_then(Value::as_table_mut)
-            .context("[lib]")?;
-        lib.insert("name".into(), crate_name.into());
-        lib.insert("path".into(), root.display().to_string().into());
-    }
-    let bins = table
-        .get_mut("bin")
-        .and_then(Value::as_array_mut)
-        .context("[[bin]]")?;
-    let bin_template = bins
-        .first()
-        .and_then(Value::as_table)
-        .cloned()
-        .context("[[bin]]")?;
-    *bins = m
-        .bins
-        .iter()
-        .map(|b| {
-            let mut bin = bin_template.clone();
-            bin.insert("name".into(), b.name.as_str().into());
-            bin.insert("path".into(), b.path.as_str().into());
-            if !b.required_features.is_empty() {
-                let list = b.required_features.iter().map(|f| Value::String(f.clone()));
-                bin.insert("required-features".into(), Value::Array(list.collect()));
-            }
-            Value::Table(bin)
-        })
-        .collect();
-
-    let mut targets = Table::new();
+    let mut sections: [Table; 3] = Default::default();
+    let [dependencies, build_dependencies, targets] = &mut sections;
     for dep in &package.dependencies {
         let section = match dep.kind {
             DependencyKind::Normal => "dependencies",
@@ -157,22 +103,21 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
         if key == m.turbolift_key && dep.kind == DependencyKind::Normal {
             add_feature(&mut value, "service");
         }
-        let tables = match &dep.target {
-            None => &mut table,
-            Some(platform) => targets
+        let table = match (&dep.target, section) {
+            (None, "dependencies") => &mut *dependencies,
+            (None, _) => &mut *build_dependencies,
+            (Some(platform), _) => targets
                 .entry(platform.to_string())
                 .or_insert_with(|| Value::Table(Table::new()))
                 .as_table_mut()
-                .expect("target entries are tables"),
+                .expect("target entries are tables")
+                .entry(section)
+                .or_insert_with(|| Value::Table(Table::new()))
+                .as_table_mut()
+                .expect("dependency sections are tables"),
         };
-        tables
-            .entry(section)
-            .or_insert_with(|| Value::Table(Table::new()))
-            .as_table_mut()
-            .expect("dependency sections are tables")
-            .insert(key, Value::Table(value));
+        table.insert(key, Value::Table(value));
     }
-
     let mut features = Table::new();
     for (name, enables) in &package.features {
         let mut list: Vec<Value> = enables.iter().map(|f| Value::String(f.clone())).collect();
@@ -187,17 +132,67 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
         dep.insert("path".into(), lib.path.as_str().into());
         let has_default = package.features.contains_key("default");
         dep.insert("default-features".into(), (!has_default).into());
-        table
-            .get_mut("dependencies")
-            .and_then(Value::as_table_mut)
-            .context("[dependencies]")?
-            .insert(lib.crate_name.clone(), Value::Table(dep));
+        dependencies.insert(lib.crate_name.clone(), Value::Table(dep));
     }
-    table.insert("features".into(), Value::Table(features));
-    if !targets.is_empty() {
-        table.insert("target".into(), Value::Table(targets));
+    let [dependencies, build_dependencies, targets] = sections;
+    let mut values = vec![
+        ("name", Filled::toml(m.name)),
+        ("version", Filled::toml(package.version.to_string())),
+        ("edition", Filled::toml(package.edition.as_str())),
+        (
+            "rust_version",
+            match &package.rust_version {
+                Some(v) => Filled::toml(v.to_string()),
+                None => Filled::Absent,
+            },
+        ),
+        ("dependencies", Filled::toml(dependencies)),
+        ("build_dependencies", Filled::toml(build_dependencies)),
+        ("features", Filled::toml(features)),
+        (
+            "target",
+            if targets.is_empty() {
+                Filled::Absent
+            } else {
+                Filled::toml(targets)
+            },
+        ),
+    ];
+    match m.lib {
+        Some((crate_name, root)) => {
+            let [bin] = m.bins else {
+                anyhow::bail!("a service package has one executable");
+            };
+            values.extend([
+                ("lib_name", Filled::toml(crate_name)),
+                ("lib_path", Filled::toml(root.display().to_string())),
+                ("bin_path", Filled::toml(bin.path.as_str())),
+            ]);
+            templates::SERVICE_MANIFEST.render(&values)
+        }
+        None => {
+            let bins: Vec<Value> = m.bins.iter().map(program_bin).collect();
+            values.push(("bins", Filled::toml(bins)));
+            templates::PROGRAM_MANIFEST.render(&values)
+        }
     }
-    Ok(with_header(template, &table))
+}
+
+/// One of the program's binaries: the original's name, path and required features.
+fn program_bin(b: &Bin) -> Value {
+    let mut bin = Table::new();
+    bin.insert("name".into(), b.name.as_str().into());
+    bin.insert("path".into(), b.path.as_str().into());
+    if !b.required_features.is_empty() {
+        bin.insert(
+            "required-features".into(),
+            b.required_features.clone().into(),
+        );
+    }
+    for key in ["test", "bench", "doc"] {
+        bin.insert(key.into(), false.into());
+    }
+    Value::Table(bin)
 }
 
 /// A dependency as the user declared it, resolved: workspace inheritance is already
@@ -278,15 +273,135 @@ fn absolutize_paths(value: &mut Value, base: &Path) {
     }
 }
 
-/// The template's leading comment, then the table.
-fn with_header(template: &str, table: &Table) -> String {
-    let header: String = template
-        .lines()
-        .take_while(|l| l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    format!(
-        "{header}\n{}",
-        toml::to_string(table).expect("a TOML table serializes")
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A package as `cargo metadata` describes it: a library and a binary, dependencies of
+    /// every kind (renamed, target-specific, build, optional), features and a build script.
+    fn package() -> (tempfile::TempDir, Package) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("src/lib.rs"), "").unwrap();
+        std::fs::write(root.join("src/main.rs"), "fn main() {}").unwrap();
+        std::fs::write(root.join("build.rs"), "fn main() {}").unwrap();
+        std::fs::create_dir_all(root.join("turbolift")).unwrap();
+        std::fs::write(
+            root.join("turbolift/Cargo.toml"),
+            "[package]\nname = \"turbolift\"\nversion = \"0.2.0\"\nedition = \"2024\"\n[features]\nservice = []\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("turbolift/src")).unwrap();
+        std::fs::write(root.join("turbolift/src/lib.rs"), "").unwrap();
+        std::fs::write(
+            root.join("Cargo.toml"),
+            r#"[package]
+name = "shop-app"
+version = "1.2.3"
+edition = "2024"
+rust-version = "1.90"
+
+[dependencies]
+tl = { package = "turbolift", path = "turbolift" }
+serde = { version = "1", features = ["derive"], optional = true }
+
+[target.'cfg(unix)'.dependencies]
+libc = "0.2"
+
+[build-dependencies]
+cc = { version = "1", default-features = false }
+
+[features]
+default = ["json"]
+json = ["dep:serde"]
+
+[profile.release]
+lto = true
+
+[patch.crates-io]
+libc = { path = "vendor/libc" }
+"#,
+        )
+        .unwrap();
+        let metadata = cargo_metadata::MetadataCommand::new()
+            .manifest_path(root.join("Cargo.toml"))
+            .no_deps()
+            .exec()
+            .unwrap();
+        let package = metadata
+            .packages
+            .into_iter()
+            .find(|p| p.name.as_str() == "shop-app")
+            .unwrap();
+        (dir, package)
+    }
+
+    /// Absolute paths of the temporary package, as `<package>`.
+    fn redact(text: &str, root: &Path) -> String {
+        let root = root.canonicalize().unwrap();
+        text.replace(&root.display().to_string(), "<package>")
+    }
+
+    #[test]
+    fn a_service_package_manifest() {
+        let (dir, package) = package();
+        let bins = [Bin {
+            name: "shop-app-services".into(),
+            path: "turbolift-services/main.rs".into(),
+            required_features: Vec::new(),
+        }];
+        let text = super::package(&PackageManifest {
+            name: "shop-app-lib-services",
+            lib: Some(("shop_app", Path::new("src/lib.rs"))),
+            bins: &bins,
+            package: &package,
+            turbolift_key: "tl",
+            lib_dep: None,
+        })
+        .unwrap();
+        assert!(
+            text.contains("[dependencies.tl]\npackage = \"turbolift\""),
+            "{text}"
+        );
+        insta::assert_snapshot!(redact(&text, dir.path()));
+    }
+
+    #[test]
+    fn a_program_package_manifest() {
+        let (dir, package) = package();
+        let bins = [Bin {
+            name: "shop-app".into(),
+            path: "src/main.rs".into(),
+            required_features: vec!["json".into()],
+        }];
+        let text = super::package(&PackageManifest {
+            name: "shop-app-program",
+            lib: None,
+            bins: &bins,
+            package: &package,
+            turbolift_key: "tl",
+            lib_dep: Some(LibDep {
+                crate_name: "shop_app".into(),
+                package: "shop-app-lib-services".into(),
+                path: "../shop-app-lib-services".into(),
+            }),
+        })
+        .unwrap();
+        insta::assert_snapshot!(redact(&text, dir.path()));
+    }
+
+    #[test]
+    fn the_workspace_manifest() {
+        let (dir, _) = package();
+        let text = workspace(
+            &[
+                "services/shop-app-lib-services".into(),
+                "services/shop-app-program".into(),
+            ],
+            &dir.path().join("Cargo.toml"),
+        )
+        .unwrap();
+        insta::assert_snapshot!(redact(&text, dir.path()));
+    }
 }

@@ -49,19 +49,31 @@ pub struct Generated {
     pub dir: PathBuf,
     /// The generated packages, e.g. `quickstart-services`, and last the program package.
     pub packages: Vec<String>,
-    pub services: Vec<ServiceCrate>,
+    pub services: Vec<Service>,
     /// The program package, e.g. `quickstart-program`.
     pub program_package: String,
     /// The program's binaries: the original package's, under their own names.
     pub programs: Vec<String>,
 }
 
+impl Generated {
+    /// The service packages (each builds one executable, named like the package).
+    pub fn service_packages(&self) -> impl Iterator<Item = &str> {
+        self.packages
+            .iter()
+            .map(String::as_str)
+            .filter(|p| *p != self.program_package)
+    }
+}
+
 /// One service: a generated package's executable started as the service of one function.
-pub struct ServiceCrate {
+#[derive(Debug, Clone)]
+pub struct Service {
     /// The service's name, and the name of its executable, e.g. `quickstart-square`.
     pub name: String,
-    /// The generated package's executable, which cargo builds, e.g. `quickstart-services`.
-    pub executable: String,
+    /// The generated package whose executable serves it (named like the package), e.g.
+    /// `quickstart-services`.
+    pub package: String,
     pub function: DistributedFn,
 }
 
@@ -118,11 +130,11 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
     let mut lib_package = None;
     for (target, members) in groups {
         let package = package_name(project, target);
-        let group: Vec<ServiceCrate> = members
+        let group: Vec<Service> = members
             .into_iter()
-            .map(|function| ServiceCrate {
+            .map(|function| Service {
                 name: naming::service_name(&project.package.name, &function.id),
-                executable: package.clone(),
+                package: package.clone(),
                 function: function.clone(),
             })
             .collect();
@@ -186,7 +198,7 @@ fn generate_package(
     project: &Project,
     target: &Target,
     name: &str,
-    services: &[ServiceCrate],
+    services: &[Service],
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<()> {
@@ -238,7 +250,7 @@ fn generate_program(
     project: &Project,
     name: &str,
     lib_package: Option<&str>,
-    services: &[ServiceCrate],
+    services: &[Service],
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<Vec<String>> {
@@ -247,7 +259,7 @@ fn generate_program(
     for target in project.package.targets.iter().filter(|t| t.is_bin()) {
         if let Some(service) = services
             .iter()
-            .find(|s| s.name == target.name || s.executable == target.name)
+            .find(|s| s.name == target.name || s.package == target.name)
         {
             anyhow::bail!(
                 "the binary `{}` has the name of the service of `{}` or of its executable; rename the binary (services are named `<package>-<function path>`, their executables `<package>-services`, `<package>-lib-services` or `<package>-services-<binary>`)",

@@ -1,0 +1,112 @@
+//! Running cargo: one `cargo build` with the flags every build shares, its diagnostics
+//! going straight to the user, and the executables it built read from its JSON messages.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use cargo_metadata::Message;
+
+use super::arch::{self, Arch};
+use crate::cli::BuildArgs;
+use crate::project::Project;
+use crate::shell::Shell;
+
+/// How one cargo invocation builds: for this machine into the user's target directory, or
+/// statically for an architecture into the separate static one.
+#[derive(Debug, Clone, Copy)]
+pub enum For<'a> {
+    ThisMachine,
+    /// The architecture, and the host's triple.
+    Static(Arch, &'a str),
+}
+
+/// `cargo build` with the flags every build shares.
+pub fn command(
+    shell: &Shell,
+    args: &BuildArgs,
+    project: &Project,
+    build: For<'_>,
+) -> Result<Command> {
+    let target_dir = match build {
+        For::Static(..) => arch::static_target_dir(&project.target_dir),
+        For::ThisMachine => project.target_dir.clone(),
+    };
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.arg("build")
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--target-dir")
+        .arg(target_dir)
+        .arg("--color")
+        .arg(shell.cargo_color())
+        // The user's `.cargo/config.toml` applies to the services too.
+        .current_dir(project.package_root());
+    if args.release {
+        cmd.arg("--release");
+    }
+    if args.all_features {
+        cmd.arg("--all-features");
+    }
+    if args.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    if shell.is_quiet() {
+        cmd.arg("--quiet");
+    }
+    for _ in 0..shell.verbosity().min(2) {
+        cmd.arg("--verbose");
+    }
+    if let For::Static(arch, host) = build {
+        arch::build_statically(&mut cmd, arch, host)?;
+    }
+    Ok(cmd)
+}
+
+/// Runs cargo with its diagnostics going straight to the user, and returns the
+/// executables it built by target name.
+pub fn run(mut cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("could not start cargo")?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut executables = BTreeMap::new();
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        match message.context("cannot read cargo's output")? {
+            Message::CompilerArtifact(artifact) => {
+                if let Some(exe) = artifact.executable {
+                    executables.insert(artifact.target.name.clone(), exe.into_std_path_buf());
+                }
+            }
+            Message::TextLine(line) => println!("{line}"),
+            _ => {}
+        }
+    }
+    let status = child.wait().context("cargo did not finish")?;
+    if !status.success() {
+        bail!("cargo exited with {status}");
+    }
+    Ok(executables)
+}
+
+/// Makes `link` the same file as `exe` (a hard link, else a copy), atomically: a service
+/// started meanwhile by another run finds the old file or the new one.
+pub fn link_as(exe: &Path, link: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let same =
+        |a: &std::fs::Metadata, b: &std::fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(exe), std::fs::metadata(link))
+        && same(&a, &b)
+    {
+        return Ok(());
+    }
+    let tmp = link.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(exe, &tmp).is_err() {
+        std::fs::copy(exe, &tmp)?;
+    }
+    std::fs::rename(&tmp, link)
+}

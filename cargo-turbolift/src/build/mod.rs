@@ -1,0 +1,361 @@
+//! Building: discover the distributed functions, generate their service packages, and
+//! build the services and the program with cargo — for this machine, or statically for
+//! each architecture of `--arch`, as the platform's [`Plan`] asks.
+//!
+//! With distributed functions, one cargo invocation on the generated workspace builds
+//! the services and the program (see `generate`): one start-up, both on the cores at once,
+//! and a library compiled once for both. When the services are static and the program is
+//! not (Docker), they are built apart.
+
+pub mod arch;
+mod cargo;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::BuildArgs;
+use crate::discover::{Discovery, DistributedFn};
+use crate::generate::{self, Generated, Service};
+use crate::project::Project;
+use crate::shell::Shell;
+use arch::Arch;
+use cargo::For;
+
+/// How one kind of binary is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binaries {
+    /// For this machine, into the user's target directory.
+    ThisMachine,
+    /// Statically, for each of these architectures (containers).
+    Static(Vec<Arch>),
+}
+
+/// What a platform needs built.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub services: Binaries,
+    pub program: Binaries,
+}
+
+/// Which of the package's binaries to build.
+#[derive(Debug, Clone, Copy)]
+pub enum Programs<'a> {
+    /// `--bin NAME`, or every binary.
+    Selected(Option<&'a str>),
+    /// The one to run: `--bin NAME`, `default-run`, or the only one.
+    One(Option<&'a str>),
+}
+
+/// Everything a platform needs, built.
+pub struct Built {
+    pub project: Project,
+    pub services: Vec<BuiltService>,
+    /// The program's binaries, by name.
+    pub programs: Vec<BuiltProgram>,
+}
+
+/// One service, built.
+pub struct BuiltService {
+    pub service: Service,
+    /// Its executable: for this machine, or the static one of the first architecture.
+    pub executable: PathBuf,
+    /// Each architecture's static executable, when the plan asked for static builds.
+    pub by_arch: Vec<(Arch, PathBuf)>,
+}
+
+/// One of the program's binaries, built.
+pub struct BuiltProgram {
+    pub name: String,
+    /// For this machine, or the static one of the first architecture.
+    pub executable: PathBuf,
+    /// Each architecture's static executable, when the plan asked for static builds.
+    pub by_arch: Vec<(Arch, PathBuf)>,
+}
+
+impl Built {
+    /// The program to run: the only one built with [`Programs::One`].
+    pub fn program(&self) -> Result<&BuiltProgram> {
+        self.programs.first().context("cargo built no program")
+    }
+}
+
+/// Discovers, generates and builds the services and the program as `plan` asks.
+pub fn build(
+    shell: &Shell,
+    args: &BuildArgs,
+    plan: &Plan,
+    programs: Programs<'_>,
+) -> Result<Built> {
+    let project = Project::load(args)?;
+    let bin = match programs {
+        Programs::Selected(bin) => bin.map(str::to_owned),
+        Programs::One(bin) => Some(project.program(bin)?),
+    };
+    let functions = discover(shell, &project)?;
+    if functions.is_empty() {
+        shell.warn(format!(
+            "no #[turbolift::distribute] function in package `{}`: everything runs in-process",
+            project.package.name
+        ));
+        shell.status("Building", format!("`{}`", project.package.name));
+        let programs = build_programs(shell, &plan.program, |build| {
+            let mut cargo = cargo::command(shell, args, &project, build)?;
+            cargo
+                .arg("--manifest-path")
+                .arg(project.package.manifest_path.as_std_path())
+                .arg("-p")
+                .arg(project.package.name.as_str());
+            match &bin {
+                Some(bin) => cargo.arg("--bin").arg(bin),
+                None => cargo.arg("--bins"),
+            };
+            let features = args.feature_list();
+            if !features.is_empty() {
+                cargo.arg("--features").arg(features.join(","));
+            }
+            cargo::run(cargo).context("could not build the program; cargo's errors are above")
+        })?;
+        return Ok(Built {
+            project,
+            services: Vec::new(),
+            programs,
+        });
+    }
+    shell.status(
+        "Generating",
+        format!(
+            "{} service{} for `{}` ({})",
+            functions.len(),
+            plural(functions.len()),
+            project.package.name,
+            generate::workspace_dir(&project).display()
+        ),
+    );
+    let generated = generate::generate(&project, &functions)?;
+    shell.status(
+        "Building",
+        format!(
+            "{} service{} and `{}` with the remote call path",
+            generated.services.len(),
+            plural(generated.services.len()),
+            project.package.name
+        ),
+    );
+    let in_generated = InGenerated {
+        shell,
+        args,
+        project: &project,
+        generated: &generated,
+        bin: bin.as_deref(),
+    };
+    // Services and program together when both are built the same way.
+    let together = plan.services == plan.program;
+    let service_builds = arch_builds(shell, &plan.services, |build| {
+        in_generated.build(
+            build,
+            if together {
+                Which::Everything
+            } else {
+                Which::Services
+            },
+        )
+    })?;
+    let mut services: Vec<BuiltService> = Vec::new();
+    for (arch, executables) in &service_builds {
+        for (i, service) in generated.services.iter().enumerate() {
+            let exe = link_service(service, executables)?;
+            match (services.get_mut(i), arch) {
+                (Some(built), Some(arch)) => built.by_arch.push((*arch, exe)),
+                (Some(_), None) => {}
+                (None, arch) => services.push(BuiltService {
+                    service: service.clone(),
+                    by_arch: arch.iter().map(|a| (*a, exe.clone())).collect(),
+                    executable: exe,
+                }),
+            }
+        }
+    }
+    let programs = if together {
+        programs_of(&service_builds, &generated, bin.as_deref())
+    } else {
+        let builds = arch_builds(shell, &plan.program, |build| {
+            in_generated.build(build, Which::Program)
+        })?;
+        programs_of(&builds, &generated, bin.as_deref())
+    };
+    Ok(Built {
+        project,
+        services,
+        programs,
+    })
+}
+
+/// Which binaries of the generated workspace one cargo invocation builds.
+#[derive(Clone, Copy)]
+enum Which {
+    Everything,
+    Services,
+    Program,
+}
+
+/// One cargo invocation on the generated workspace.
+struct InGenerated<'a> {
+    shell: &'a Shell,
+    args: &'a BuildArgs,
+    project: &'a Project,
+    generated: &'a Generated,
+    /// `--bin`, or the one to run.
+    bin: Option<&'a str>,
+}
+
+impl InGenerated<'_> {
+    fn build(&self, build: For<'_>, which: Which) -> Result<BTreeMap<String, PathBuf>> {
+        let generated = self.generated;
+        let mut cargo = cargo::command(self.shell, self.args, self.project, build)?;
+        cargo
+            .arg("--manifest-path")
+            .arg(generated.dir.join("Cargo.toml"));
+        // Only binaries are roots: the libraries (the original crates, under their own
+        // names) are then not copied out side by side.
+        let program_package = generated.program_package.as_str();
+        match (which, self.bin) {
+            (Which::Everything, None) => cargo.args(["--workspace", "--bins"]),
+            (Which::Services, _) => {
+                cargo.args(["--workspace", "--exclude", program_package, "--bins"])
+            }
+            (Which::Program, None) => cargo.args(["-p", program_package, "--bins"]),
+            (Which::Everything, Some(bin)) => {
+                cargo.arg("--workspace");
+                for package in generated.service_packages() {
+                    cargo.arg("--bin").arg(package);
+                }
+                cargo.arg("--bin").arg(bin)
+            }
+            (Which::Program, Some(bin)) => cargo.args(["-p", program_package, "--bin", bin]),
+        };
+        let features = self.args.feature_list();
+        if !features.is_empty() {
+            let qualified: Vec<String> = generated
+                .packages
+                .iter()
+                .flat_map(|p| features.iter().map(move |f| format!("{p}/{f}")))
+                .collect();
+            cargo.arg("--features").arg(qualified.join(","));
+        }
+        cargo::run(cargo)
+            .context("could not build the services and the program; cargo's errors are above")
+    }
+}
+
+/// Runs `build` once for this machine, or once per architecture: each build's executables
+/// by target name, with its architecture.
+fn arch_builds(
+    shell: &Shell,
+    binaries: &Binaries,
+    mut build: impl FnMut(For<'_>) -> Result<BTreeMap<String, PathBuf>>,
+) -> Result<Vec<(Option<Arch>, BTreeMap<String, PathBuf>)>> {
+    match binaries {
+        Binaries::ThisMachine => Ok(vec![(None, build(For::ThisMachine)?)]),
+        Binaries::Static(archs) => {
+            let host = arch::host_target()?;
+            archs
+                .iter()
+                .map(|&arch| {
+                    if archs.len() > 1 || arch.triple() != host {
+                        shell.status("Building", format!("for {arch} ({})", arch.triple()));
+                    }
+                    Ok((Some(arch), build(For::Static(arch, &host))?))
+                })
+                .collect()
+        }
+    }
+}
+
+/// The programs of a package without services, built as `binaries` says.
+fn build_programs(
+    shell: &Shell,
+    binaries: &Binaries,
+    build: impl FnMut(For<'_>) -> Result<BTreeMap<String, PathBuf>>,
+) -> Result<Vec<BuiltProgram>> {
+    let builds = arch_builds(shell, binaries, build)?;
+    let names: Vec<String> = builds
+        .first()
+        .map(|(_, b)| b.keys().cloned().collect())
+        .unwrap_or_default();
+    Ok(collect_programs(&builds, &names))
+}
+
+/// The program's binaries out of the builds of the generated workspace.
+fn programs_of(
+    builds: &[(Option<Arch>, BTreeMap<String, PathBuf>)],
+    generated: &Generated,
+    bin: Option<&str>,
+) -> Vec<BuiltProgram> {
+    let names: Vec<String> = match bin {
+        Some(bin) => vec![bin.to_owned()],
+        None => generated.programs.clone(),
+    };
+    collect_programs(builds, &names)
+}
+
+fn collect_programs(
+    builds: &[(Option<Arch>, BTreeMap<String, PathBuf>)],
+    names: &[String],
+) -> Vec<BuiltProgram> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let mut found = builds
+                .iter()
+                .filter_map(|(arch, exes)| Some((*arch, exes.get(name)?.clone())));
+            let (first_arch, executable) = found.next()?;
+            let mut by_arch: Vec<(Arch, PathBuf)> = first_arch
+                .map(|a| (a, executable.clone()))
+                .into_iter()
+                .collect();
+            by_arch.extend(found.filter_map(|(a, exe)| Some((a?, exe))));
+            Some(BuiltProgram {
+                name: name.clone(),
+                executable,
+                by_arch,
+            })
+        })
+        .collect()
+}
+
+/// A service's executable: its package's, linked under the service's name.
+fn link_service(service: &Service, executables: &BTreeMap<String, PathBuf>) -> Result<PathBuf> {
+    let built = executables
+        .get(&service.package)
+        .with_context(|| format!("cargo built no executable `{}`", service.package))?;
+    let exe = built.with_file_name(&service.name);
+    cargo::link_as(built, &exe)
+        .with_context(|| format!("cannot link {} as {}", built.display(), exe.display()))?;
+    Ok(exe)
+}
+
+/// Finds the distributed functions, or reports every problem and fails.
+fn discover(shell: &Shell, project: &Project) -> Result<Vec<DistributedFn>> {
+    let discovery = Discovery::of_targets(project.package_root(), &project.targets());
+    let count = discovery.diagnostics.len() + discovery.errors.len();
+    if count == 0 {
+        return Ok(discovery.functions);
+    }
+    for diagnostic in &discovery.diagnostics {
+        shell.print_rendered(&diagnostic.render(shell.use_color()));
+    }
+    for error in &discovery.errors {
+        shell.error(&anyhow::anyhow!("{error}"));
+    }
+    bail!(
+        "could not distribute the functions of `{}` due to {count} previous error{}",
+        project.package.name,
+        plural(count)
+    )
+}
+
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,397 @@
+//! The containers of a run: the replicas of every service on the local Docker Engine, on a
+//! network of the run's own; the program on the host reaches them at published ports.
+//!
+//! Each container publishes its port on 127.0.0.1 only, at a host port chosen here (and
+//! kept when Docker restarts the container, which an ephemeral `-p 127.0.0.1::8080` would
+//! not be); the program reaches the services there. The secret goes to `docker run` in an
+//! `--env-file` readable by this user only, deleted as soon as the containers exist.
+//! Containers and network carry the run's labels, so that a run that could not clean up
+//! is cleaned up by the next one or by `cargo turbolift clean`.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use turbolift_shared::protocol;
+
+use super::clean;
+use crate::build::arch::{self, Arch};
+use crate::platform::image::engine::{self, docker, label};
+use crate::platform::image::{CONTAINER_PORT, Image};
+use crate::platform::program::Replicas;
+use crate::platform::{ServiceSpec, Start};
+use crate::process::is_ready;
+use crate::shell::Shell;
+
+/// How long the containers have to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `docker stop` lets a service finish its calls in flight before SIGKILL.
+const STOP_TIMEOUT_SECS: u32 = 10;
+/// Variables of the user's environment that reach the services, as they reach local ones.
+const PASSED_ON: &[&str] = &[
+    protocol::env::LOG,
+    protocol::env::MAX_BODY,
+    protocol::env::MAX_CONCURRENCY,
+];
+
+/// The run's containers and network; removed by [`Containers::stop`], or when dropped.
+pub struct Containers {
+    network: String,
+    replicas: Vec<Replica>,
+    logs: PathBuf,
+    secret_file: PathBuf,
+    removed: bool,
+}
+
+struct Replica {
+    function_id: String,
+    /// Container name, `turbolift-<run>-<service>-<index>`; also its log file's stem.
+    name: String,
+    addr: SocketAddr,
+}
+
+impl Containers {
+    /// Removes leftovers of dead runs, creates the run's network, starts every replica,
+    /// and waits until each answers its readiness endpoint. On failure, removes what it
+    /// created and says why.
+    pub fn start(
+        shell: &Shell,
+        package: &str,
+        images: &[Image],
+        specs: &[ServiceSpec],
+        start: &Start<'_>,
+    ) -> Result<Containers> {
+        let (secret, logs, run_id) = (start.secret, start.logs.as_path(), start.run_id);
+        let cleaned = clean::remove_leftovers(false)?;
+        for line in cleaned.report() {
+            shell.status("Removed", line);
+        }
+        std::fs::create_dir_all(logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let owner = clean::owner_label();
+        let labels = [
+            format!("{}={run_id}", label::RUN),
+            format!("{}={package}", label::PACKAGE),
+            format!("{}={owner}", label::OWNER),
+        ];
+        let network = format!("turbolift-{run_id}");
+        let mut create = docker(["network", "create", "--driver", "bridge"]);
+        for l in &labels {
+            create.arg("--label").arg(l);
+        }
+        create.arg(&network);
+        engine::run(create, &format!("creating the network {network}"))?;
+        let mut containers = Containers {
+            network,
+            replicas: Vec::new(),
+            logs: logs.to_owned(),
+            secret_file: clean::secret_file(run_id),
+            removed: false,
+        };
+        write_secret(&containers.secret_file, secret)?;
+
+        let mut planned = Vec::new();
+        // The containers run here: the images of this machine's architecture.
+        let host = arch::host_target()?;
+        let arch = Arch::of_triple(&host);
+        for spec in specs {
+            let image = images
+                .iter()
+                .find(|i| i.service == spec.name)
+                .with_context(|| format!("no image was built for `{}`", spec.function_id))?;
+            let reference = arch.and_then(|a| image.local(a)).with_context(|| {
+                format!(
+                    "no image of `{}` was built for this machine ({host})",
+                    spec.function_id
+                )
+            })?;
+            for index in 0..spec.replicas {
+                planned.push((spec, reference, index));
+            }
+        }
+        // `docker run` takes a while each; start them all at once.
+        let results: Vec<Result<Replica>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = planned
+                .iter()
+                .map(|(spec, reference, index)| {
+                    let containers = &containers;
+                    let labels = &labels;
+                    scope.spawn(move || containers.run_one(spec, reference, *index, run_id, labels))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a starting thread does not panic"))
+                .collect()
+        });
+        let _ = std::fs::remove_file(&containers.secret_file);
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok(replica) => containers.replicas.push(replica),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        containers.wait_ready()?;
+        Ok(containers)
+    }
+
+    /// `docker run` of one replica, at a free port of 127.0.0.1.
+    fn run_one(
+        &self,
+        spec: &ServiceSpec,
+        reference: &str,
+        index: u32,
+        run_id: &str,
+        labels: &[String],
+    ) -> Result<Replica> {
+        let name = format!("turbolift-{run_id}-{}-{index}", spec.name);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let addr = free_port()?;
+            let mut run = docker(["run", "--detach"]);
+            run.arg("--name")
+                .arg(&name)
+                .arg("--network")
+                .arg(&self.network)
+                .arg("--network-alias")
+                .arg(&spec.name)
+                .arg("--env-file")
+                .arg(&self.secret_file)
+                .arg("--env")
+                .arg(format!("{}={}-{index}", protocol::env::INSTANCE, spec.name))
+                .arg("--publish")
+                .arg(format!("{addr}:{CONTAINER_PORT}"))
+                .arg("--restart")
+                .arg("on-failure");
+            for var in PASSED_ON {
+                if std::env::var_os(var).is_some() {
+                    run.arg("--env").arg(var);
+                }
+            }
+            for l in labels {
+                run.arg("--label").arg(l);
+            }
+            run.arg("--label")
+                .arg(format!("{}={}", label::SERVICE, spec.name))
+                .arg(reference);
+            let output = engine::capture(&mut run)?;
+            if output.status.success() {
+                return Ok(Replica {
+                    function_id: spec.function_id.clone(),
+                    name,
+                    addr,
+                });
+            }
+            let why = engine::stderr_of(&output);
+            // Another process took the port between our check and Docker's bind.
+            let port_taken =
+                why.contains("already allocated") || why.contains("address already in use");
+            if port_taken && attempts < 5 {
+                let _ = engine::capture(&mut docker(["rm", "--force", &name]));
+                continue;
+            }
+            bail!("could not start the container {name}: {why}");
+        }
+    }
+
+    /// Polls every replica's readiness endpoint through its published port (pauses of
+    /// 1 ms doubling up to 50 ms), watching for containers that exit or restart.
+    fn wait_ready(&self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        for replica in &self.replicas {
+            let mut pause = Duration::from_millis(1);
+            let mut checked = Instant::now();
+            while !is_ready(replica.addr, protocol::READY_PATH) {
+                if Instant::now() > deadline {
+                    bail!(
+                        "{} was not ready within {START_TIMEOUT:?}{}",
+                        replica.name,
+                        self.log_tail(&replica.name)
+                    );
+                }
+                if checked.elapsed() > Duration::from_millis(250) {
+                    checked = Instant::now();
+                    let state = engine::run(
+                        docker([
+                            "inspect",
+                            "--format",
+                            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+                            &replica.name,
+                        ]),
+                        "inspecting a container",
+                    )?;
+                    let words: Vec<&str> = state.split_whitespace().collect();
+                    if matches!(words.first(), Some(&"exited") | Some(&"dead"))
+                        || words.get(1).is_some_and(|n| *n != "0")
+                    {
+                        bail!(
+                            "{} did not start: it exited (code {}){}",
+                            replica.name,
+                            words.get(2).unwrap_or(&"?"),
+                            self.log_tail(&replica.name)
+                        );
+                    }
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// The replicas' published addresses per function, for status lines.
+    pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        self.replicas
+            .iter()
+            .map(|r| (r.function_id.clone(), r.addr))
+            .collect()
+    }
+
+    /// Stops every container (SIGTERM, so each finishes its calls in flight; SIGKILL
+    /// after 10 s), saves each one's output to the run's log directory, and removes the
+    /// containers and the network. Returns how many times Docker restarted a container.
+    pub fn stop(mut self) -> u32 {
+        let names: Vec<String> = self.replicas.iter().map(|i| i.name.clone()).collect();
+        if !names.is_empty() {
+            let mut stop = docker(["stop", "--time", &STOP_TIMEOUT_SECS.to_string()]);
+            stop.args(&names);
+            let _ = engine::capture(&mut stop);
+        }
+        let mut restarts = 0;
+        for name in &names {
+            let count = engine::run(
+                docker(["inspect", "--format", "{{.RestartCount}}", name]),
+                "inspecting a container",
+            )
+            .ok()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+            restarts += count;
+            self.save_log(name, count);
+        }
+        self.remove();
+        restarts
+    }
+
+    /// Copies a container's output (its stdout and stderr) into `<logs>/<service>-<i>.log`.
+    fn save_log(&self, name: &str, restarts: u32) {
+        let stem = name.splitn(3, '-').nth(2).unwrap_or(name);
+        let path = self.logs.join(format!("{stem}.log"));
+        let Ok(file) = std::fs::File::create(&path) else {
+            return;
+        };
+        let Ok(copy) = file.try_clone() else { return };
+        let _ = docker(["logs", name])
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(copy))
+            .status();
+        if restarts > 0
+            && let Ok(mut file) = std::fs::File::options().append(true).open(&path)
+        {
+            let _ = writeln!(
+                file,
+                "turbolift: Docker restarted container {name} {restarts} time{} during the run",
+                if restarts == 1 { "" } else { "s" }
+            );
+        }
+    }
+
+    /// The last lines of a container's output, to show why it did not start.
+    fn log_tail(&self, name: &str) -> String {
+        let output = docker(["logs", "--tail", "15", name]).output();
+        let Ok(output) = output else {
+            return String::new();
+        };
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if text.trim().is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\n--- last lines of `docker logs {name}` ---\n{}",
+                text.trim_end()
+            )
+        }
+    }
+
+    /// Removes the containers and the network, once.
+    fn remove(&mut self) {
+        if std::mem::replace(&mut self.removed, true) {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.secret_file);
+        // Containers that failed half-way are not in `replicas`; the network finds them.
+        let listed = engine::run(
+            docker([
+                "ps",
+                "--all",
+                "--filter",
+                &format!("network={}", self.network),
+                "--format",
+                "{{.Names}}",
+            ]),
+            "listing the run's containers",
+        )
+        .unwrap_or_default();
+        let mut names: Vec<String> = self.replicas.iter().map(|i| i.name.clone()).collect();
+        for name in listed.lines() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        if let Err(e) = clean::remove(&names, std::slice::from_ref(&self.network)) {
+            eprintln!(
+                "warning: {e:#}\n(`cargo turbolift clean` removes what is left once this process has exited)"
+            );
+        }
+    }
+}
+
+impl Replicas for Containers {
+    fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        Containers::addresses(self)
+    }
+
+    fn stop(self: Box<Self>) -> u32 {
+        Containers::stop(*self)
+    }
+}
+
+impl Drop for Containers {
+    /// A run that fails or panics half-way still removes what it started.
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The secret as an env file for `docker run --env-file`, readable by this user only.
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{}={secret}", protocol::env::SECRET)?;
+    Ok(())
+}
+
+/// A port of 127.0.0.1 that is free now.
+fn free_port() -> Result<SocketAddr> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").context("cannot find a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?)
+}

@@ -1,0 +1,86 @@
+//! The Docker platform: each replica a container of the service's static `FROM scratch`
+//! image on the local Docker Engine, on a private network of the run's own
+//! (`containers`); a `compose.yaml` for Docker Swarm beside the images (`compose`); and
+//! the removal of what crashed runs left behind (`clean`). The program runs here.
+
+pub mod clean;
+mod compose;
+mod containers;
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::image::{self, Image, Images};
+use super::program::OnThisMachine;
+use super::{Running, ServiceSpec, Start, replicas};
+use crate::build::Built;
+use crate::cli::BuildArgs;
+use crate::generate;
+use crate::shell::Shell;
+use containers::Containers;
+
+/// The Docker platform, once checked; its images once prepared.
+pub struct Docker {
+    images: Vec<Image>,
+    args: BuildArgs,
+}
+
+impl Docker {
+    /// The image flags, the static builds and the daemon; and since the containers run
+    /// here, the host's architecture among those built.
+    pub fn check(args: &BuildArgs) -> Result<Docker> {
+        image::check(args)?;
+        Ok(Docker {
+            images: Vec::new(),
+            args: args.clone(),
+        })
+    }
+
+    /// The images of every service, `compose.yaml` and `push.sh`.
+    pub fn prepare(&mut self, shell: &Shell, built: &Built) -> Result<()> {
+        self.images = image::build_images(shell, built, &self.args)?;
+        if !self.images.is_empty() {
+            let dir = generate::workspace_dir(&built.project).join("docker");
+            let file = compose::write(&dir, built.project.package.name.as_str(), &self.images)?;
+            shell.status("Compose", file.display());
+            let sets: Vec<Images> = self.images.iter().map(Image::images).collect();
+            image::write_push_script(shell, &built.project, &sets)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the containers of every service and waits until each is ready.
+    pub fn start(
+        &self,
+        shell: &Shell,
+        built: &Built,
+        start: &Start<'_>,
+    ) -> Result<Box<dyn Running>> {
+        let specs: Vec<ServiceSpec> = built
+            .services
+            .iter()
+            .map(|built| ServiceSpec {
+                name: built.service.name.clone(),
+                function_id: built.service.function.id.clone(),
+                executable: built.executable.clone(),
+                replicas: replicas(start.args, built.service.function.args.replicas, true).min,
+            })
+            .collect();
+        let started = Instant::now();
+        let containers = Containers::start(
+            shell,
+            built.project.package.name.as_str(),
+            &self.images,
+            &specs,
+            start,
+        )?;
+        Ok(Box::new(OnThisMachine::new(
+            shell,
+            Box::new(containers),
+            start.secret,
+            start.logs.clone(),
+            started,
+        )))
+    }
+}

@@ -1,0 +1,223 @@
+//! Where services run: one module per platform behind one shape of what a platform does.
+//!
+//! A platform checks its flags and tools before anything is built ([`Platform::pick`]),
+//! says what it needs built ([`Platform::plan`]), turns the built services into what it
+//! deploys ([`Platform::prepare`]: nothing on this machine, images and a compose file for
+//! Docker, images and manifests for Kubernetes), and starts their replicas
+//! ([`Platform::start`]), which then give their endpoints, run the program against
+//! themselves, and stop ([`Running`]).
+//!
+//! - `local`: processes on 127.0.0.1, restarted by a supervisor.
+//! - `docker`: containers on the local Docker Engine.
+//! - `kubernetes`: Deployments in a cluster through `kubectl`, the program as a Job.
+//!
+//! `image` (static `FROM scratch` images, through the `docker` command line) serves the
+//! Docker and Kubernetes platforms, and `program` (the program as a child process here)
+//! the local and Docker ones.
+
+pub mod docker;
+pub mod image;
+pub mod kubernetes;
+pub mod local;
+pub mod program;
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use turbolift_syntax::Replicas;
+
+use crate::build::{Binaries, Built, BuiltProgram, Plan, arch};
+use crate::cli::{self, BuildArgs};
+use crate::shell::Shell;
+pub use program::Signals;
+
+/// Replicas of a service when neither `--replicas` nor the attribute says: two, so that a
+/// call has somewhere to go while a replica restarts.
+pub const DEFAULT_REPLICAS: u32 = 2;
+
+/// What to start: one service binary, `replicas` times.
+pub struct ServiceSpec {
+    pub name: String,
+    pub function_id: String,
+    pub executable: PathBuf,
+    pub replicas: u32,
+}
+
+/// The platform of `--platform`, checked.
+pub enum Platform {
+    Local,
+    Docker(docker::Docker),
+    Kubernetes(kubernetes::Kubernetes),
+}
+
+/// What a command starts replicas for.
+pub struct Start<'a> {
+    /// `--replicas`, winning over the attributes.
+    pub args: &'a BuildArgs,
+    /// A fresh id of the run (12 hex digits), on what it creates.
+    pub run_id: &'a str,
+    /// The secret the replicas and the program share.
+    pub secret: &'a str,
+    /// Where the replicas' output goes.
+    pub logs: PathBuf,
+    /// Platforms that deploy: leave the deployment in place afterwards.
+    pub keep: bool,
+    /// Platforms that deploy: how long the rollout, and the program there, may take.
+    pub timeout: std::time::Duration,
+}
+
+/// Replicas that are up, ready for the program.
+pub trait Running {
+    /// Each function's replica URLs, in the order the functions were found.
+    fn endpoints(&self) -> Vec<(String, Vec<String>)>;
+
+    /// Runs the program against the replicas, passing on signals; its exit code.
+    fn run_program(
+        &mut self,
+        shell: &Shell,
+        program: &BuiltProgram,
+        args: &[String],
+        signals: &mut Signals,
+    ) -> Result<u8>;
+
+    /// Stops every replica and says so.
+    fn stop(self: Box<Self>, shell: &Shell);
+}
+
+impl Platform {
+    /// The platform `args` picks, once its flags and tools are checked: nothing is built
+    /// for a run that cannot start.
+    pub fn pick(args: &BuildArgs) -> Result<Platform> {
+        match args.platform {
+            cli::Platform::Local => {
+                if args.tag.is_some() || args.registry.is_some() {
+                    bail!("`--tag` and `--registry` name images; they need `--platform docker`");
+                }
+                if args.arch.is_some() {
+                    bail!(
+                        "`--arch` picks the architecture of images; it needs `--platform docker` or `--platform kubernetes` (with `--platform local` the services are built for this machine)"
+                    );
+                }
+                Ok(Platform::Local)
+            }
+            cli::Platform::Docker => Ok(Platform::Docker(docker::Docker::check(args)?)),
+            cli::Platform::Kubernetes => {
+                Ok(Platform::Kubernetes(kubernetes::Kubernetes::check(args)?))
+            }
+        }
+    }
+
+    /// Whether the platform can start replicas from here, before anything is built: the
+    /// Docker platform runs this machine's images, so its architecture must be built.
+    pub fn check_start(&self, args: &BuildArgs) -> Result<()> {
+        match self {
+            Platform::Docker(_) => arch::check_runs_here(args, &arch::host_target()?),
+            Platform::Local | Platform::Kubernetes(_) => Ok(()),
+        }
+    }
+
+    /// What the platform needs built: everything for this machine; static services for
+    /// Docker (the program runs here); everything static for Kubernetes (the program runs
+    /// there as a Job).
+    pub fn plan(&self, args: &BuildArgs) -> Plan {
+        let archs = Binaries::Static(arch::requested(args));
+        match self {
+            Platform::Local => Plan {
+                services: Binaries::ThisMachine,
+                program: Binaries::ThisMachine,
+            },
+            Platform::Docker(_) => Plan {
+                services: archs,
+                program: Binaries::ThisMachine,
+            },
+            Platform::Kubernetes(_) => Plan {
+                services: archs.clone(),
+                program: archs,
+            },
+        }
+    }
+
+    /// Turns the built services into what the platform deploys; `program_args` are the
+    /// program's, for a platform that runs it itself.
+    pub fn prepare(&mut self, shell: &Shell, built: &Built, program_args: &[String]) -> Result<()> {
+        match self {
+            Platform::Local => Ok(()),
+            Platform::Docker(docker) => docker.prepare(shell, built),
+            Platform::Kubernetes(kubernetes) => kubernetes.prepare(shell, built, program_args),
+        }
+    }
+
+    /// Starts the replicas of every built service and waits until each is ready.
+    pub fn start(
+        &self,
+        shell: &Shell,
+        built: &Built,
+        start: &Start<'_>,
+    ) -> Result<Box<dyn Running>> {
+        match self {
+            Platform::Local => local::start(shell, built, start),
+            Platform::Docker(docker) => docker.start(shell, built, start),
+            Platform::Kubernetes(kubernetes) => kubernetes.start(shell, start),
+        }
+    }
+}
+
+impl Platform {
+    /// Deploys the services to stay (`cargo turbolift deploy`): only a cluster keeps them.
+    pub fn deploy(&self, shell: &Shell, timeout: std::time::Duration) -> Result<()> {
+        match self {
+            Platform::Kubernetes(kubernetes) => {
+                let prepared = kubernetes.deploy(shell, timeout)?;
+                shell.status(
+                    "Deployed",
+                    format!(
+                        "`{}` to namespace `{}` (deployment {}); `cargo turbolift delete` removes it",
+                        prepared.plan.package, prepared.plan.namespace, prepared.plan.deployment
+                    ),
+                );
+                Ok(())
+            }
+            Platform::Local | Platform::Docker(_) => {
+                bail!(
+                    "`deploy` leaves services running in a cluster; it needs `--platform kubernetes`"
+                )
+            }
+        }
+    }
+}
+
+/// Replicas of a service: `--replicas`, else the attribute's, else [`DEFAULT_REPLICAS`]
+/// (on this machine, one where it has a single core).
+pub fn replicas(args: &BuildArgs, attribute: Option<Replicas>, on_this_machine: bool) -> Replicas {
+    if let Some(n) = args.replicas {
+        return Replicas { min: n, max: n };
+    }
+    attribute.unwrap_or_else(|| {
+        let single_core = std::thread::available_parallelism().is_ok_and(|n| n.get() < 2);
+        let n = if on_this_machine && single_core {
+            1
+        } else {
+            DEFAULT_REPLICAS
+        };
+        Replicas { min: n, max: n }
+    })
+}
+
+/// `n` random bytes from the OS, as hex: run ids, deployment ids, secrets.
+pub fn random_hex(n: usize) -> Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Replica addresses grouped by function, in the order the functions first appear.
+pub fn by_function<A: Clone>(addresses: &[(String, A)]) -> Vec<(String, Vec<A>)> {
+    let mut grouped: Vec<(String, Vec<A>)> = Vec::new();
+    for (id, addr) in addresses {
+        match grouped.iter_mut().find(|(f, _)| f == id) {
+            Some((_, addrs)) => addrs.push(addr.clone()),
+            None => grouped.push((id.clone(), vec![addr.clone()])),
+        }
+    }
+    grouped
+}

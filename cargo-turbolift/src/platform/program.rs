@@ -1,0 +1,171 @@
+//! The program as a child process on this machine, against replicas that run here too
+//! (local processes or containers): its endpoints and the secret in its environment,
+//! signals passed on, its exit code returned.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use turbolift_shared::protocol;
+
+use super::{Running, by_function};
+use crate::build::{BuiltProgram, plural};
+use crate::process;
+use crate::shell::Shell;
+
+/// How long the program has to exit after it was forwarded a signal.
+const PROGRAM_GRACE: Duration = Duration::from_secs(10);
+
+/// Catches signals and says who sent them.
+pub type Signals =
+    signal_hook::iterator::SignalsInfo<signal_hook::iterator::exfiltrator::WithOrigin>;
+
+/// Replicas reachable from this machine.
+pub trait Replicas {
+    /// Each replica's function id and address.
+    fn addresses(&self) -> Vec<(String, SocketAddr)>;
+    /// Stops every replica; how many restarts there were during the run.
+    fn stop(self: Box<Self>) -> u32;
+}
+
+/// Replicas here, and the program run here against them.
+pub struct OnThisMachine {
+    replicas: Box<dyn Replicas>,
+    secret: String,
+    logs: PathBuf,
+}
+
+impl OnThisMachine {
+    /// Says where each function is served.
+    pub fn new(
+        shell: &Shell,
+        replicas: Box<dyn Replicas>,
+        secret: &str,
+        logs: PathBuf,
+        started: Instant,
+    ) -> OnThisMachine {
+        for (id, addrs) in by_function(&replicas.addresses()) {
+            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            shell.status("Ready", format!("`{id}` at {}", addrs.join(", ")));
+        }
+        shell.verbose_status(
+            "Started",
+            format!("in {:?}; logs in {}", started.elapsed(), logs.display()),
+        );
+        OnThisMachine {
+            replicas,
+            secret: secret.to_owned(),
+            logs,
+        }
+    }
+}
+
+impl Running for OnThisMachine {
+    fn endpoints(&self) -> Vec<(String, Vec<String>)> {
+        by_function(&self.replicas.addresses())
+            .into_iter()
+            .map(|(id, addrs)| (id, addrs.iter().map(|a| format!("http://{a}")).collect()))
+            .collect()
+    }
+
+    fn run_program(
+        &mut self,
+        shell: &Shell,
+        program: &BuiltProgram,
+        args: &[String],
+        signals: &mut Signals,
+    ) -> Result<u8> {
+        let endpoints = self.endpoints();
+        if endpoints.is_empty() {
+            // Nothing is distributed: the program runs as under `cargo run`.
+            return run(shell, program, args, &[], signals);
+        }
+        let endpoints = endpoints_variable(&endpoints);
+        let env = [
+            (protocol::env::ENDPOINTS, endpoints.as_str()),
+            (protocol::env::SECRET, self.secret.as_str()),
+        ];
+        run(shell, program, args, &env, signals)
+    }
+
+    fn stop(self: Box<Self>, shell: &Shell) {
+        let restarts = self.replicas.stop();
+        let note = if restarts > 0 {
+            format!(
+                " ({restarts} restart{} during the run)",
+                plural(restarts as usize)
+            )
+        } else {
+            String::new()
+        };
+        shell.status(
+            "Stopped",
+            format!("every service{note}; logs in {}", self.logs.display()),
+        );
+    }
+}
+
+/// `TURBOLIFT_ENDPOINTS` for the program: `id=url,url;id=url`.
+pub fn endpoints_variable(endpoints: &[(String, Vec<String>)]) -> String {
+    endpoints
+        .iter()
+        .map(|(id, urls)| format!("{id}={}", urls.join(",")))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Runs `program` here with `env` to its end, passing on SIGINT, SIGTERM and SIGHUP that
+/// a process sent (a Ctrl-C at the terminal reaches the program directly, as under
+/// `cargo run`); returns its exit code (128 + signal when a signal ended it).
+pub fn run(
+    shell: &Shell,
+    program: &BuiltProgram,
+    args: &[String],
+    env: &[(&str, &str)],
+    signals: &mut Signals,
+) -> Result<u8> {
+    let suffix: String = args.iter().map(|a| format!(" {a}")).collect();
+    shell.status(
+        "Running",
+        format!("`{}{suffix}`", program.executable.display()),
+    );
+    let mut command = Command::new(&program.executable);
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    process::tie_to_parent(&mut command, libc::SIGTERM, false);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("could not start the program `{}`", program.name))?;
+    let pid = child.id();
+    let (tx, rx) = channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    let mut forwarded: Option<Instant> = None;
+    loop {
+        if rx.recv_timeout(Duration::from_millis(20)).is_ok() {
+            break;
+        }
+        for origin in signals.pending() {
+            if origin.process.is_some() {
+                process::signal(pid, origin.signal);
+            }
+            forwarded.get_or_insert_with(Instant::now);
+        }
+        if forwarded.is_some_and(|at| at.elapsed() > PROGRAM_GRACE) {
+            process::signal(pid, libc::SIGKILL);
+        }
+    }
+    let status = waiter
+        .join()
+        .expect("the waiting thread does not panic")
+        .context("could not wait for the program")?;
+    Ok(process::exit_code(status))
+}
