@@ -40,7 +40,7 @@ fn handler(name: &str) -> &'static Handler {
 fn service(max_body: usize) -> axum::Router {
     let mut options = ServiceOptions::new(SECRET);
     options.max_body = max_body;
-    options.instance = "router-test".to_owned();
+    options.replica = "router-test".to_owned();
     Service::new(
         &[handler("add"), handler("explode"), handler("shout")],
         &options,
@@ -85,9 +85,9 @@ async fn send_to(
 ) -> (StatusCode, Option<String>, Vec<u8>) {
     let response: Response = router.oneshot(request).await.unwrap();
     assert_eq!(
-        response.headers()[protocol::INSTANCE_HEADER],
+        response.headers()[protocol::REPLICA_HEADER],
         "router-test",
-        "every answer names its instance"
+        "every answer names its replica"
     );
     let kind = response
         .headers()

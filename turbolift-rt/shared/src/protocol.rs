@@ -15,8 +15,8 @@ pub const SIGNATURE_HEADER: &str = "x-turbolift-signature";
 pub const SECRET_HEADER: &str = "x-turbolift-secret";
 /// Response header naming the kind of failure on a non-200 answer (see [`ErrorKind`]).
 pub const ERROR_HEADER: &str = "x-turbolift-error";
-/// Response header naming the service instance that answered (for logs and tests).
-pub const INSTANCE_HEADER: &str = "x-turbolift-instance";
+/// Response header naming the replica of the service that answered (for logs and tests).
+pub const REPLICA_HEADER: &str = "x-turbolift-replica";
 
 /// Liveness endpoint: 200 while the process serves HTTP.
 pub const HEALTH_PATH: &str = "/v1/health";
@@ -63,8 +63,10 @@ pub mod env {
     pub const HEADER_TIMEOUT: &str = "TURBOLIFT_HEADER_TIMEOUT";
     /// Time a client has to send a request's body before the call is refused (408).
     pub const BODY_TIMEOUT: &str = "TURBOLIFT_BODY_TIMEOUT";
-    /// Name of the service instance, echoed in [`super::INSTANCE_HEADER`].
-    pub const INSTANCE: &str = "TURBOLIFT_INSTANCE";
+    /// Name of the replica of the service, echoed in [`super::REPLICA_HEADER`].
+    pub const REPLICA: &str = "TURBOLIFT_REPLICA";
+    // Alias kept until cargo-turbolift moves to REPLICA; the lead removes it.
+    pub const INSTANCE: &str = REPLICA;
     /// Log filter of a service: `TARGET=LEVEL` or `LEVEL` directives, comma-separated
     /// (tracing-subscriber's `Targets` syntax).
     pub const LOG: &str = "TURBOLIFT_LOG";

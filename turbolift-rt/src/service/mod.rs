@@ -43,7 +43,7 @@ pub(crate) struct State {
     waiting: AtomicUsize,
     ready: AtomicBool,
     draining: AtomicBool,
-    instance: HeaderValue,
+    replica: HeaderValue,
     functions: Vec<String>,
     served: AtomicU64,
     rejected: AtomicU64,
@@ -127,7 +127,7 @@ pub struct Service {
 impl Service {
     /// A service of `handlers` (see [`registered`]).
     pub fn new(handlers: &[&'static Handler], options: &ServiceOptions) -> Self {
-        let instance = HeaderValue::from_str(&options.instance)
+        let replica = HeaderValue::from_str(&options.replica)
             .unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
         let state = Arc::new(State {
             secret: options.secret.as_bytes().into(),
@@ -139,7 +139,7 @@ impl Service {
             waiting: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            instance,
+            replica,
             functions: handlers.iter().map(|h| h.info().id().to_owned()).collect(),
             served: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -250,7 +250,7 @@ pub fn main_for(id: &str) -> ExitCode {
         })?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         announce(addr);
-        tracing::info!(function = handler.info().id(), %addr, instance = %options.instance, "serving");
+        tracing::info!(function = handler.info().id(), %addr, replica = %options.replica, "serving");
         Service::new(&[handler], &options)
             .serve(listener, shutdown_signal())
             .await

@@ -32,8 +32,8 @@ pub struct ServiceOptions {
     pub header_timeout: Duration,
     /// Time a client has to send a request's body.
     pub body_timeout: Duration,
-    /// Name of this instance, sent back in `x-turbolift-instance`.
-    pub instance: String,
+    /// Name of this replica of the service, sent back in `x-turbolift-replica`.
+    pub replica: String,
     /// Address to bind.
     pub bind: SocketAddr,
     /// Longest call of a synchronous function that may run inline on an I/O thread, once
@@ -51,7 +51,7 @@ impl std::fmt::Debug for ServiceOptions {
             .field("max_queue", &self.max_queue)
             .field("header_timeout", &self.header_timeout)
             .field("body_timeout", &self.body_timeout)
-            .field("instance", &self.instance)
+            .field("replica", &self.replica)
             .field("bind", &self.bind)
             .field("inline_max", &self.inline_max)
             .finish()
@@ -68,7 +68,7 @@ impl ServiceOptions {
             max_queue: DEFAULT_MAX_QUEUE,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
-            instance: format!("pid-{}", std::process::id()),
+            replica: format!("pid-{}", std::process::id()),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             inline_max: super::DEFAULT_INLINE_MAX,
         }
@@ -76,7 +76,7 @@ impl ServiceOptions {
 
     /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_MAX_BODY`,
     /// `TURBOLIFT_MAX_CONCURRENCY`, `TURBOLIFT_MAX_QUEUE`, `TURBOLIFT_HEADER_TIMEOUT`,
-    /// `TURBOLIFT_BODY_TIMEOUT`, `TURBOLIFT_INSTANCE` and `TURBOLIFT_INLINE_MAX`.
+    /// `TURBOLIFT_BODY_TIMEOUT`, `TURBOLIFT_REPLICA` and `TURBOLIFT_INLINE_MAX`.
     pub fn from_env() -> Result<Self, String> {
         let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
             format!(
@@ -111,8 +111,8 @@ impl ServiceOptions {
         if let Some(d) = duration(env::BODY_TIMEOUT)? {
             options.body_timeout = d;
         }
-        if let Ok(instance) = std::env::var(env::INSTANCE) {
-            options.instance = instance;
+        if let Ok(replica) = std::env::var(env::REPLICA) {
+            options.replica = replica;
         }
         if let Ok(text) = std::env::var(env::INLINE_MAX) {
             options.inline_max = match text.trim() {

@@ -57,11 +57,11 @@ pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router 
         .with_state(state)
 }
 
-/// Names the instance on every answer, including axum's own (405, say).
+/// Names the replica on every answer, including axum's own (405, say).
 async fn stamp(Extract(state): Extract<Arc<State>>, mut response: Response) -> Response {
     response
         .headers_mut()
-        .insert(protocol::INSTANCE_HEADER, state.instance.clone());
+        .insert(protocol::REPLICA_HEADER, state.replica.clone());
     response
 }
 
