@@ -2,10 +2,12 @@
 //!
 //! - [`naming`]: the id, route, service name and Kubernetes name of a distributed function;
 //! - [`duration`]: the duration grammar used by `timeout = "30s"` and `TURBOLIFT_TIMEOUT`;
-//! - [`protocol`]: the wire protocol's version, paths, headers and media type.
+//! - [`protocol`]: the wire protocol's version, paths, headers and media type;
+//! - [`probe`]: the blocking readiness probe of a service, for health checks and launchers.
 //!
 //! This crate has no dependencies so that every part of turbolift can use it.
 
 pub mod duration;
 pub mod naming;
+pub mod probe;
 pub mod protocol;

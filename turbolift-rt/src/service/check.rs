@@ -2,13 +2,14 @@
 //! curl. The service binary, started a second time inside the container, asks the running
 //! service for its readiness and exits 0 (ready) or 1 (not ready, or no answer).
 //!
-//! Plain `std::net`: no runtime, no logging, no secret needed.
+//! The probe is [`turbolift_shared::probe::ready`], plain `std::net`: no runtime, no
+//! logging, no secret needed.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use turbolift_shared::probe;
 use turbolift_shared::protocol::{self, env};
 
 /// How long the check waits to connect, and then for each read or write.
@@ -27,7 +28,7 @@ pub fn health_check() -> ExitCode {
     let result = std::env::var(env::BIND)
         .map_err(|_| format!("{} is not set: no port to check", env::BIND))
         .and_then(|bind| target(&bind))
-        .and_then(probe);
+        .and_then(|addr| probe::ready(addr, TIMEOUT));
     match result {
         Ok(()) => {
             println!("ready");
@@ -56,69 +57,9 @@ fn target(bind: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// One `GET` of the readiness endpoint; `Ok` on 200.
-fn probe(addr: SocketAddr) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("{addr}: {e}");
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(fail)?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(fail)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(fail)?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
-        protocol::READY_PATH
-    );
-    stream.write_all(request.as_bytes()).map_err(fail)?;
-    // `HTTP/1.1 200 ...`: the status is the second word of the first line.
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).map_err(fail)?;
-    match &head[9..12] {
-        b"200" => Ok(()),
-        status => Err(format!(
-            "{addr}{} answered {}",
-            protocol::READY_PATH,
-            String::from_utf8_lossy(status)
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::TcpListener;
-
-    fn answer_once(status_line: &'static str) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 512];
-            while !request.ends_with(b"\r\n\r\n") {
-                let n = stream.read(&mut buf).unwrap();
-                assert!(n > 0, "the request ends with an empty line");
-                request.extend_from_slice(&buf[..n]);
-            }
-            assert!(request.starts_with(b"GET /v1/ready HTTP/1.1\r\n"));
-            let _ = write!(stream, "{status_line}\r\ncontent-length: 0\r\n\r\n");
-        });
-        addr
-    }
-
-    #[test]
-    fn ready_only_on_200() {
-        assert_eq!(probe(answer_once("HTTP/1.1 200 OK")), Ok(()));
-        let err = probe(answer_once("HTTP/1.1 503 Service Unavailable")).unwrap_err();
-        assert!(err.ends_with("/v1/ready answered 503"), "{err}");
-    }
-
-    #[test]
-    fn nothing_listening_is_not_ready() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        assert!(probe(SocketAddr::from(([127, 0, 0, 1], port))).is_err());
-    }
 
     #[test]
     fn the_bound_address_becomes_loopback() {
