@@ -70,7 +70,7 @@ pub(crate) struct Replica {
     pub(crate) uri: Uri,
     pub(crate) batch_uri: Uri,
     inflight: AtomicUsize,
-    /// Milliseconds since [`epoch`] until which the replica is cooling down.
+    /// Until when, as [`now_millis`] counts, the replica is cooling down.
     cool_until: AtomicU64,
 }
 
