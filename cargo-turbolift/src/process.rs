@@ -1,10 +1,7 @@
-//! Child processes that cannot outlive `cargo turbolift`, signals, and the readiness probe.
+//! Child processes that cannot outlive `cargo turbolift`, signals, and exit codes.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::Duration;
 
 /// Makes the child receive `signal` when this process dies, even by SIGKILL; with
 /// `own_group`, also puts it in a process group of its own, so that a Ctrl-C at the
@@ -36,22 +33,6 @@ pub fn signal(pid: u32, signal: libc::c_int) {
     unsafe {
         libc::kill(pid as libc::pid_t, signal);
     }
-}
-
-/// One GET of the readiness endpoint: whether it answered 200.
-pub fn is_ready(addr: SocketAddr, path: &str) -> bool {
-    let attempt = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head)?;
-        Ok(&head[9..12] == b"200")
-    };
-    attempt().unwrap_or(false)
 }
 
 /// The shell's view of an exit status: the code, or 128 + the signal.

@@ -28,8 +28,9 @@ use cargo::For;
 pub enum Binaries {
     /// For this machine, into the user's target directory.
     ThisMachine,
-    /// Statically, for each of these architectures (containers).
-    Static(Vec<Arch>),
+    /// Statically, for each of these architectures (containers), on a host of this
+    /// target triple.
+    Static { archs: Vec<Arch>, host: String },
 }
 
 /// What a platform needs built.
@@ -192,6 +193,10 @@ pub fn build(
     })
 }
 
+/// One cargo invocation's executables by target name, with the architecture of a static
+/// build.
+type ArchBuild = (Option<Arch>, BTreeMap<String, PathBuf>);
+
 /// Which binaries of the generated workspace one cargo invocation builds.
 #[derive(Clone, Copy)]
 enum Which {
@@ -255,18 +260,18 @@ fn arch_builds(
     shell: &Shell,
     binaries: &Binaries,
     mut build: impl FnMut(For<'_>) -> Result<BTreeMap<String, PathBuf>>,
-) -> Result<Vec<(Option<Arch>, BTreeMap<String, PathBuf>)>> {
+) -> Result<Vec<ArchBuild>> {
     match binaries {
         Binaries::ThisMachine => Ok(vec![(None, build(For::ThisMachine)?)]),
-        Binaries::Static(archs) => {
-            let host = arch::host_target()?;
+        Binaries::Static { archs, host } => {
+            let host = host.as_str();
             archs
                 .iter()
                 .map(|&arch| {
                     if archs.len() > 1 || arch.triple() != host {
                         shell.status("Building", format!("for {arch} ({})", arch.triple()));
                     }
-                    Ok((Some(arch), build(For::Static(arch, &host))?))
+                    Ok((Some(arch), build(For::Static(arch, host))?))
                 })
                 .collect()
         }
@@ -289,7 +294,7 @@ fn build_programs(
 
 /// The program's binaries out of the builds of the generated workspace.
 fn programs_of(
-    builds: &[(Option<Arch>, BTreeMap<String, PathBuf>)],
+    builds: &[ArchBuild],
     generated: &Generated,
     bin: Option<&str>,
 ) -> Vec<BuiltProgram> {
@@ -300,10 +305,7 @@ fn programs_of(
     collect_programs(builds, &names)
 }
 
-fn collect_programs(
-    builds: &[(Option<Arch>, BTreeMap<String, PathBuf>)],
-    names: &[String],
-) -> Vec<BuiltProgram> {
+fn collect_programs(builds: &[ArchBuild], names: &[String]) -> Vec<BuiltProgram> {
     names
         .iter()
         .filter_map(|name| {

@@ -46,8 +46,8 @@ pub struct ServiceSpec {
 /// The platform of `--platform`, checked.
 pub enum Platform {
     Local,
-    Docker(docker::Docker),
-    Kubernetes(kubernetes::Kubernetes),
+    Docker(Box<docker::Docker>),
+    Kubernetes(Box<kubernetes::Kubernetes>),
 }
 
 /// What a command starts replicas for.
@@ -100,10 +100,10 @@ impl Platform {
                 }
                 Ok(Platform::Local)
             }
-            cli::Platform::Docker => Ok(Platform::Docker(docker::Docker::check(args)?)),
-            cli::Platform::Kubernetes => {
-                Ok(Platform::Kubernetes(kubernetes::Kubernetes::check(args)?))
-            }
+            cli::Platform::Docker => Ok(Platform::Docker(Box::new(docker::Docker::check(args)?))),
+            cli::Platform::Kubernetes => Ok(Platform::Kubernetes(Box::new(
+                kubernetes::Kubernetes::check(args)?,
+            ))),
         }
     }
 
@@ -111,7 +111,7 @@ impl Platform {
     /// Docker platform runs this machine's images, so its architecture must be built.
     pub fn check_start(&self, args: &BuildArgs) -> Result<()> {
         match self {
-            Platform::Docker(_) => arch::check_runs_here(args, &arch::host_target()?),
+            Platform::Docker(docker) => arch::check_runs_here(args, &docker.host),
             Platform::Local | Platform::Kubernetes(_) => Ok(()),
         }
     }
@@ -120,19 +120,22 @@ impl Platform {
     /// Docker (the program runs here); everything static for Kubernetes (the program runs
     /// there as a Job).
     pub fn plan(&self, args: &BuildArgs) -> Plan {
-        let archs = Binaries::Static(arch::requested(args));
+        let archs = |host: &str| Binaries::Static {
+            archs: arch::requested(args),
+            host: host.to_owned(),
+        };
         match self {
             Platform::Local => Plan {
                 services: Binaries::ThisMachine,
                 program: Binaries::ThisMachine,
             },
-            Platform::Docker(_) => Plan {
-                services: archs,
+            Platform::Docker(docker) => Plan {
+                services: archs(&docker.host),
                 program: Binaries::ThisMachine,
             },
-            Platform::Kubernetes(_) => Plan {
-                services: archs.clone(),
-                program: archs,
+            Platform::Kubernetes(kubernetes) => Plan {
+                services: archs(&kubernetes.host),
+                program: archs(&kubernetes.host),
             },
         }
     }

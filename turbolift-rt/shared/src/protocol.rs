@@ -65,8 +65,6 @@ pub mod env {
     pub const BODY_TIMEOUT: &str = "TURBOLIFT_BODY_TIMEOUT";
     /// Name of the replica of the service, echoed in [`super::REPLICA_HEADER`].
     pub const REPLICA: &str = "TURBOLIFT_REPLICA";
-    // Alias kept until cargo-turbolift moves to REPLICA; the lead removes it.
-    pub const INSTANCE: &str = REPLICA;
     /// Log filter of a service: `TARGET=LEVEL` or `LEVEL` directives, comma-separated
     /// (tracing-subscriber's `Targets` syntax).
     pub const LOG: &str = "TURBOLIFT_LOG";

@@ -16,19 +16,20 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use turbolift_shared::protocol;
+use turbolift_shared::{probe, protocol};
 
 use super::clean;
-use crate::build::arch::{self, Arch};
+use crate::build::arch::Arch;
 use crate::platform::image::engine::{self, docker, label};
 use crate::platform::image::{CONTAINER_PORT, Image};
 use crate::platform::program::Replicas;
 use crate::platform::{ServiceSpec, Start};
-use crate::process::is_ready;
 use crate::shell::Shell;
 
 /// How long the containers have to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `docker stop` lets a service finish its calls in flight before SIGKILL.
 const STOP_TIMEOUT_SECS: u32 = 10;
 /// Variables of the user's environment that reach the services, as they reach local ones.
@@ -63,6 +64,7 @@ impl Containers {
         package: &str,
         images: &[Image],
         specs: &[ServiceSpec],
+        host: &str,
         start: &Start<'_>,
     ) -> Result<Containers> {
         let (secret, logs, run_id) = (start.secret, start.logs.as_path(), start.run_id);
@@ -96,8 +98,7 @@ impl Containers {
 
         let mut planned = Vec::new();
         // The containers run here: the images of this machine's architecture.
-        let host = arch::host_target()?;
-        let arch = Arch::of_triple(&host);
+        let arch = Arch::of_triple(host);
         for spec in specs {
             let image = images
                 .iter()
@@ -167,7 +168,7 @@ impl Containers {
                 .arg("--env-file")
                 .arg(&self.secret_file)
                 .arg("--env")
-                .arg(format!("{}={}-{index}", protocol::env::INSTANCE, spec.name))
+                .arg(format!("{}={}-{index}", protocol::env::REPLICA, spec.name))
                 .arg("--publish")
                 .arg(format!("{addr}:{CONTAINER_PORT}"))
                 .arg("--restart")
@@ -210,7 +211,7 @@ impl Containers {
         for replica in &self.replicas {
             let mut pause = Duration::from_millis(1);
             let mut checked = Instant::now();
-            while !is_ready(replica.addr, protocol::READY_PATH) {
+            while probe::ready(replica.addr, PROBE_TIMEOUT).is_err() {
                 if Instant::now() > deadline {
                     bail!(
                         "{} was not ready within {START_TIMEOUT:?}{}",

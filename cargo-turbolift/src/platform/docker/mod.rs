@@ -24,16 +24,19 @@ use containers::Containers;
 pub struct Docker {
     images: Vec<Image>,
     args: BuildArgs,
+    /// The host's target triple: the containers run here.
+    pub host: String,
 }
 
 impl Docker {
     /// The image flags, the static builds and the daemon; and since the containers run
     /// here, the host's architecture among those built.
     pub fn check(args: &BuildArgs) -> Result<Docker> {
-        image::check(args)?;
+        let host = image::check(args)?;
         Ok(Docker {
             images: Vec::new(),
             args: args.clone(),
+            host,
         })
     }
 
@@ -73,6 +76,7 @@ impl Docker {
             built.project.package.name.as_str(),
             &self.images,
             &specs,
+            &self.host,
             start,
         )?;
         Ok(Box::new(OnThisMachine::new(

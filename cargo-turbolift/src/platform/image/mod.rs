@@ -316,7 +316,8 @@ pub fn build_or_reuse(
 
 /// The checks of the image platforms before anything is built: the image flags, static
 /// Linux builds for every architecture of `--arch`, and a Docker daemon that answers.
-pub fn check(args: &BuildArgs) -> Result<()> {
+/// Returns the host's target triple.
+pub fn check(args: &BuildArgs) -> Result<String> {
     if let Some(tag) = &args.tag {
         check_tag(tag)?;
         // Images of several architectures get `-<arch>` after the tag.
@@ -328,7 +329,7 @@ pub fn check(args: &BuildArgs) -> Result<()> {
     let host = arch::host_target().context("images hold static Linux binaries")?;
     arch::check(args, &host)?;
     engine::ensure_daemon()?;
-    Ok(())
+    Ok(host)
 }
 
 /// The content hash label and size of an image, if it exists.

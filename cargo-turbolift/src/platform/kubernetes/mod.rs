@@ -24,6 +24,8 @@ use manifests::{Manifest, Plan, ProgramPlan, ServicePlan};
 /// The Kubernetes platform, once checked; its deployment once prepared.
 pub struct Kubernetes {
     args: BuildArgs,
+    /// The host's target triple, where the images are built.
+    pub host: String,
     prepared: Option<Prepared>,
 }
 
@@ -38,9 +40,10 @@ pub struct Prepared {
 impl Kubernetes {
     /// The image flags, the static builds and the daemon that builds the images.
     pub fn check(args: &BuildArgs) -> Result<Kubernetes> {
-        image::check(args)?;
+        let host = image::check(args)?;
         Ok(Kubernetes {
             args: args.clone(),
+            host,
             prepared: None,
         })
     }

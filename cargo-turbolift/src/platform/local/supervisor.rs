@@ -13,13 +13,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use turbolift_shared::protocol;
+use turbolift_shared::{probe, protocol};
 
 use super::super::ServiceSpec;
 use crate::process;
 
 /// How long a service has to start listening and become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long stopped services have to finish their calls in flight before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -253,7 +255,7 @@ fn run_once(
     command
         .env(protocol::env::SECRET, &shared.secret)
         .env(protocol::env::BIND, bind.to_string())
-        .env(protocol::env::INSTANCE, name)
+        .env(protocol::env::REPLICA, name)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr));
@@ -306,7 +308,7 @@ fn wait_ready(addr: SocketAddr, child: &mut Child) -> bool {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut pause = Duration::from_millis(1);
     while Instant::now() < deadline {
-        if process::is_ready(addr, protocol::READY_PATH) {
+        if probe::ready(addr, PROBE_TIMEOUT).is_ok() {
             return true;
         }
         if !matches!(child.try_wait(), Ok(None)) {
