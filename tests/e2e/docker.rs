@@ -3,7 +3,9 @@
 //! killed mid-run, Ctrl-C and SIGKILL of `cargo turbolift`, `cargo turbolift clean`, and
 //! the compose file on a one-node swarm.
 //!
-//! Skipped, with a message, only when no Docker daemon answers `docker info`.
+//! Each test is `#[ignore = "needs Docker ..."]`: `./test.sh` runs them when a Docker
+//! daemon answers `docker info`, and always under `CI=true`; run without one, they fail
+//! and say why.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,22 +21,19 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether a Docker daemon answers; says so when it does not.
-pub fn docker_available(test: &str) -> bool {
-    match Command::new("docker").arg("info").output() {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => {
-            eprintln!(
-                "SKIPPED {test}: no Docker daemon answers (`docker info` failed: {})",
-                text(&out.stderr).trim()
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("SKIPPED {test}: `docker info` cannot run ({e}): Docker is not installed");
-            false
-        }
-    }
+/// Fails the test, saying what to do, unless a Docker daemon answers `docker info`.
+pub fn require_docker() {
+    let why = match Command::new("docker").arg("info").output() {
+        Ok(out) if out.status.success() => return,
+        Ok(out) => format!(
+            "it needs Docker, and no Docker daemon answers (`docker info` failed: {}); start the daemon (`systemctl start docker`) or point DOCKER_HOST at one",
+            text(&out.stderr).trim()
+        ),
+        Err(e) => format!(
+            "it needs Docker, and `docker` cannot run ({e}); install Docker Engine (`apt-get install docker.io` on Debian and Ubuntu, or https://docs.docker.com/engine/install/) and start it"
+        ),
+    };
+    cannot_run(&why)
 }
 
 pub fn docker(args: &[&str]) -> Output {
@@ -220,19 +219,17 @@ fn example_in_containers(example: &str, package: &str, services: usize) {
 }
 
 #[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
 fn quickstart_images_from_scratch_and_a_run_in_containers() {
-    if !docker_available("quickstart_images_from_scratch_and_a_run_in_containers") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     example_in_containers("examples/quickstart", "quickstart", 1);
 }
 
 #[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
 fn wordstats_images_from_scratch_and_a_run_in_containers() {
-    if !docker_available("wordstats_images_from_scratch_and_a_run_in_containers") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     example_in_containers("examples/wordstats", "wordstats", 4);
 }
@@ -315,10 +312,9 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
 fn a_killed_container_is_restarted_and_every_call_still_succeeds() {
-    if !docker_available("a_killed_container_is_restarted_and_every_call_still_succeeds") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let mut run = spawn_lifecycle(&["steady", "400"]);
     let child = &mut run.0;
@@ -381,10 +377,9 @@ fn a_killed_container_is_restarted_and_every_call_still_succeeds() {
 }
 
 #[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
 fn ctrl_c_sigkill_and_clean() {
-    if !docker_available("ctrl_c_sigkill_and_clean") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let program = target_dir().join("debug/lifecycle-docker");
 
@@ -492,10 +487,9 @@ fn host() -> String {
 }
 
 #[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
 fn the_compose_file_deploys_on_a_one_node_swarm() {
-    if !docker_available("the_compose_file_deploys_on_a_one_node_swarm") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let dir = fixture("examples/quickstart");
     let build = output(&mut turbolift(&dir, &["build", "--platform", "docker"]));
@@ -504,7 +498,8 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
     let compose = docker_dir.join("compose.yaml");
     let compose_text = std::fs::read_to_string(&compose).unwrap();
 
-    // Whatever happens with the swarm, the file must be valid compose.
+    // `docker stack deploy` below reads the file in any case; docker-compose, where it is
+    // installed, must accept it too.
     if let Ok(out) = Command::new("docker-compose")
         .arg("--file")
         .arg(&compose)
@@ -516,10 +511,9 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
 
     let state = docker_ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
     if state != "inactive" {
-        eprintln!(
-            "SKIPPED the swarm deployment: this Docker Engine is already in swarm mode ({state}); the test does not touch a swarm it did not create"
-        );
-        return;
+        cannot_run(&format!(
+            "it needs a Docker Engine that is not in swarm mode, and this one is ({state}); the test does not touch a swarm it did not create: point DOCKER_HOST at another engine, or leave the swarm (`docker swarm leave --force`) if it is yours"
+        ));
     }
     let had_gwbridge = !docker_ok(&[
         "network",
@@ -539,11 +533,10 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
     ]);
     let _swarm = Swarm { had_gwbridge };
     if !init.status.success() {
-        eprintln!(
-            "SKIPPED the swarm deployment: `docker swarm init` failed ({}); the compose file was only validated",
+        cannot_run(&format!(
+            "it needs a one-node swarm, and `docker swarm init --listen-addr 127.0.0.1:2377` failed ({}); the compose file was validated but not deployed",
             text(&init.stderr).trim()
-        );
-        return;
+        ));
     }
     let stack = format!("tl-e2e-{}", std::process::id());
     let deploy = docker(&[

@@ -2,6 +2,11 @@
 //! schemas (`kubernetes-validate --strict`, 1.30 and the newest it ships) and by
 //! `kubectl kustomize`; their probes hit on the real service binary; and `deploy`, `run`
 //! and `delete` driven against a fake `kubectl` that records its arguments.
+//!
+//! Every command but `delete` builds the images first, with Docker, so those tests are
+//! `#[ignore = "needs Docker ..."]`: `./test.sh` runs them when a Docker daemon answers,
+//! and always under `CI=true`; run without one, they fail and say why. `delete` needs no
+//! Docker and always runs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -11,7 +16,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use turbolift::naming::is_dns1035_label;
 
-use crate::docker::{docker_available, serial};
+use crate::docker::{require_docker, serial};
 use crate::support::*;
 
 /// `kubernetes-validate` from the local venv that `./test.sh` makes (made here if missing).
@@ -34,6 +39,24 @@ fn validator() -> PathBuf {
         );
     }
     bin
+}
+
+/// Fails the test, saying what to install, unless `kubectl` runs (as `kubectl kustomize`,
+/// which needs no cluster).
+fn require_kubectl() {
+    match Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => cannot_run(&format!(
+            "it needs kubectl, and `kubectl version --client` failed: {}",
+            text(&out.stderr).trim()
+        )),
+        Err(e) => cannot_run(&format!(
+            "it needs kubectl, and `kubectl` cannot run ({e}); install it (`apt-get install kubernetes-client` on Debian, or https://kubernetes.io/docs/tasks/tools/); ./test.sh tries apt-get as root"
+        )),
+    }
 }
 
 /// Builds `example` for Kubernetes; returns the manifest directory.
@@ -68,10 +91,10 @@ fn objects(dir: &Path) -> Vec<(String, Value)> {
 }
 
 #[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it) and kubectl"]
 fn manifests_pass_the_official_schemas_strictly_and_kustomize() {
-    if !docker_available("kubernetes manifests (images are built with docker)") {
-        return;
-    }
+    require_docker();
+    require_kubectl();
     let _serial = serial();
     let validate = validator();
     for (example, package) in [
@@ -113,10 +136,9 @@ fn manifests_pass_the_official_schemas_strictly_and_kustomize() {
 }
 
 #[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
 fn the_secret_is_referenced_never_inlined() {
-    if !docker_available("kubernetes secret") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let dir = manifests_of("examples/wordstats", "wordstats");
     let all = objects(&dir);
@@ -153,10 +175,9 @@ fn the_secret_is_referenced_never_inlined() {
 }
 
 #[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
 fn the_probes_hit_paths_the_service_really_serves() {
-    if !docker_available("kubernetes probes") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let dir = manifests_of("examples/quickstart", "quickstart");
     let all = objects(&dir);
@@ -210,10 +231,9 @@ fn the_probes_hit_paths_the_service_really_serves() {
 }
 
 #[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
 fn the_quickstart_manifests() {
-    if !docker_available("kubernetes snapshot") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let dir = manifests_of("examples/quickstart", "quickstart");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -299,10 +319,9 @@ fn with_fake(cmd: &mut Command, dir: &Path, log: &Path, mode: &str) {
 }
 
 #[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
 fn deploy_applies_the_services_and_waits_for_their_rollout() {
-    if !docker_available("kubernetes deploy") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let (fake, log) = fake_kubectl();
     let mut cmd = turbolift(
@@ -335,10 +354,9 @@ fn deploy_applies_the_services_and_waits_for_their_rollout() {
 }
 
 #[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
 fn a_failed_rollout_says_which_pod_fails_and_why() {
-    if !docker_available("kubernetes failed rollout") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let (fake, log) = fake_kubectl();
     let mut cmd = turbolift(
@@ -376,10 +394,9 @@ fn a_failed_rollout_says_which_pod_fails_and_why() {
 }
 
 #[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
 fn run_deploys_runs_the_job_passes_its_exit_code_on_and_cleans_up() {
-    if !docker_available("kubernetes run") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let (fake, log) = fake_kubectl();
     let mut cmd = turbolift(
@@ -441,10 +458,9 @@ fn delete_removes_the_packages_objects_by_label() {
 }
 
 #[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
 fn command_line_overrides_win_over_the_attribute() {
-    if !docker_available("kubernetes overrides") {
-        return;
-    }
+    require_docker();
     let _serial = serial();
     let dir = fixture("examples/quickstart");
     let args = [

@@ -81,6 +81,27 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Whether this is a CI machine (`CI=true`): one that has every tool the tests need.
+pub fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Fails the running test, which cannot run on this machine: `why` says what is missing
+/// and how to get it. The tests that call this are `#[ignore]`d: `./test.sh` runs them
+/// where their tools are present and always under `CI=true`, and otherwise counts them
+/// as not run; a test that lacks its tool never passes.
+#[track_caller]
+pub fn cannot_run(why: &str) -> ! {
+    if on_ci() {
+        panic!(
+            "this test cannot run on this CI machine (CI=true), which must have what it needs: {why}"
+        );
+    }
+    panic!(
+        "this test cannot run here: {why} (it is #[ignore]d; ./test.sh runs it only where what it needs is present)"
+    );
+}
+
 /// Asserts success, showing both streams otherwise.
 pub fn assert_success(what: &str, out: &Output) {
     assert!(
