@@ -55,11 +55,11 @@ macro_rules! template {
     };
 }
 
-template!(WORKSPACE_MANIFEST, "workspace/Cargo.toml", Toml);
-template!(SERVICE_MANIFEST, "service/Cargo.toml", Toml);
+template!(WORKSPACE_MANIFEST, "workspace/Cargo.toml.in", Toml);
+template!(SERVICE_MANIFEST, "service/Cargo.toml.in", Toml);
 template!(SERVICE_MAIN, "service/main.rs", Rust);
 template!(BUILD_SCRIPT, "service/build.rs", Rust);
-template!(PROGRAM_MANIFEST, "program/Cargo.toml", Toml);
+template!(PROGRAM_MANIFEST, "program/Cargo.toml.in", Toml);
 template!(SERVICE_DOCKERFILE, "docker/Dockerfile", Text);
 template!(PROGRAM_DOCKERFILE, "docker/program.Dockerfile", Text);
 template!(COMPOSE, "docker/compose.yaml", Yaml);
