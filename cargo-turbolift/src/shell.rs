@@ -116,6 +116,13 @@ impl Shell {
 /// Clears itself when dropped.
 pub struct Spinner(Option<ProgressBar>);
 
+impl Spinner {
+    /// No spinner, nothing printed.
+    pub fn none() -> Spinner {
+        Spinner(None)
+    }
+}
+
 impl Drop for Spinner {
     fn drop(&mut self) {
         if let Some(bar) = &self.0 {

@@ -96,33 +96,7 @@ pub fn build(
     };
     let functions = discover(shell, &project)?;
     if functions.is_empty() {
-        shell.warn(format!(
-            "no #[turbolift::distribute] function in package `{}`: everything runs in-process",
-            project.package.name
-        ));
-        shell.status("Building", format!("`{}`", project.package.name));
-        let programs = build_programs(shell, &plan.program, |build| {
-            let mut cargo = cargo::command(shell, args, &project, build)?;
-            cargo
-                .arg("--manifest-path")
-                .arg(project.package.manifest_path.as_std_path())
-                .arg("-p")
-                .arg(project.package.name.as_str());
-            match &bin {
-                Some(bin) => cargo.arg("--bin").arg(bin),
-                None => cargo.arg("--bins"),
-            };
-            let features = args.feature_list();
-            if !features.is_empty() {
-                cargo.arg("--features").arg(features.join(","));
-            }
-            cargo::run(cargo).context("could not build the program; cargo's errors are above")
-        })?;
-        return Ok(Built {
-            project,
-            services: Vec::new(),
-            programs,
-        });
+        return build_without_services(shell, args, plan, project, bin.as_deref());
     }
     shell.status(
         "Generating",
@@ -163,29 +137,33 @@ pub fn build(
             },
         )
     })?;
-    let mut services: Vec<BuiltService> = Vec::new();
-    for (arch, executables) in &service_builds {
-        for (i, service) in generated.services.iter().enumerate() {
-            let exe = link_service(service, executables)?;
-            match (services.get_mut(i), arch) {
-                (Some(built), Some(arch)) => built.by_arch.push((*arch, exe)),
-                (Some(_), None) => {}
-                (None, arch) => services.push(BuiltService {
-                    service: service.clone(),
-                    by_arch: arch.iter().map(|a| (*a, exe.clone())).collect(),
-                    executable: exe,
-                }),
-            }
-        }
-    }
-    let programs = if together {
-        programs_of(&service_builds, &generated, bin.as_deref())
+    let services = generated
+        .services
+        .iter()
+        .map(|service| {
+            let (executable, by_arch) = across(&service_builds, |exes| {
+                link_service(service, exes).map(Some)
+            })?
+            .context("no build of the services")?;
+            Ok(BuiltService {
+                service: service.clone(),
+                executable,
+                by_arch,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let program_builds = if together {
+        service_builds
     } else {
-        let builds = arch_builds(shell, &plan.program, |build| {
+        arch_builds(shell, &plan.program, |build| {
             in_generated.build(build, Which::Program)
-        })?;
-        programs_of(&builds, &generated, bin.as_deref())
+        })?
     };
+    let names = match bin {
+        Some(bin) => vec![bin.to_owned()],
+        None => generated.programs.clone(),
+    };
+    let programs = built_programs(&program_builds, &names)?;
     Ok(Built {
         project,
         services,
@@ -278,53 +256,81 @@ fn arch_builds(
     }
 }
 
-/// The programs of a package without services, built as `binaries` says.
-fn build_programs(
+/// A package without distributed functions: its binaries alone, from its own manifest.
+fn build_without_services(
     shell: &Shell,
-    binaries: &Binaries,
-    build: impl FnMut(For<'_>) -> Result<BTreeMap<String, PathBuf>>,
-) -> Result<Vec<BuiltProgram>> {
-    let builds = arch_builds(shell, binaries, build)?;
+    args: &BuildArgs,
+    plan: &Plan,
+    project: Project,
+    bin: Option<&str>,
+) -> Result<Built> {
+    shell.warn(format!(
+        "no #[turbolift::distribute] function in package `{}`: everything runs in-process",
+        project.package.name
+    ));
+    shell.status("Building", format!("`{}`", project.package.name));
+    let builds = arch_builds(shell, &plan.program, |build| {
+        let mut cargo = cargo::command(shell, args, &project, build)?;
+        cargo
+            .arg("--manifest-path")
+            .arg(project.package.manifest_path.as_std_path())
+            .arg("-p")
+            .arg(project.package.name.as_str());
+        match bin {
+            Some(bin) => cargo.arg("--bin").arg(bin),
+            None => cargo.arg("--bins"),
+        };
+        let features = args.feature_list();
+        if !features.is_empty() {
+            cargo.arg("--features").arg(features.join(","));
+        }
+        cargo::run(cargo).context("could not build the program; cargo's errors are above")
+    })?;
     let names: Vec<String> = builds
         .first()
-        .map(|(_, b)| b.keys().cloned().collect())
+        .map(|(_, exes)| exes.keys().cloned().collect())
         .unwrap_or_default();
-    Ok(collect_programs(&builds, &names))
+    Ok(Built {
+        services: Vec::new(),
+        programs: built_programs(&builds, &names)?,
+        project,
+    })
 }
 
-/// The program's binaries out of the builds of the generated workspace.
-fn programs_of(
-    builds: &[ArchBuild],
-    generated: &Generated,
-    bin: Option<&str>,
-) -> Vec<BuiltProgram> {
-    let names: Vec<String> = match bin {
-        Some(bin) => vec![bin.to_owned()],
-        None => generated.programs.clone(),
-    };
-    collect_programs(builds, &names)
-}
-
-fn collect_programs(builds: &[ArchBuild], names: &[String]) -> Vec<BuiltProgram> {
-    names
-        .iter()
-        .filter_map(|name| {
-            let mut found = builds
-                .iter()
-                .filter_map(|(arch, exes)| Some((*arch, exes.get(name)?.clone())));
-            let (first_arch, executable) = found.next()?;
-            let mut by_arch: Vec<(Arch, PathBuf)> = first_arch
-                .map(|a| (a, executable.clone()))
-                .into_iter()
-                .collect();
-            by_arch.extend(found.filter_map(|(a, exe)| Some((a?, exe))));
-            Some(BuiltProgram {
+/// The program's binaries `names` out of `builds`; a name no build made is left out.
+fn built_programs(builds: &[ArchBuild], names: &[String]) -> Result<Vec<BuiltProgram>> {
+    let mut programs = Vec::new();
+    for name in names {
+        if let Some((executable, by_arch)) = across(builds, |exes| Ok(exes.get(name).cloned()))? {
+            programs.push(BuiltProgram {
                 name: name.clone(),
                 executable,
                 by_arch,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(programs)
+}
+
+/// An executable for this machine or the first architecture, and each architecture's.
+type Executables = (PathBuf, Vec<(Arch, PathBuf)>);
+
+/// One executable across the builds: the first build's (for this machine, or the first
+/// architecture's), and each static build's by architecture; `None` if no build has it.
+fn across(
+    builds: &[ArchBuild],
+    mut pick: impl FnMut(&BTreeMap<String, PathBuf>) -> Result<Option<PathBuf>>,
+) -> Result<Option<Executables>> {
+    let mut first = None;
+    let mut by_arch = Vec::new();
+    for (arch, exes) in builds {
+        let Some(exe) = pick(exes)? else { continue };
+        if let Some(arch) = arch {
+            by_arch.push((*arch, exe.clone()));
+        }
+        first.get_or_insert(exe);
+    }
+    Ok(first.map(|exe| (exe, by_arch)))
 }
 
 /// A service's executable: its package's, linked under the service's name.

@@ -26,9 +26,9 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use turbolift_syntax::Replicas;
 
-use crate::build::{Binaries, Built, BuiltProgram, Plan, arch};
+use crate::build::{Binaries, Built, BuiltProgram, Plan, arch, plural};
 use crate::cli::{self, BuildArgs};
-use crate::shell::Shell;
+use crate::shell::{Shell, Spinner};
 pub use program::Signals;
 
 /// Replicas of a service when neither `--replicas` nor the attribute says: two, so that a
@@ -187,6 +187,36 @@ impl Platform {
             }
         }
     }
+}
+
+/// What to start on this machine: each built service's executable, `replicas` times; and
+/// a status line (a spinner on a terminal) while they start.
+pub fn specs(shell: &Shell, built: &Built, args: &BuildArgs) -> (Vec<ServiceSpec>, Spinner) {
+    let specs: Vec<ServiceSpec> = built
+        .services
+        .iter()
+        .map(|built| ServiceSpec {
+            name: built.service.name.clone(),
+            function_id: built.service.function.id.clone(),
+            executable: built.executable.clone(),
+            replicas: replicas(args, built.service.function.args.replicas, true).min,
+        })
+        .collect();
+    let count: u32 = specs.iter().map(|s| s.replicas).sum();
+    let spinner = if specs.is_empty() {
+        Spinner::none()
+    } else {
+        shell.spinner(
+            "Starting",
+            format!(
+                "{count} replica{} of {} service{}",
+                plural(count as usize),
+                specs.len(),
+                plural(specs.len())
+            ),
+        )
+    };
+    (specs, spinner)
 }
 
 /// Replicas of a service: `--replicas`, else the attribute's, else [`DEFAULT_REPLICAS`]

@@ -123,8 +123,8 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((10u64 << attempt.min(6)).min(500))
 }
 
-/// The pause after the `n`th `busy`: growing from 1 ms to at most 100 ms, with jitter so
-/// that callers turned away together do not come back together.
+/// The pause after the `n`th `busy`: 1–2 ms after the first, doubling to 50–100 ms, with
+/// jitter so that callers turned away together do not come back together.
 fn busy_pause(n: u32) -> Duration {
     let ceiling = (1u64 << n.min(7)).min(100);
     let nanos = std::time::SystemTime::now()

@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use super::image::{self, Image, Images};
 use super::program::OnThisMachine;
-use super::{Running, ServiceSpec, Start, replicas};
+use super::{Running, Start, specs};
 use crate::build::Built;
 use crate::cli::BuildArgs;
 use crate::generate;
@@ -60,17 +60,8 @@ impl Docker {
         built: &Built,
         start: &Start<'_>,
     ) -> Result<Box<dyn Running>> {
-        let specs: Vec<ServiceSpec> = built
-            .services
-            .iter()
-            .map(|built| ServiceSpec {
-                name: built.service.name.clone(),
-                function_id: built.service.function.id.clone(),
-                executable: built.executable.clone(),
-                replicas: replicas(start.args, built.service.function.args.replicas, true).min,
-            })
-            .collect();
         let started = Instant::now();
+        let (specs, spinner) = specs(shell, built, start.args);
         let containers = Containers::start(
             shell,
             built.project.package.name.as_str(),
@@ -79,6 +70,7 @@ impl Docker {
             &self.host,
             start,
         )?;
+        drop(spinner);
         Ok(Box::new(OnThisMachine::new(
             shell,
             Box::new(containers),
