@@ -29,6 +29,9 @@ pub struct Config {
     default_timeout: Option<Duration>,
     timeouts: HashMap<String, Duration>,
     max_attempts: Option<u32>,
+    /// The endpoints were read from `TURBOLIFT_ENDPOINTS`, which names every function that
+    /// has a service in the run: a function it does not name is warned about.
+    endpoints_from_var: bool,
 }
 
 impl fmt::Debug for Config {
@@ -39,6 +42,7 @@ impl fmt::Debug for Config {
             .field("default_timeout", &self.default_timeout)
             .field("timeouts", &self.timeouts)
             .field("max_attempts", &self.max_attempts)
+            .field("endpoints_from_var", &self.endpoints_from_var)
             .finish()
     }
 }
@@ -56,9 +60,14 @@ impl Config {
     }
 
     /// Like [`Config::from_env`], from any source of variables.
+    ///
+    /// When `TURBOLIFT_ENDPOINTS` is among them, it is taken to name every function that
+    /// has a service: the first call of a function it does not name prints a warning
+    /// before running in-process (see `docs/configuration.md`).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let mut config = Config::new();
         if let Some(text) = var(env::ENDPOINTS) {
+            config.endpoints_from_var = true;
             for (id, urls) in parse_map(env::ENDPOINTS, &text)? {
                 let urls: Vec<String> = urls
                     .split(',')
@@ -168,6 +177,12 @@ impl Config {
         self.endpoints.get(id).map(Vec::as_slice)
     }
 
+    /// How many functions `TURBOLIFT_ENDPOINTS` names, when the endpoints were read from it:
+    /// then a function it leaves out was missed by whoever set it, not left out on purpose.
+    pub(crate) fn functions_named_by_var(&self) -> Option<usize> {
+        self.endpoints_from_var.then_some(self.endpoints.len())
+    }
+
     pub(crate) fn secret_value(&self) -> Option<&str> {
         self.secret.as_deref()
     }
@@ -264,6 +279,25 @@ mod tests {
         );
         assert_eq!(config.attempts_for(2), 7);
         assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn only_endpoints_read_from_the_variable_are_taken_as_every_function() {
+        let from_var = |value: &str| {
+            Config::from_vars(vars(&[(env::ENDPOINTS, value)]))
+                .unwrap()
+                .functions_named_by_var()
+        };
+        assert_eq!(from_var("a=http://h:1;b=http://h:2"), Some(2));
+        assert_eq!(from_var(""), Some(0));
+        assert_eq!(
+            Config::from_vars(vars(&[]))
+                .unwrap()
+                .functions_named_by_var(),
+            None
+        );
+        let in_code = Config::new().endpoint("a", ["http://h:1"]);
+        assert_eq!(in_code.functions_named_by_var(), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -17,8 +17,12 @@ use crate::Error;
 /// How long a replica that refused a connection is passed over while others are healthy.
 const COOL_DOWN: Duration = Duration::from_millis(250);
 
-/// A function's remote route as resolved from one configuration generation.
-pub(crate) struct RemoteCache(ArcSwapOption<Resolved>);
+/// A function's remote route as resolved from one configuration generation, and whether
+/// the process was told that the function has no service.
+pub(crate) struct RemoteCache {
+    resolved: ArcSwapOption<Resolved>,
+    warned: AtomicBool,
+}
 
 struct Resolved {
     generation: u64,
@@ -27,15 +31,51 @@ struct Resolved {
 
 impl RemoteCache {
     pub(crate) const fn new() -> Self {
-        RemoteCache(ArcSwapOption::const_empty())
+        RemoteCache {
+            resolved: ArcSwapOption::const_empty(),
+            warned: AtomicBool::new(false),
+        }
     }
+
+    /// Says, once per process, that function `id` runs in-process although
+    /// `TURBOLIFT_ENDPOINTS` (naming `named` functions) is meant to name every function
+    /// with a service: on stderr, which needs no subscriber, and as a `turbolift` event.
+    fn warn_no_service(&self, id: &str, named: usize) {
+        if self.warned.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        eprintln!("warning: turbolift: {}", no_service_message(id, named));
+        tracing::warn!(
+            target: "turbolift",
+            function = id,
+            named,
+            "the function has no service in this run, so it runs in this process"
+        );
+    }
+}
+
+/// Why function `id`, which `TURBOLIFT_ENDPOINTS` (naming `named` functions) leaves out,
+/// runs in-process, and the ways a function escapes `cargo turbolift`'s discovery.
+pub(crate) fn no_service_message(id: &str, named: usize) -> String {
+    let others = match named {
+        0 => "names no function".to_owned(),
+        1 => "names 1 other function".to_owned(),
+        n => format!("names {n} other functions"),
+    };
+    format!(
+        "`{id}` has no service in this run ({} {others}), so it runs in this process. \
+         cargo turbolift finds functions by reading the source: a function made by a macro, \
+         under a #[cfg] it does not follow, marked through a re-export of the attribute, or \
+         in a dependency it does not read gets no service (see docs/limitations.md).",
+        protocol::env::ENDPOINTS
+    )
 }
 
 impl FnInfo {
     /// Where calls of this function go: `None` runs it in-process.
     pub(crate) fn remote(&'static self) -> Result<Option<Arc<Remote>>, Error> {
         let generation = config::generation();
-        if let Some(resolved) = &*self.remote.0.load()
+        if let Some(resolved) = &*self.remote.resolved.load()
             && resolved.generation == generation
         {
             return Ok(resolved.remote.clone());
@@ -43,10 +83,15 @@ impl FnInfo {
         let (generation, config) = config::current();
         let config = config?;
         let remote = match config.urls(self.id()) {
-            None => None,
             Some(urls) => Some(Arc::new(Remote::new(self, &config, urls)?)),
+            None => {
+                if let Some(named) = config.functions_named_by_var() {
+                    self.remote.warn_no_service(self.id(), named);
+                }
+                None
+            }
         };
-        self.remote.0.store(Some(Arc::new(Resolved {
+        self.remote.resolved.store(Some(Arc::new(Resolved {
             generation,
             remote: remote.clone(),
         })));
@@ -181,4 +226,26 @@ impl Drop for InFlight<'_> {
 fn now_millis() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_service_message;
+
+    #[test]
+    fn the_warning_names_the_function_and_how_many_the_variable_names() {
+        let text = no_service_message("engine::made::plus_one", 4);
+        assert!(
+            text.starts_with(
+                "`engine::made::plus_one` has no service in this run \
+                 (TURBOLIFT_ENDPOINTS names 4 other functions), so it runs in this process."
+            ),
+            "{text}"
+        );
+        assert!(text.contains("made by a macro"), "{text}");
+        assert!(
+            no_service_message("f", 1).contains("(TURBOLIFT_ENDPOINTS names 1 other function)")
+        );
+        assert!(no_service_message("f", 0).contains("(TURBOLIFT_ENDPOINTS names no function)"));
+    }
 }

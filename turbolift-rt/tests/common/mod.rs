@@ -1,7 +1,10 @@
 //! What the tests that run services on 127.0.0.1 share: a service started and stopped
-//! in the test's runtime, functions routed to it, an address nothing listens on.
+//! in the test's runtime, functions routed to it, an address nothing listens on, and a
+//! `tracing` subscriber that records everything ([`events`]).
 
 #![allow(dead_code)] // each test crate uses its own part
+
+pub mod events;
 
 use std::sync::Mutex;
 
