@@ -12,3 +12,4 @@ mod kubernetes;
 mod lifecycle;
 mod programs;
 mod support;
+mod workspaces;

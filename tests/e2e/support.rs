@@ -266,3 +266,25 @@ pub fn kill(pid: u32, signal: &str) {
         .unwrap();
     assert!(status.success(), "kill -{signal} {pid}");
 }
+
+/// Live processes whose executable lies under `dir`, with that executable (a replaced
+/// or deleted file's path without its ` (deleted)` mark).
+pub fn processes_under(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            continue;
+        };
+        let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(path) => PathBuf::from(path),
+            None => exe,
+        };
+        if exe.starts_with(dir) && alive(pid) {
+            found.push((pid, exe));
+        }
+    }
+    found
+}
