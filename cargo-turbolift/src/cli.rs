@@ -48,6 +48,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Build, start the services on this machine, run the program against them
     Run(RunArgs),
+    /// Build the package's tests, start the services, run the tests against them
+    Test(TestArgs),
     /// Remove the containers and networks that `--platform docker` runs left behind
     Clean(CleanArgs),
     /// Build for Kubernetes, apply the services and wait until they are ready
@@ -133,8 +135,37 @@ pub struct BuildArgs {
     pub bin: Option<String>,
 
     /// Build artifacts in release mode, with optimizations
-    #[arg(short, long, help_heading = "Compilation Options")]
+    #[arg(
+        short,
+        long,
+        help_heading = "Compilation Options",
+        conflicts_with = "profile"
+    )]
     pub release: bool,
+
+    /// Build artifacts with the specified profile
+    #[arg(
+        long,
+        value_name = "PROFILE-NAME",
+        help_heading = "Compilation Options"
+    )]
+    pub profile: Option<String>,
+
+    /// Number of parallel jobs, defaults to # of CPUs
+    #[arg(short, long, value_name = "N", help_heading = "Compilation Options")]
+    pub jobs: Option<String>,
+
+    /// Assert that `Cargo.lock` will remain unchanged
+    #[arg(long, help_heading = "Manifest Options")]
+    pub locked: bool,
+
+    /// Run without accessing the network
+    #[arg(long, help_heading = "Manifest Options")]
+    pub offline: bool,
+
+    /// Equivalent to specifying both --locked and --offline
+    #[arg(long, help_heading = "Manifest Options")]
+    pub frozen: bool,
 
     /// Space or comma separated list of features to activate
     #[arg(
@@ -228,6 +259,40 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    /// If specified, only run tests containing this string in their names
+    #[arg(value_name = "TESTNAME")]
+    pub testname: Option<String>,
+
+    /// Run all tests regardless of failure
+    #[arg(long, help_heading = "Test Options")]
+    pub no_fail_fast: bool,
+
+    /// Test only this package's library
+    #[arg(long, help_heading = "Target Selection")]
+    pub lib: bool,
+
+    /// Test all binaries
+    #[arg(long, help_heading = "Target Selection")]
+    pub bins: bool,
+
+    /// Test only the specified test target
+    #[arg(long = "test", value_name = "NAME", help_heading = "Target Selection")]
+    pub test: Vec<String>,
+
+    /// Test all targets that have `test = true` set
+    #[arg(long, help_heading = "Target Selection")]
+    pub tests: bool,
+
+    /// Arguments for the test binary
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct CleanArgs {
     /// Also remove those of runs that are still going, or of other machines
     #[arg(long)]
@@ -235,6 +300,21 @@ pub struct CleanArgs {
 }
 
 impl BuildArgs {
+    /// `--locked`, `--offline` and `--frozen`, for every cargo command.
+    pub fn resolve_flags(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        if self.locked {
+            flags.push("--locked");
+        }
+        if self.offline {
+            flags.push("--offline");
+        }
+        if self.frozen {
+            flags.push("--frozen");
+        }
+        flags
+    }
+
     /// The features the user asked for, split as cargo splits them.
     pub fn feature_list(&self) -> Vec<String> {
         self.features

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     let result = match &args.command {
         Command::Build(build) => done(commands::build::run(&shell, build)),
         Command::Run(run) => commands::run::run(&shell, run),
+        Command::Test(test) => commands::test::run(&shell, test),
         Command::Clean(clean) => done(commands::clean::run(&shell, clean)),
         Command::Deploy(deploy) => done(commands::deploy::run(&shell, deploy)),
         Command::Delete(delete) => done(commands::delete::run(&shell, delete)),

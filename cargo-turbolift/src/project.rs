@@ -3,64 +3,104 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use cargo_metadata::{Metadata, MetadataCommand, Package, TargetKind as CargoKind};
+use cargo_metadata::{
+    CargoOpt, DependencyKind, Metadata, MetadataCommand, Package, PackageId,
+    TargetKind as CargoKind,
+};
 
 use crate::cli::BuildArgs;
 use crate::discover::{Target, TargetKind};
 
-/// The package to distribute and where its workspace builds.
+/// The package to distribute, the libraries of the user's own code it depends on, and
+/// where its workspace builds.
 pub struct Project {
     pub metadata: Metadata,
     pub package: Package,
     pub target_dir: PathBuf,
     /// The key under which the package depends on `turbolift` (usually `turbolift`).
     pub turbolift_key: String,
+    /// The other libraries whose functions are served: every workspace member and path
+    /// dependency in the package's dependency graph (normal dependencies, and with
+    /// [`Walk::WithDevDependencies`] the package's dev-dependencies) that depends on
+    /// `turbolift`. Registry and git dependencies are not the user's sources and are not
+    /// walked.
+    pub libraries: Vec<Library>,
+}
+
+/// A library of the user's whose functions get services of their own.
+#[derive(Debug, Clone)]
+pub struct Library {
+    pub package: Package,
+    /// Its library target.
+    pub target: Target,
+}
+
+impl Library {
+    pub fn root(&self) -> &Path {
+        package_root(&self.package)
+    }
+
+    /// The crate name of its library, as code names it.
+    pub fn crate_name(&self) -> String {
+        self.target.name.replace('-', "_")
+    }
+}
+
+/// Which package to pick when none is named (`-p`) and the manifest is a virtual
+/// workspace's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The one member with a binary (`--bin`'s member, if given), as `cargo run` picks.
+    Program,
+    /// The package of the manifest or of the current directory; at a virtual root, the
+    /// only member.
+    Package,
+}
+
+/// Which dependencies lead to libraries to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    Normal,
+    /// Also the package's own dev-dependencies (for its tests).
+    WithDevDependencies,
 }
 
 impl Project {
-    pub fn load(args: &BuildArgs) -> Result<Project> {
-        let mut command = MetadataCommand::new();
-        command.no_deps();
-        if let Some(path) = &args.manifest_path {
-            command.manifest_path(path);
-        }
-        let metadata = command
-            .exec()
-            .context("could not read the package with `cargo metadata`")?;
-        let package = select_package(&metadata, args)?.clone();
-        let Some(turbolift) = package
-            .dependencies
-            .iter()
-            .find(|d| d.name == "turbolift" && d.kind == cargo_metadata::DependencyKind::Normal)
-        else {
-            bail!(
+    pub fn load(args: &BuildArgs, pick: Pick, walk: Walk) -> Result<Project> {
+        let metadata = metadata(args)?;
+        let package = select_package(&metadata, args, pick)?.clone();
+        Project::of(metadata, package, args, walk)
+    }
+
+    /// The project of `package`, from metadata already read.
+    pub fn of(
+        metadata: Metadata,
+        package: Package,
+        args: &BuildArgs,
+        walk: Walk,
+    ) -> Result<Project> {
+        let turbolift_key = turbolift_key(&package).with_context(|| {
+            format!(
                 "package `{}` does not depend on `turbolift`; add it to [dependencies] in {}",
-                package.name,
-                package.manifest_path
-            );
-        };
-        let turbolift_key = turbolift
-            .rename
-            .clone()
-            .unwrap_or_else(|| turbolift.name.clone());
+                package.name, package.manifest_path
+            )
+        })?;
         let target_dir = match &args.target_dir {
             Some(dir) => std::path::absolute(dir).context("the --target-dir path")?,
             None => metadata.target_directory.clone().into_std_path_buf(),
         };
+        let libraries = libraries(&metadata, &package, walk);
         Ok(Project {
             metadata,
             package,
             target_dir,
             turbolift_key,
+            libraries,
         })
     }
 
     pub fn package_root(&self) -> &Path {
-        self.package
-            .manifest_path
-            .parent()
-            .expect("a manifest is in a directory")
-            .as_std_path()
+        package_root(&self.package)
     }
 
     pub fn workspace_root(&self) -> &Path {
@@ -82,6 +122,7 @@ impl Project {
                     return None;
                 };
                 Some(Target {
+                    package: self.package.name.to_string(),
                     name: t.name.clone(),
                     kind,
                     root: t.src_path.clone().into_std_path_buf(),
@@ -133,6 +174,25 @@ impl Project {
         }
     }
 
+    /// The package's `[lints]` table, or its workspace's `[workspace.lints]` when it says
+    /// `lints.workspace = true`.
+    pub fn lints(&self) -> Result<Option<toml::Value>> {
+        let read = |path: &Path| -> Result<toml::Table> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
+        };
+        let manifest = read(self.package.manifest_path.as_std_path())?;
+        let Some(lints) = manifest.get("lints") else {
+            return Ok(None);
+        };
+        if lints.get("workspace").and_then(toml::Value::as_bool) == Some(true) {
+            let root = read(&self.workspace_root().join("Cargo.toml"))?;
+            return Ok(root.get("workspace").and_then(|w| w.get("lints")).cloned());
+        }
+        Ok(Some(lints.clone()))
+    }
+
     /// The build script's path, if the package has one.
     pub fn build_script(&self) -> Option<PathBuf> {
         self.package
@@ -143,7 +203,123 @@ impl Project {
     }
 }
 
-fn select_package<'m>(metadata: &'m Metadata, args: &BuildArgs) -> Result<&'m Package> {
+/// `cargo metadata` of the workspace, with the dependency graph resolved for the features
+/// asked for (so that optional dependencies are walked only when enabled).
+pub fn metadata(args: &BuildArgs) -> Result<Metadata> {
+    let mut command = MetadataCommand::new();
+    if let Some(path) = &args.manifest_path {
+        command.manifest_path(path);
+    }
+    if args.all_features {
+        command.features(CargoOpt::AllFeatures);
+    }
+    if args.no_default_features {
+        command.features(CargoOpt::NoDefaultFeatures);
+    }
+    let features = args.feature_list();
+    if !features.is_empty() {
+        command.features(CargoOpt::SomeFeatures(features));
+    }
+    for flag in args.resolve_flags() {
+        command.other_options(vec![flag.to_owned()]);
+    }
+    command
+        .exec()
+        .context("could not read the package with `cargo metadata`")
+}
+
+/// Whether `package` depends on `turbolift` (under any key).
+pub fn depends_on_turbolift(package: &Package) -> bool {
+    turbolift_key(package).is_some()
+}
+
+/// The key under which `package` depends on `turbolift`, if it does.
+fn turbolift_key(package: &Package) -> Option<String> {
+    package
+        .dependencies
+        .iter()
+        .find(|d| d.name == "turbolift" && d.kind == DependencyKind::Normal)
+        .map(|d| d.rename.clone().unwrap_or_else(|| d.name.clone()))
+}
+
+fn package_root(package: &Package) -> &Path {
+    package
+        .manifest_path
+        .parent()
+        .expect("a manifest is in a directory")
+        .as_std_path()
+}
+
+/// The user's libraries in `package`'s dependency graph that depend on `turbolift`, in the
+/// order a breadth-first walk meets them.
+fn libraries(metadata: &Metadata, package: &Package, walk: Walk) -> Vec<Library> {
+    let Some(resolve) = &metadata.resolve else {
+        return Vec::new();
+    };
+    let node = |id: &PackageId| resolve.nodes.iter().find(|n| &n.id == id);
+    let mut seen: Vec<&PackageId> = vec![&package.id];
+    let mut queue: std::collections::VecDeque<&PackageId> = [&package.id].into();
+    let mut found = Vec::new();
+    while let Some(id) = queue.pop_front() {
+        let Some(node) = node(id) else { continue };
+        for dep in &node.deps {
+            let follow = dep.dep_kinds.iter().any(|k| match k.kind {
+                DependencyKind::Normal => true,
+                DependencyKind::Development => {
+                    walk == Walk::WithDevDependencies && id == &package.id
+                }
+                _ => false,
+            });
+            if !follow || seen.contains(&&dep.pkg) {
+                continue;
+            }
+            seen.push(&dep.pkg);
+            let Some(dependency) = metadata.packages.iter().find(|p| p.id == dep.pkg) else {
+                continue;
+            };
+            // Registry and git dependencies are not the user's sources.
+            if dependency.source.is_some() {
+                continue;
+            }
+            queue.push_back(&dep.pkg);
+            if turbolift_key(dependency).is_none() {
+                continue;
+            }
+            if let Some(lib) = dependency
+                .targets
+                .iter()
+                .find(|t| t.kind.contains(&CargoKind::Lib) || t.kind.contains(&CargoKind::RLib))
+            {
+                found.push(Library {
+                    package: dependency.clone(),
+                    target: Target {
+                        package: dependency.name.to_string(),
+                        name: lib.name.clone(),
+                        kind: TargetKind::Lib,
+                        root: lib.src_path.clone().into_std_path_buf(),
+                    },
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The packages whose tests `cargo test` would run: `-p`'s, the package of the manifest
+/// or of the current directory, else every default member of the workspace.
+pub fn packages_to_test(metadata: &Metadata, args: &BuildArgs) -> Result<Vec<Package>> {
+    match select_package(metadata, args, Pick::Package) {
+        Ok(package) => Ok(vec![package.clone()]),
+        Err(_) if args.package.is_none() => Ok(metadata
+            .workspace_default_packages()
+            .into_iter()
+            .cloned()
+            .collect()),
+        Err(e) => Err(e),
+    }
+}
+
+fn select_package<'m>(metadata: &'m Metadata, args: &BuildArgs, pick: Pick) -> Result<&'m Package> {
     let members: Vec<&Package> = metadata.workspace_packages();
     if let Some(spec) = &args.package {
         return members
@@ -152,8 +328,8 @@ fn select_package<'m>(metadata: &'m Metadata, args: &BuildArgs) -> Result<&'m Pa
             .copied()
             .with_context(|| {
                 format!(
-                    "package `{spec}` is not a member of the workspace (members: {})",
-                    names(&members)
+                    "package(s) `{spec}` not found in workspace `{}`",
+                    metadata.workspace_root
                 )
             });
     }
@@ -172,14 +348,47 @@ fn select_package<'m>(metadata: &'m Metadata, args: &BuildArgs) -> Result<&'m Pa
             return Ok(package);
         }
     }
-    match members.as_slice() {
-        [one] => Ok(one),
-        _ => bail!(
-            "{} is a virtual workspace manifest; choose a package with `-p NAME` (one of: {})",
-            metadata.workspace_root.join("Cargo.toml"),
-            names(&members)
-        ),
+    if let [one] = members.as_slice() {
+        return Ok(one);
     }
+    if pick == Pick::Program {
+        // As `cargo run` at a virtual root: the member with `--bin`, else the only member
+        // with a binary.
+        let has_bin = |p: &&&Package, name: Option<&str>| {
+            p.targets
+                .iter()
+                .any(|t| t.is_bin() && name.is_none_or(|n| t.name == n))
+        };
+        let with_bins: Vec<&&Package> = members
+            .iter()
+            .filter(|p| has_bin(p, args.bin.as_deref()))
+            .collect();
+        match (with_bins.as_slice(), &args.bin) {
+            ([one], _) => return Ok(one),
+            ([], Some(bin)) => bail!("no bin target named `{bin}`"),
+            ([], None) => bail!("a bin target must be available for `cargo run`"),
+            (_, Some(bin)) => bail!(
+                "`cargo run` can run at most one executable, but multiple were specified: `{bin}` is in {}",
+                names(&with_bins.iter().map(|p| **p).collect::<Vec<_>>())
+            ),
+            (many, None) => bail!(
+                "`cargo run` could not determine which binary to run. Use the `--bin` option to specify a binary, or the `default-run` manifest key.\navailable binaries: {}",
+                many.iter()
+                    .flat_map(|p| p
+                        .targets
+                        .iter()
+                        .filter(|t| t.is_bin())
+                        .map(|t| t.name.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    bail!(
+        "{} is a virtual workspace manifest; choose a package with `-p NAME` (one of: {})",
+        metadata.workspace_root.join("Cargo.toml"),
+        names(&members)
+    )
 }
 
 /// The `Cargo.toml` of the current directory or its nearest ancestor, as cargo finds it.

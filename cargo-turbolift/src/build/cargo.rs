@@ -30,12 +30,33 @@ pub fn command(
     project: &Project,
     build: For<'_>,
 ) -> Result<Command> {
+    cargo(&["build"], shell, args, project, build)
+}
+
+/// `cargo test --no-run`, with the same flags: builds the tests and runs none.
+pub fn test_command(shell: &Shell, args: &BuildArgs, project: &Project) -> Result<Command> {
+    cargo(
+        &["test", "--no-run"],
+        shell,
+        args,
+        project,
+        For::ThisMachine,
+    )
+}
+
+fn cargo(
+    subcommand: &[&str],
+    shell: &Shell,
+    args: &BuildArgs,
+    project: &Project,
+    build: For<'_>,
+) -> Result<Command> {
     let target_dir = match build {
         For::Static(..) => arch::static_target_dir(&project.target_dir),
         For::ThisMachine => project.target_dir.clone(),
     };
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.arg("build")
+    cmd.args(subcommand)
         .arg("--message-format=json-render-diagnostics")
         .arg("--target-dir")
         .arg(target_dir)
@@ -46,6 +67,13 @@ pub fn command(
     if args.release {
         cmd.arg("--release");
     }
+    if let Some(profile) = &args.profile {
+        cmd.arg("--profile").arg(profile);
+    }
+    if let Some(jobs) = &args.jobs {
+        cmd.arg("--jobs").arg(jobs);
+    }
+    cmd.args(args.resolve_flags());
     if args.all_features {
         cmd.arg("--all-features");
     }
@@ -90,6 +118,54 @@ pub fn run(mut cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
         bail!("cargo exited with {status}");
     }
     Ok(executables)
+}
+
+/// A test executable cargo built.
+#[derive(Debug, Clone)]
+pub struct TestBinary {
+    /// The target's name and kind (`lib`, `bin`, `test`, ...), as cargo shows them.
+    pub target: String,
+    pub kind: String,
+    /// The target's root file.
+    pub src_path: PathBuf,
+    pub executable: PathBuf,
+}
+
+/// Runs `cargo test --no-run` with its diagnostics going straight to the user; the test
+/// executables it built, in the order cargo reported them.
+pub fn run_tests(mut cmd: Command) -> Result<Vec<TestBinary>> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("could not start cargo")?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut tests = Vec::new();
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        match message.context("cannot read cargo's output")? {
+            Message::CompilerArtifact(artifact) if artifact.profile.test => {
+                if let Some(exe) = artifact.executable {
+                    tests.push(TestBinary {
+                        target: artifact.target.name.clone(),
+                        kind: artifact
+                            .target
+                            .kind
+                            .first()
+                            .map_or_else(|| "test".to_owned(), ToString::to_string),
+                        src_path: artifact.target.src_path.clone().into_std_path_buf(),
+                        executable: exe.into_std_path_buf(),
+                    });
+                }
+            }
+            Message::TextLine(line) => println!("{line}"),
+            _ => {}
+        }
+    }
+    let status = child.wait().context("cargo did not finish")?;
+    if !status.success() {
+        bail!("cargo exited with {status}");
+    }
+    Ok(tests)
 }
 
 /// Makes `link` the same file as `exe` (a hard link, else a copy), atomically: a service

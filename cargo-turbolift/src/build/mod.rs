@@ -8,7 +8,7 @@
 //! not (Docker), they are built apart.
 
 pub mod arch;
-mod cargo;
+pub mod cargo;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ pub enum Programs<'a> {
     Selected(Option<&'a str>),
     /// The one to run: `--bin NAME`, `default-run`, or the only one.
     One(Option<&'a str>),
+    /// None: the services alone.
+    None,
 }
 
 /// Everything a platform needs, built.
@@ -73,6 +75,9 @@ pub struct BuiltProgram {
     pub executable: PathBuf,
     /// Each architecture's static executable, when the plan asked for static builds.
     pub by_arch: Vec<(Arch, PathBuf)>,
+    /// What the `Running` line shows for it, as cargo shows a test binary; by default the
+    /// executable and its arguments.
+    pub title: Option<String>,
 }
 
 impl Built {
@@ -86,15 +91,24 @@ impl Built {
 pub fn build(
     shell: &Shell,
     args: &BuildArgs,
+    project: Project,
     plan: &Plan,
     programs: Programs<'_>,
 ) -> Result<Built> {
-    let project = Project::load(args)?;
     let bin = match programs {
         Programs::Selected(bin) => bin.map(str::to_owned),
         Programs::One(bin) => Some(project.program(bin)?),
+        Programs::None => None,
     };
+    let no_programs = matches!(programs, Programs::None);
     let functions = discover(shell, &project)?;
+    if functions.is_empty() && no_programs {
+        return Ok(Built {
+            project,
+            services: Vec::new(),
+            programs: Vec::new(),
+        });
+    }
     if functions.is_empty() {
         return build_without_services(shell, args, plan, project, bin.as_deref());
     }
@@ -126,7 +140,7 @@ pub fn build(
         bin: bin.as_deref(),
     };
     // Services and program together when both are built the same way.
-    let together = plan.services == plan.program;
+    let together = plan.services == plan.program && !no_programs;
     let service_builds = arch_builds(shell, &plan.services, |build| {
         in_generated.build(
             build,
@@ -154,6 +168,8 @@ pub fn build(
         .collect::<Result<Vec<_>>>()?;
     let program_builds = if together {
         service_builds
+    } else if no_programs {
+        Vec::new()
     } else {
         arch_builds(shell, &plan.program, |build| {
             in_generated.build(build, Which::Program)
@@ -202,7 +218,14 @@ impl InGenerated<'_> {
             .arg(generated.dir.join("Cargo.toml"));
         // Only binaries are roots: the libraries (the original crates, under their own
         // names) are then not copied out side by side.
-        let program_package = generated.program_package.as_str();
+        let Some(program_package) = generated.program_package.as_deref() else {
+            // No binaries: the services are everything.
+            if matches!(which, Which::Program) {
+                return Ok(BTreeMap::new());
+            }
+            cargo.args(["--workspace", "--bins"]);
+            return self.run(cargo);
+        };
         match (which, self.bin) {
             (Which::Everything, None) => cargo.args(["--workspace", "--bins"]),
             (Which::Services, _) => {
@@ -218,10 +241,17 @@ impl InGenerated<'_> {
             }
             (Which::Program, Some(bin)) => cargo.args(["-p", program_package, "--bin", bin]),
         };
+        self.run(cargo)
+    }
+
+    /// Runs one of these cargo invocations, with the user's features for the packages
+    /// that mirror theirs.
+    fn run(&self, mut cargo: std::process::Command) -> Result<BTreeMap<String, PathBuf>> {
+        let generated = self.generated;
         let features = self.args.feature_list();
         if !features.is_empty() {
             let qualified: Vec<String> = generated
-                .packages
+                .mirrors
                 .iter()
                 .flat_map(|p| features.iter().map(move |f| format!("{p}/{f}")))
                 .collect();
@@ -306,6 +336,7 @@ fn built_programs(builds: &[ArchBuild], names: &[String]) -> Result<Vec<BuiltPro
                 name: name.clone(),
                 executable,
                 by_arch,
+                title: None,
             });
         }
     }
@@ -346,7 +377,21 @@ fn link_service(service: &Service, executables: &BTreeMap<String, PathBuf>) -> R
 
 /// Finds the distributed functions, or reports every problem and fails.
 fn discover(shell: &Shell, project: &Project) -> Result<Vec<DistributedFn>> {
-    let discovery = Discovery::of_targets(project.package_root(), &project.targets());
+    let own = project.targets();
+    // A library's files are shown relative to the workspace root when they are in it.
+    let workspace = project.workspace_root();
+    let targets =
+        own.iter()
+            .map(|t| (project.package_root(), t))
+            .chain(project.libraries.iter().map(|lib| {
+                let base = if lib.root().starts_with(workspace) {
+                    workspace
+                } else {
+                    lib.root()
+                };
+                (base, &lib.target)
+            }));
+    let discovery = Discovery::of_targets(targets);
     let count = discovery.diagnostics.len() + discovery.errors.len();
     if count == 0 {
         return Ok(discovery.functions);

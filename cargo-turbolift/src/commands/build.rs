@@ -6,6 +6,7 @@ use anyhow::Result;
 use crate::build::{self, Programs};
 use crate::cli::{self, BuildArgs};
 use crate::platform::Platform;
+use crate::project::{Pick, Project, Walk};
 use crate::shell::Shell;
 
 pub fn run(shell: &Shell, args: &BuildArgs) -> Result<()> {
@@ -15,7 +16,8 @@ pub fn run(shell: &Shell, args: &BuildArgs) -> Result<()> {
         cli::Platform::Kubernetes => Programs::One(args.bin.as_deref()),
         _ => Programs::Selected(args.bin.as_deref()),
     };
-    let built = build::build(shell, args, &platform.plan(args), programs)?;
+    let project = Project::load(args, Pick::Package, Walk::Normal)?;
+    let built = build::build(shell, args, project, &platform.plan(args), programs)?;
     for service in &built.services {
         let id = &service.service.function.id;
         shell.status(

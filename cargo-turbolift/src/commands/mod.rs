@@ -6,3 +6,4 @@ pub mod clean;
 pub mod delete;
 pub mod deploy;
 pub mod run;
+pub mod test;

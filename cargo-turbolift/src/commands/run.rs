@@ -11,6 +11,7 @@ use crate::build::{self, Programs};
 use crate::cli::RunArgs;
 use crate::generate;
 use crate::platform::{Platform, Signals, Start, random_hex};
+use crate::project::{Pick, Project, Walk};
 use crate::shell::Shell;
 
 /// How many runs' logs are kept under `target/turbolift/<package>/logs/`.
@@ -23,9 +24,11 @@ pub fn run(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
     let mut platform = Platform::pick(&args.build)?;
     platform.check_start(&args.build)?;
     let plan = platform.plan(&args.build);
+    let project = Project::load(&args.build, Pick::Program, Walk::Normal)?;
     let built = build::build(
         shell,
         &args.build,
+        project,
         &plan,
         Programs::One(args.build.bin.as_deref()),
     )?;

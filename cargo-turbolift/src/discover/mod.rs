@@ -22,6 +22,8 @@ pub enum TargetKind {
 /// A crate target to walk: its name, kind and root file.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The package it belongs to.
+    pub package: String,
     pub name: String,
     pub kind: TargetKind,
     pub root: PathBuf,
@@ -50,13 +52,16 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    /// Walks each target and checks that ids are unique across them.
-    pub fn of_targets(package_root: &Path, targets: &[Target]) -> Discovery {
+    /// Walks each target (with the directory its files are shown relative to) and checks
+    /// that ids are unique across them.
+    pub fn of_targets<'t>(targets: impl IntoIterator<Item = (&'t Path, &'t Target)>) -> Discovery {
         let mut discovery = Discovery::default();
-        for target in targets {
-            walk_target(package_root, target, &mut discovery);
+        let mut first_base = None;
+        for (base, target) in targets {
+            walk_target(base, target, &mut discovery);
+            first_base.get_or_insert(base);
         }
-        discovery.check_unique_ids(package_root);
+        discovery.check_unique_ids(first_base.unwrap_or(Path::new(".")));
         discovery
     }
 

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use cargo_metadata::{Dependency, DependencyKind, Package};
 use toml::{Table, Value};
 
+use crate::project::Library;
 use crate::templates::{self, Value as Filled};
 
 /// The generated workspace's manifest: its members, and the `[profile]`, `[patch]` and
@@ -65,6 +66,8 @@ pub struct PackageManifest<'a> {
     pub package: &'a Package,
     /// The key of the `turbolift` dependency.
     pub turbolift_key: &'a str,
+    /// The `[lints]` table: the package's own (or its workspace's), or warnings allowed.
+    pub lints: Option<Value>,
     /// The library of the original package, which binaries' code uses, as a dependency
     /// (for a function in a binary target, and for the program, of a package that also
     /// has a library).
@@ -150,6 +153,10 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
         ("build_dependencies", Filled::toml(build_dependencies)),
         ("features", Filled::toml(features)),
         (
+            "lints",
+            m.lints.clone().map_or(Filled::Absent, Filled::Toml),
+        ),
+        (
             "target",
             if targets.is_empty() {
                 Filled::Absent
@@ -176,6 +183,48 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
             templates::PROGRAM_MANIFEST.render(&values)
         }
     }
+}
+
+/// The manifest of the service package of one of the user's libraries: its executable,
+/// `main.rs`, links the library as the program does (the original package, by path) and
+/// `turbolift` with its `service` feature.
+pub fn library_package(name: &str, library: &Library, crate_name: &str) -> Result<String> {
+    let package = &library.package;
+    let turbolift = package
+        .dependencies
+        .iter()
+        .find(|d| d.name == "turbolift" && d.kind == DependencyKind::Normal)
+        .with_context(|| format!("`{}` does not depend on `turbolift`", package.name))?;
+    let mut turbolift = dependency(turbolift);
+    add_feature(&mut turbolift, "service");
+    let mut lib = Table::new();
+    lib.insert("package".into(), package.name.as_str().into());
+    lib.insert("path".into(), library.root().display().to_string().into());
+    let mut dependencies = Table::new();
+    dependencies.insert(crate_name.to_owned(), Value::Table(lib));
+    dependencies.insert("turbolift".into(), Value::Table(turbolift));
+    templates::LIBRARY_MANIFEST.render(&[
+        ("name", Filled::toml(name)),
+        ("version", Filled::toml(package.version.to_string())),
+        ("edition", Filled::toml(package.edition.as_str())),
+        (
+            "rust_version",
+            match &package.rust_version {
+                Some(v) => Filled::toml(v.to_string()),
+                None => Filled::Absent,
+            },
+        ),
+        ("dependencies", Filled::toml(dependencies)),
+    ])
+}
+
+/// `[lints.rust] warnings = "allow"`.
+pub fn warnings_allowed() -> Value {
+    let mut rust = Table::new();
+    rust.insert("warnings".into(), "allow".into());
+    let mut lints = Table::new();
+    lints.insert("rust".into(), Value::Table(rust));
+    Value::Table(lints)
 }
 
 /// One of the program's binaries: the original's name, path and required features.
@@ -353,6 +402,7 @@ libc = { path = "vendor/libc" }
         }];
         let text = super::package(&PackageManifest {
             name: "shop-app-lib-services",
+            lints: None,
             lib: Some(("shop_app", Path::new("src/lib.rs"))),
             bins: &bins,
             package: &package,
@@ -377,6 +427,7 @@ libc = { path = "vendor/libc" }
         }];
         let text = super::package(&PackageManifest {
             name: "shop-app-program",
+            lints: Some(warnings_allowed()),
             lib: None,
             bins: &bins,
             package: &package,

@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use turbolift_shared::naming;
 
 use crate::discover::{DistributedFn, Target, TargetKind};
-use crate::project::Project;
+use crate::project::{Library, Project};
 
 pub use files::write_if_changed;
 
@@ -49,9 +49,13 @@ pub struct Generated {
     pub dir: PathBuf,
     /// The generated packages, e.g. `quickstart-services`, and last the program package.
     pub packages: Vec<String>,
+    /// Those that mirror the user's package, with its features: the package's own service
+    /// packages and the program package.
+    pub mirrors: Vec<String>,
     pub services: Vec<Service>,
     /// The program package, e.g. `quickstart-program`.
-    pub program_package: String,
+    /// `None` for a package without binaries.
+    pub program_package: Option<String>,
     /// The program's binaries: the original package's, under their own names.
     pub programs: Vec<String>,
 }
@@ -62,7 +66,7 @@ impl Generated {
         self.packages
             .iter()
             .map(String::as_str)
-            .filter(|p| *p != self.program_package)
+            .filter(|p| Some(*p) != self.program_package.as_deref())
     }
 }
 
@@ -90,6 +94,9 @@ pub fn workspace_dir(project: &Project) -> PathBuf {
 /// for another binary, `<package>-lib-services` for the library.
 fn package_name(project: &Project, target: &Target) -> String {
     let package = &project.package.name;
+    if target.package != package.as_str() {
+        return format!("{package}-{}-services", target.package);
+    }
     match target.kind {
         TargetKind::Lib => format!("{package}-lib-services"),
         TargetKind::Bin if target.name == package.as_str() => format!("{package}-services"),
@@ -105,10 +112,11 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
     // The functions of each target, in the order discovery found the targets.
     let mut groups: Vec<(&Target, Vec<&DistributedFn>)> = Vec::new();
     for function in functions {
-        match groups
-            .iter_mut()
-            .find(|(t, _)| t.kind == function.target.kind && t.name == function.target.name)
-        {
+        match groups.iter_mut().find(|(t, _)| {
+            t.package == function.target.package
+                && t.kind == function.target.kind
+                && t.name == function.target.name
+        }) {
             Some((_, members)) => members.push(function),
             None => groups.push((&function.target, vec![function])),
         }
@@ -126,10 +134,15 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
         .as_ref()
         .map(|(source, path)| (source.as_str(), path.as_path()));
     let mut packages = Vec::new();
+    let mut mirrors = Vec::new();
     let mut services = Vec::new();
     let mut lib_package = None;
     for (target, members) in groups {
         let package = package_name(project, target);
+        let library = project
+            .libraries
+            .iter()
+            .find(|lib| lib.package.name.as_str() == target.package);
         let group: Vec<Service> = members
             .into_iter()
             .map(|function| Service {
@@ -138,16 +151,16 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
                 function: function.clone(),
             })
             .collect();
-        generate_package(
-            project,
-            target,
-            &package,
-            &group,
-            original_build,
-            &packages_dir.join(&package),
-        )
+        let dir = packages_dir.join(&package);
+        match library {
+            Some(library) => generate_library_package(library, &package, &group, &dir),
+            None => {
+                mirrors.push(package.clone());
+                generate_package(project, target, &package, &group, original_build, &dir)
+            }
+        }
         .with_context(|| format!("cannot generate the service package `{package}`"))?;
-        if target.kind == TargetKind::Lib {
+        if library.is_none() && target.kind == TargetKind::Lib {
             lib_package = Some(package.clone());
         }
         packages.push(package);
@@ -160,17 +173,24 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
             service.name
         );
     }
-    let program_package = format!("{}-program", project.package.name);
-    let programs = generate_program(
-        project,
-        &program_package,
-        lib_package.as_deref(),
-        &services,
-        original_build,
-        &packages_dir.join(&program_package),
-    )
-    .with_context(|| format!("cannot generate the program package `{program_package}`"))?;
-    packages.push(program_package.clone());
+    let has_bins = project.package.targets.iter().any(|t| t.is_bin());
+    let (program_package, programs) = if has_bins {
+        let program_package = format!("{}-program", project.package.name);
+        let programs = generate_program(
+            project,
+            &program_package,
+            lib_package.as_deref(),
+            &services,
+            original_build,
+            &packages_dir.join(&program_package),
+        )
+        .with_context(|| format!("cannot generate the program package `{program_package}`"))?;
+        packages.push(program_package.clone());
+        mirrors.push(program_package.clone());
+        (Some(program_package), programs)
+    } else {
+        (None, Vec::new())
+    };
     remove_stale(&packages_dir, &packages)?;
 
     let members: Vec<String> = packages.iter().map(|p| format!("services/{p}")).collect();
@@ -188,6 +208,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
     Ok(Generated {
         dir,
         packages,
+        mirrors,
         services,
         program_package,
         programs,
@@ -202,7 +223,9 @@ fn generate_package(
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<()> {
-    let root_relative = within_package(project, &target.root, "the crate root")?;
+    // The crate root by its real path: rustc reads the user's own files (modules,
+    // `#[path]` and `include_str!` resolve beside them) and its messages name them.
+    within_package(project, &target.root, "the crate root")?;
     mirror_package(project, dir)?;
 
     let crate_name = naming::crate_name(&target.name);
@@ -231,14 +254,49 @@ fn generate_package(
     } else {
         None
     };
+    // A binary's code is compiled again by the program, which shows its warnings.
+    let lints = match target.kind {
+        TargetKind::Lib => project.lints()?,
+        TargetKind::Bin => Some(manifest::warnings_allowed()),
+    };
     let manifest = manifest::package(&manifest::PackageManifest {
         name,
-        lib: Some((&crate_name, &root_relative)),
+        lints,
+        lib: Some((&crate_name, &target.root)),
         bins: &bins,
         package: &project.package,
         turbolift_key: &project.turbolift_key,
         lib_dep: lib_crate.map(|crate_name| original_lib(project, crate_name)),
     })?;
+    write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
+    Ok(())
+}
+
+/// The service package of one of the user's libraries that the package depends on: its
+/// executable links the library itself (the same compilation the program uses) and serves
+/// its functions; the package has no sources of its own but `main.rs`.
+fn generate_library_package(
+    library: &Library,
+    name: &str,
+    services: &[Service],
+    dir: &Path,
+) -> Result<()> {
+    let crate_name = library.crate_name();
+    let named: Vec<(&str, &str)> = services
+        .iter()
+        .map(|s| (s.name.as_str(), s.function.id.as_str()))
+        .collect();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    files::remove_other_files(
+        dir,
+        ["Cargo.toml".to_owned(), "main.rs".to_owned()].into_iter(),
+    )
+    .with_context(|| format!("cannot clean {}", dir.display()))?;
+    write_if_changed(
+        &dir.join("main.rs"),
+        &source::service_main(&crate_name, &named)?,
+    )?;
+    let manifest = manifest::library_package(name, library, &crate_name)?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
 }
@@ -268,10 +326,10 @@ fn generate_program(
             );
         }
         let what = format!("the binary `{}`", target.name);
-        let path = within_package(project, target.src_path.as_std_path(), &what)?;
+        within_package(project, target.src_path.as_std_path(), &what)?;
         bins.push(manifest::Bin {
             name: target.name.clone(),
-            path: path.display().to_string(),
+            path: target.src_path.to_string(),
             required_features: target.required_features.clone(),
         });
     }
@@ -286,6 +344,7 @@ fn generate_program(
     });
     let manifest = manifest::package(&manifest::PackageManifest {
         name,
+        lints: project.lints()?,
         lib: None,
         bins: &bins,
         package: &project.package,

@@ -107,6 +107,16 @@ impl Platform {
         }
     }
 
+    /// Whether the platform runs programs on this machine, as tests must.
+    pub fn check_tests_run_here(&self) -> Result<()> {
+        match self {
+            Platform::Local | Platform::Docker(_) => Ok(()),
+            Platform::Kubernetes(_) => bail!(
+                "`cargo turbolift test` runs the tests on this machine against replicas it can reach from here; use `--platform local` or `--platform docker`"
+            ),
+        }
+    }
+
     /// Whether the platform can start replicas from here, before anything is built: the
     /// Docker platform runs this machine's images, so its architecture must be built.
     pub fn check_start(&self, args: &BuildArgs) -> Result<()> {

@@ -127,11 +127,16 @@ pub fn run(
     env: &[(&str, &str)],
     signals: &mut Signals,
 ) -> Result<u8> {
-    let suffix: String = args.iter().map(|a| format!(" {a}")).collect();
-    shell.status(
-        "Running",
-        format!("`{}{suffix}`", program.executable.display()),
-    );
+    match &program.title {
+        Some(title) => shell.status("Running", title),
+        None => {
+            let suffix: String = args.iter().map(|a| format!(" {a}")).collect();
+            shell.status(
+                "Running",
+                format!("`{}{suffix}`", program.executable.display()),
+            );
+        }
+    }
     let mut command = Command::new(&program.executable);
     command.args(args);
     for (key, value) in env {

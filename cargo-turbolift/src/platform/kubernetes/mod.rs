@@ -15,7 +15,7 @@ use super::{Running, Signals, Start, random_hex, replicas};
 use crate::build::{Built, BuiltProgram, arch};
 use crate::cli::{BuildArgs, DeleteArgs};
 use crate::generate;
-use crate::project::Project;
+use crate::project::{Pick, Project, Walk};
 use crate::shell::Shell;
 use crate::templates::{self, Value};
 use kubectl::Kubectl;
@@ -250,7 +250,7 @@ pub fn delete(shell: &Shell, args: &DeleteArgs) -> Result<()> {
         package: args.package.clone(),
         ..BuildArgs::default()
     };
-    let project = Project::load(&build)?;
+    let project = Project::load(&build, Pick::Package, Walk::Normal)?;
     let part_of = naming::kubernetes_part_name(project.package.name.as_str(), "app");
     let deleted = Kubectl::new(&args.namespace).delete(&part_of, None)?;
     for line in deleted.lines().filter(|l| !l.trim().is_empty()) {
