@@ -128,6 +128,11 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
     // Resolving the info through `self::` fails inside a function body, where the static
     // is a local item: distributed functions must live at module level.
     let module_level = quote_spanned! {name.span()=> &self::#info };
+    // The parameters the generated code names are declared with the span of its uses, so
+    // that both sides have the same hygiene when the function's name comes from a
+    // `macro_rules!` invocation.
+    let [batch_inputs, body_arg, sink_arg] =
+        ["inputs", "body", "sink"].map(|n| syn::Ident::new(n, name.span()));
     // Bound errors of the call itself (already reported at the types by the assertions)
     // point at the function's name rather than into the macro.
     let call = quote_spanned! {name.span()=>
@@ -139,15 +144,15 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         .await
     };
     let invoke = quote_spanned! {name.span()=>
-        ::turbolift::__private::#invoke(#info_arg body, |(#(#names,)*)| #body_fn(#(#names),*))
+        ::turbolift::__private::#invoke(#info_arg #body_arg, |(#(#names,)*)| #body_fn(#(#names),*))
     };
     let invoke_batch = quote_spanned! {name.span()=>
-        ::turbolift::__private::#invoke_batch(body, sink, |(#(#names,)*)| #body_fn(#(#names),*))
+        ::turbolift::__private::#invoke_batch(#body_arg, #sink_arg, |(#(#names,)*)| #body_fn(#(#names),*))
     };
     let batch_call = quote_spanned! {name.span()=>
         ::turbolift::__private::#batch(
             &self::#info,
-            ::core::iter::IntoIterator::into_iter(inputs).map(|#item_pattern| (#(#names,)*)),
+            ::core::iter::IntoIterator::into_iter(#batch_inputs).map(|#item_pattern| (#(#names,)*)),
             |(#(#names,)*)| #body_fn(#(#names),*),
         )
     };
@@ -165,7 +170,7 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         #[allow(dead_code)]
         #(#others)*
         #vis fn #batch_fn(
-            inputs: impl ::core::iter::IntoIterator<Item = #item_type>,
+            #batch_inputs: impl ::core::iter::IntoIterator<Item = #item_type>,
         ) -> ::turbolift::Batch<#output> {
             #batch_call
         }
@@ -189,13 +194,13 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         ::turbolift::__register_handler! {
             {
                 fn __invoke(
-                    body: ::turbolift::__private::Bytes,
+                    #body_arg: ::turbolift::__private::Bytes,
                 ) -> ::turbolift::__private::Invocation {
                     #invoke
                 }
                 fn __batch(
-                    body: ::turbolift::__private::Bytes,
-                    sink: ::turbolift::__private::BatchSink,
+                    #body_arg: ::turbolift::__private::Bytes,
+                    #sink_arg: ::turbolift::__private::BatchSink,
                 ) -> ::core::result::Result<usize, ::turbolift::service::InvokeError> {
                     #invoke_batch
                 }

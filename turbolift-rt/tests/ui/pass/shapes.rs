@@ -34,6 +34,18 @@ fn configured(x: i32) -> i32 {
     -x
 }
 
+// A function whose name comes from a `macro_rules!` invocation.
+macro_rules! adder {
+    ($name:ident, $n:expr) => {
+        #[turbolift::distribute]
+        fn $name(x: u64) -> u64 {
+            x + $n
+        }
+    };
+}
+
+adder!(plus_two, 2);
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -47,5 +59,7 @@ fn main() {
         nothing().await.unwrap();
         assert_eq!(pad(vec![1, 2], 3).await.unwrap(), vec![1, 2, 0, 0, 0]);
         assert_eq!(configured(5).await.unwrap(), -5);
+        assert_eq!(plus_two(40).await.unwrap(), 42);
+        assert_eq!(plus_two_batch([1, 2]).await.unwrap(), vec![3, 4]);
     });
 }
