@@ -1,5 +1,6 @@
 //! The user's package, as cargo describes it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -9,7 +10,7 @@ use cargo_metadata::{
 };
 
 use crate::cli::BuildArgs;
-use crate::discover::{Target, TargetKind};
+use crate::discover::{Target, TargetKind, turbolift_distribute};
 
 /// The package to distribute, the libraries of the user's own code it depends on, and
 /// where its workspace builds.
@@ -126,6 +127,8 @@ impl Project {
                     name: t.name.clone(),
                     kind,
                     root: t.src_path.clone().into_std_path_buf(),
+                    features: features(&self.metadata, &self.package.id),
+                    attribute: vec![turbolift_distribute()],
                 })
             })
             .collect()
@@ -228,6 +231,18 @@ pub fn metadata(args: &BuildArgs) -> Result<Metadata> {
         .context("could not read the package with `cargo metadata`")
 }
 
+/// The features of package `id` that cargo resolved for this build, if it resolved the
+/// graph.
+fn features(metadata: &Metadata, id: &PackageId) -> Option<BTreeSet<String>> {
+    let node = metadata
+        .resolve
+        .as_ref()?
+        .nodes
+        .iter()
+        .find(|n| &n.id == id)?;
+    Some(node.features.iter().map(ToString::to_string).collect())
+}
+
 /// Whether `package` depends on `turbolift` (under any key).
 pub fn depends_on_turbolift(package: &Package) -> bool {
     turbolift_key(package).is_some()
@@ -297,6 +312,8 @@ fn libraries(metadata: &Metadata, package: &Package, walk: Walk) -> Vec<Library>
                         name: lib.name.clone(),
                         kind: TargetKind::Lib,
                         root: lib.src_path.clone().into_std_path_buf(),
+                        features: features(metadata, &dependency.id),
+                        attribute: vec![turbolift_distribute()],
                     },
                 });
             }

@@ -11,12 +11,15 @@ use std::time::Duration;
 use crate::support::*;
 
 /// The functions that have a service: every distributed function of the fixture but
-/// `engine::made::plus_one`, which a `macro_rules!` macro defines.
-const SERVED: [&str; 4] = [
+/// `engine::made::plus_one`, which a `macro_rules!` macro defines, and
+/// `engine::fancy_only`, behind the feature `fancy`, which is off. `extra::words::longest`
+/// is marked `#[crate::distribute]`, through extra's re-export of the attribute.
+const SERVED: [&str; 5] = [
     "engine::geometry::area",
     "engine::pid",
     "engine::stats::summary::mean",
     "extra::words::count_words",
+    "extra::words::longest",
 ];
 
 /// What the warning about a called function without a service says.

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::BuildArgs;
-use crate::discover::{Discovery, DistributedFn};
+use crate::discover::{self, Discovery, DistributedFn, Target, TargetKind};
 use crate::generate::{self, Generated, Service};
 use crate::project::Project;
 use crate::shell::Shell;
@@ -375,22 +375,60 @@ fn link_service(service: &Service, executables: &BTreeMap<String, PathBuf>) -> R
     Ok(exe)
 }
 
+/// Adds to every target the names under which walked libraries re-export the attribute
+/// (`pub use turbolift::distribute;` in their root): `krate::name` everywhere,
+/// `crate::name` in the crate itself.
+fn recognise_reexports<'t>(targets: impl Iterator<Item = &'t mut Target>) {
+    let mut targets: Vec<&mut Target> = targets.collect();
+    let mut reexported: Vec<(String, Vec<String>)> = Vec::new();
+    for target in targets.iter().filter(|t| t.kind == TargetKind::Lib) {
+        let names = std::fs::read_to_string(&target.root)
+            .ok()
+            .and_then(|text| syn::parse_file(&text).ok())
+            .map(|file| discover::reexports(&file.items))
+            .unwrap_or_default();
+        if !names.is_empty() {
+            reexported.push((target.name.replace('-', "_"), names));
+        }
+    }
+    for target in &mut targets {
+        let krate = target.name.replace('-', "_");
+        for (reexporter, names) in &reexported {
+            for name in names {
+                target
+                    .attribute
+                    .push(vec![reexporter.clone(), name.clone()]);
+                if *reexporter == krate {
+                    target
+                        .attribute
+                        .push(vec!["crate".to_owned(), name.clone()]);
+                }
+            }
+        }
+    }
+}
+
 /// Finds the distributed functions, or reports every problem and fails.
 fn discover(shell: &Shell, project: &Project) -> Result<Vec<DistributedFn>> {
-    let own = project.targets();
+    let mut own = project.targets();
+    let mut libraries: Vec<Target> = project.libraries.iter().map(|l| l.target.clone()).collect();
+    recognise_reexports(own.iter_mut().chain(&mut libraries));
     // A library's files are shown relative to the workspace root when they are in it.
     let workspace = project.workspace_root();
-    let targets =
-        own.iter()
-            .map(|t| (project.package_root(), t))
-            .chain(project.libraries.iter().map(|lib| {
+    let targets = own.iter().map(|t| (project.package_root(), t)).chain(
+        project
+            .libraries
+            .iter()
+            .zip(&libraries)
+            .map(|(lib, target)| {
                 let base = if lib.root().starts_with(workspace) {
                     workspace
                 } else {
                     lib.root()
                 };
-                (base, &lib.target)
-            }));
+                (base, target)
+            }),
+    );
     let discovery = Discovery::of_targets(targets);
     let count = discovery.diagnostics.len() + discovery.errors.len();
     if count == 0 {

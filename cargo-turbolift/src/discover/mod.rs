@@ -2,14 +2,17 @@
 //! module tree from the crate root, parsed with syn outside any proc-macro.
 
 mod attr;
+mod cfg;
 mod walk;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use turbolift_syntax::DistributeArgs;
 
 use crate::diagnostic::Diagnostic;
 
+pub use attr::{reexports, turbolift_distribute};
 pub use walk::walk_target;
 
 /// The kind of crate target a function lives in.
@@ -27,6 +30,13 @@ pub struct Target {
     pub name: String,
     pub kind: TargetKind,
     pub root: PathBuf,
+    /// The package's features enabled in this build, as cargo resolved them; `None` when
+    /// not known (then `#[cfg(feature)]` items are walked).
+    pub features: Option<BTreeSet<String>>,
+    /// The paths that name the attribute in this crate: `turbolift::distribute`, and
+    /// `krate::name` for every walked crate whose root re-exports it (`crate::name` for
+    /// its own).
+    pub attribute: Vec<Vec<String>>,
 }
 
 /// One function to distribute.

@@ -12,7 +12,7 @@ use turbolift_shared::naming;
 use turbolift_syntax::{DistributeArgs, check_function};
 
 use super::attr::Imports;
-use super::{Discovery, DistributedFn, Target, relative};
+use super::{Discovery, DistributedFn, Target, cfg, relative};
 use crate::diagnostic::Diagnostic;
 
 /// Walks `target` from its crate root, adding what it finds to `out`.
@@ -86,17 +86,21 @@ impl Walker<'_> {
 
     /// The items of one module; `inline` are the inline modules between the file and here.
     fn items(&mut self, file: &File, items: &[Item], modules: &[String], inline: &[String]) {
-        let imports = Imports::of(items);
+        let imports = Imports::of(items, &self.target.attribute);
+        let features = self.target.features.as_ref();
         for item in items {
             match item {
                 Item::Fn(f) => {
+                    if cfg::left_out(&f.attrs, features) {
+                        continue;
+                    }
                     if let Some(attr) = imports.find(&f.attrs) {
                         self.function(file, f, attr, modules);
                     }
                     self.nested(file, &imports, f);
                 }
                 Item::Mod(m) => {
-                    if is_cfg_test(&m.attrs) {
+                    if cfg::left_out(&m.attrs, features) {
                         continue;
                     }
                     let mut inner = modules.to_vec();
@@ -209,9 +213,9 @@ impl Walker<'_> {
     }
 
     /// Distributed functions declared inside the body of `outer`.
-    fn nested(&mut self, file: &File, imports: &Imports, outer: &ItemFn) {
+    fn nested(&mut self, file: &File, imports: &Imports<'_>, outer: &ItemFn) {
         struct Nested<'i> {
-            imports: &'i Imports,
+            imports: &'i Imports<'i>,
             found: Vec<(Span, String)>,
         }
         impl<'ast> Visit<'ast> for Nested<'_> {
@@ -290,13 +294,6 @@ fn path_attribute(attrs: &[Attribute]) -> Option<String> {
             _ => None,
         },
         _ => None,
-    })
-}
-
-/// `#[cfg(test)]` modules are not part of a service.
-fn is_cfg_test(attrs: &[Attribute]) -> bool {
-    attrs.iter().any(|a| {
-        a.path().is_ident("cfg") && a.parse_args::<syn::Ident>().is_ok_and(|i| i == "test")
     })
 }
 
