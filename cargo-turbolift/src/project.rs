@@ -248,13 +248,17 @@ pub fn depends_on_turbolift(package: &Package) -> bool {
     turbolift_key(package).is_some()
 }
 
-/// The key under which `package` depends on `turbolift`, if it does.
+/// The key under which `package` depends on `turbolift`, if it does: as a normal
+/// dependency, else as a dev-dependency (enough for its tests).
 fn turbolift_key(package: &Package) -> Option<String> {
-    package
-        .dependencies
-        .iter()
-        .find(|d| d.name == "turbolift" && d.kind == DependencyKind::Normal)
-        .map(|d| d.rename.clone().unwrap_or_else(|| d.name.clone()))
+    let key = |kind: DependencyKind| {
+        package
+            .dependencies
+            .iter()
+            .find(|d| d.name == "turbolift" && d.kind == kind)
+            .map(|d| d.rename.clone().unwrap_or_else(|| d.name.clone()))
+    };
+    key(DependencyKind::Normal).or_else(|| key(DependencyKind::Development))
 }
 
 fn package_root(package: &Package) -> &Path {
