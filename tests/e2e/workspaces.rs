@@ -354,3 +354,33 @@ fn errors_in_a_member_library_point_at_its_own_file_once() {
     );
     assert_reported_once(&stderr, "mismatched types", &file, &root, (line, 18));
 }
+
+#[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
+fn test_in_containers() {
+    crate::docker::require_docker();
+    let _serial = serial();
+    let _docker = crate::docker::serial();
+    let out = output(&mut turbolift(
+        &fixture("graph"),
+        &["test", "-p", "graph-app", "--platform", "docker"],
+    ));
+    assert_success("cargo turbolift test --platform docker", &out);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "test a_distributed_call_runs_in_another_process ... ok"),
+        "{stdout}"
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(ready_ids(&stderr), served_ids(), "{stderr}");
+    let left = crate::docker::docker_ok(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        "label=turbolift.package=graph-app",
+    ]);
+    assert!(left.is_empty(), "containers left: {left}");
+}
