@@ -65,8 +65,9 @@ pub(crate) fn no_service_message(id: &str, named: usize) -> String {
     format!(
         "`{id}` has no service in this run ({} {others}), so it runs in this process. \
          cargo turbolift finds functions by reading the source: a function made by a macro, \
-         under a #[cfg] it does not follow, marked through a re-export of the attribute, or \
-         in a dependency it does not read gets no service (see docs/limitations.md).",
+         behind a #[cfg] it judged off (as `test`), marked through an attribute path it does \
+         not follow, or in a registry or git dependency gets no service \
+         (see docs/limitations.md).",
         protocol::env::ENDPOINTS
     )
 }
