@@ -1,8 +1,9 @@
 //! The remote call path: a pooled keep-alive hyper client, replica choice, retries and
-//! timeouts.
+//! timeouts. The client's own logging is kept from the program's subscriber ([`quiet`]).
 
 pub(crate) mod batch;
 mod config;
+mod quiet;
 mod remote;
 mod retry;
 
@@ -16,10 +17,10 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use turbolift_shared::protocol::{self, ErrorKind};
 
 pub use config::Config;
+use quiet::{Quiet, QuietExecutor, quietly};
 use remote::Replica;
 pub(crate) use remote::{Remote, RemoteCache};
 use retry::{Refusal, Retry};
@@ -40,7 +41,7 @@ fn http_client() -> &'static HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        Client::builder(TokioExecutor::new())
+        Client::builder(QuietExecutor)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector)
@@ -128,7 +129,8 @@ pub(crate) async fn post(
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri.clone();
     *request.headers_mut() = remote.headers.clone();
-    let response = match http_client().request(request).await {
+    // hyper-util's client logs its pool's every move: not for the program's subscriber.
+    let response = match Quiet::new(quietly(|| http_client().request(request))).await {
         Ok(response) => response,
         Err(e) if e.is_connect() => {
             replica.cool_down();
