@@ -134,6 +134,15 @@ pub struct BuildArgs {
     #[arg(long, value_name = "NAME", help_heading = "Target Selection")]
     pub bin: Option<String>,
 
+    /// Name of the example target to run or build (its distributed functions are served too)
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "Target Selection",
+        conflicts_with = "bin"
+    )]
+    pub example: Option<String>,
+
     /// Build artifacts in release mode, with optimizations
     #[arg(
         short,

@@ -26,6 +26,8 @@ pub struct Project {
     /// `turbolift`. Registry and git dependencies are not the user's sources and are not
     /// walked.
     pub libraries: Vec<Library>,
+    /// `--example`: the example that is the program, walked as a target too.
+    pub example: Option<String>,
 }
 
 /// A library of the user's whose functions get services of their own.
@@ -90,8 +92,30 @@ impl Project {
             Some(dir) => std::path::absolute(dir).context("the --target-dir path")?,
             None => metadata.target_directory.clone().into_std_path_buf(),
         };
+        // An example may use the package's dev-dependencies.
+        let walk = if args.example.is_some() {
+            Walk::WithDevDependencies
+        } else {
+            walk
+        };
         let libraries = libraries(&metadata, &package, walk);
+        if let Some(name) = &args.example {
+            let examples: Vec<&str> = package
+                .targets
+                .iter()
+                .filter(|t| t.is_example())
+                .map(|t| t.name.as_str())
+                .collect();
+            if !examples.contains(&name.as_str()) {
+                bail!(
+                    "no example target named `{name}` in package `{}`\n\nAvailable example targets:\n    {}",
+                    package.name,
+                    examples.join("\n    ")
+                );
+            }
+        }
         Ok(Project {
+            example: args.example.clone(),
             metadata,
             package,
             target_dir,
@@ -119,6 +143,8 @@ impl Project {
                     TargetKind::Lib
                 } else if t.kind.contains(&CargoKind::Bin) {
                     TargetKind::Bin
+                } else if t.is_example() && self.example.as_deref() == Some(t.name.as_str()) {
+                    TargetKind::Example
                 } else {
                     return None;
                 };
@@ -144,6 +170,9 @@ impl Project {
 
     /// The binary to run: `--bin`, else the package's `default-run`, else its only binary.
     pub fn program(&self, bin: Option<&str>) -> Result<String> {
+        if let Some(example) = &self.example {
+            return Ok(example.clone());
+        }
         let bins: Vec<String> = self
             .targets()
             .into_iter()
@@ -371,6 +400,25 @@ fn select_package<'m>(metadata: &'m Metadata, args: &BuildArgs, pick: Pick) -> R
     }
     if let [one] = members.as_slice() {
         return Ok(one);
+    }
+    if let Some(example) = &args.example {
+        // The member that has the example.
+        let with: Vec<&&Package> = members
+            .iter()
+            .filter(|p| {
+                p.targets
+                    .iter()
+                    .any(|t| t.is_example() && t.name == *example)
+            })
+            .collect();
+        match with.as_slice() {
+            [one] => return Ok(one),
+            [] => bail!("no example target named `{example}`"),
+            _ => bail!(
+                "`cargo run` can run at most one executable, but the example `{example}` is in {}; choose a package with `-p`",
+                names(&with.iter().map(|p| **p).collect::<Vec<_>>())
+            ),
+        }
     }
     if pick == Pick::Program {
         // As `cargo run` at a virtual root: the member with `--bin`, else the only member

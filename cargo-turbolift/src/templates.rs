@@ -299,6 +299,7 @@ fn in_cargo_order(mut table: toml::Table) -> toml::Table {
         "package",
         "lib",
         "bin",
+        "example",
         "lints",
         "dependencies",
         "build-dependencies",

@@ -127,6 +127,27 @@ fn run_at_the_virtual_root() {
 }
 
 #[test]
+fn an_example_and_its_own_function_at_the_virtual_root() {
+    let _serial = serial();
+    let dir = fixture("graph");
+    let plain = output(&mut cargo(&dir, &["run", "-q", "--example", "tour"]));
+    assert_success("cargo run --example tour", &plain);
+    let lifted = output(&mut turbolift(&dir, &["run", "--example", "tour"]));
+    assert_success("cargo turbolift run --example tour", &lifted);
+    assert_eq!(text(&lifted.stdout), text(&plain.stdout));
+    let stderr = text(&lifted.stderr);
+    let mut expected = served_ids();
+    expected.insert("tour::label".to_owned());
+    assert_eq!(ready_ids(&stderr), expected, "{stderr}");
+    let services = services(&stderr);
+    let (_, calls) = services
+        .get("graph-app-tour-label")
+        .unwrap_or_else(|| panic!("the example's own service: {services:?}"));
+    assert_eq!(*calls, 2, "the example labels two shapes: {services:?}");
+    assert_nothing_left(&services);
+}
+
+#[test]
 fn test_at_the_virtual_root_passes_with_remote_calls() {
     let _serial = serial();
     let out = output(&mut turbolift(&fixture("graph"), &["test"]));

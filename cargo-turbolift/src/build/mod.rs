@@ -95,8 +95,14 @@ pub fn build(
     plan: &Plan,
     programs: Programs<'_>,
 ) -> Result<Built> {
+    // `--example`: the example is the program (`--bin` conflicts with it).
+    let target_flag = if project.example.is_some() {
+        "--example"
+    } else {
+        "--bin"
+    };
     let bin = match programs {
-        Programs::Selected(bin) => bin.map(str::to_owned),
+        Programs::Selected(bin) => project.example.clone().or(bin.map(str::to_owned)),
         Programs::One(bin) => Some(project.program(bin)?),
         Programs::None => None,
     };
@@ -110,7 +116,7 @@ pub fn build(
         });
     }
     if functions.is_empty() {
-        return build_without_services(shell, args, plan, project, bin.as_deref());
+        return build_without_services(shell, args, plan, project, bin.as_deref(), target_flag);
     }
     shell.status(
         "Generating",
@@ -138,6 +144,7 @@ pub fn build(
         project: &project,
         generated: &generated,
         bin: bin.as_deref(),
+        target_flag,
     };
     // Services and program together when both are built the same way.
     let together = plan.services == plan.program && !no_programs;
@@ -207,6 +214,8 @@ struct InGenerated<'a> {
     generated: &'a Generated,
     /// `--bin`, or the one to run.
     bin: Option<&'a str>,
+    /// How cargo selects it: `--bin`, or `--example`.
+    target_flag: &'static str,
 }
 
 impl InGenerated<'_> {
@@ -237,9 +246,11 @@ impl InGenerated<'_> {
                 for package in generated.service_packages() {
                     cargo.arg("--bin").arg(package);
                 }
-                cargo.arg("--bin").arg(bin)
+                cargo.arg(self.target_flag).arg(bin)
             }
-            (Which::Program, Some(bin)) => cargo.args(["-p", program_package, "--bin", bin]),
+            (Which::Program, Some(bin)) => {
+                cargo.args(["-p", program_package, self.target_flag, bin])
+            }
         };
         self.run(cargo)
     }
@@ -293,6 +304,7 @@ fn build_without_services(
     plan: &Plan,
     project: Project,
     bin: Option<&str>,
+    target_flag: &str,
 ) -> Result<Built> {
     shell.warn(format!(
         "no #[turbolift::distribute] function in package `{}`: everything runs in-process",
@@ -307,7 +319,7 @@ fn build_without_services(
             .arg("-p")
             .arg(project.package.name.as_str());
         match bin {
-            Some(bin) => cargo.arg("--bin").arg(bin),
+            Some(bin) => cargo.arg(target_flag).arg(bin),
             None => cargo.arg("--bins"),
         };
         let features = args.feature_list();

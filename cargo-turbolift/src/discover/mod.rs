@@ -20,6 +20,8 @@ pub use walk::walk_target;
 pub enum TargetKind {
     Lib,
     Bin,
+    /// An example chosen with `--example`.
+    Example,
 }
 
 /// A crate target to walk: its name, kind and root file.
@@ -104,6 +106,7 @@ fn kind_name(kind: TargetKind) -> &'static str {
     match kind {
         TargetKind::Lib => "library",
         TargetKind::Bin => "binary",
+        TargetKind::Example => "example",
     }
 }
 

@@ -63,6 +63,10 @@ pub struct PackageManifest<'a> {
     pub lib: Option<(&'a str, &'a Path)>,
     /// The binaries: the services' executable, or the original binaries.
     pub bins: &'a [Bin],
+    /// The program package's examples (`--example`).
+    pub examples: &'a [Bin],
+    /// Whether the package's dev-dependencies are dependencies here too (for an example).
+    pub dev_dependencies: bool,
     pub package: &'a Package,
     /// The key of the `turbolift` dependency.
     pub turbolift_key: &'a str,
@@ -99,6 +103,7 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
         let section = match dep.kind {
             DependencyKind::Normal => "dependencies",
             DependencyKind::Build => "build-dependencies",
+            DependencyKind::Development if m.dev_dependencies => "dependencies",
             _ => continue,
         };
         let key = dep.rename.clone().unwrap_or_else(|| dep.name.clone());
@@ -119,7 +124,19 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
                 .as_table_mut()
                 .expect("dependency sections are tables"),
         };
-        table.insert(key, Value::Table(value));
+        // A dev-dependency that is also a normal one adds its features to it.
+        match table.get_mut(&key).and_then(Value::as_table_mut) {
+            Some(existing) => {
+                if let Some(Value::Array(features)) = value.get("features") {
+                    for feature in features.iter().filter_map(Value::as_str) {
+                        add_feature(existing, feature);
+                    }
+                }
+            }
+            None => {
+                table.insert(key, Value::Table(value));
+            }
+        }
     }
     let mut features = Table::new();
     for (name, enables) in &package.features {
@@ -180,6 +197,15 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
         None => {
             let bins: Vec<Value> = m.bins.iter().map(program_bin).collect();
             values.push(("bins", Filled::toml(bins)));
+            let examples: Vec<Value> = m.examples.iter().map(program_bin).collect();
+            values.push((
+                "examples",
+                if examples.is_empty() {
+                    Filled::Absent
+                } else {
+                    Filled::toml(examples)
+                },
+            ));
             templates::PROGRAM_MANIFEST.render(&values)
         }
     }
@@ -403,6 +429,8 @@ libc = { path = "vendor/libc" }
         let text = super::package(&PackageManifest {
             name: "shop-app-lib-services",
             lints: None,
+            examples: &[],
+            dev_dependencies: false,
             lib: Some(("shop_app", Path::new("src/lib.rs"))),
             bins: &bins,
             package: &package,
@@ -428,6 +456,8 @@ libc = { path = "vendor/libc" }
         let text = super::package(&PackageManifest {
             name: "shop-app-program",
             lints: Some(warnings_allowed()),
+            examples: &[],
+            dev_dependencies: false,
             lib: None,
             bins: &bins,
             package: &package,

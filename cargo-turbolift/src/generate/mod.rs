@@ -101,6 +101,7 @@ fn package_name(project: &Project, target: &Target) -> String {
         TargetKind::Lib => format!("{package}-lib-services"),
         TargetKind::Bin if target.name == package.as_str() => format!("{package}-services"),
         TargetKind::Bin => format!("{package}-services-{}", target.name),
+        TargetKind::Example => format!("{package}-services-example-{}", target.name),
     }
 }
 
@@ -173,7 +174,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
             service.name
         );
     }
-    let has_bins = project.package.targets.iter().any(|t| t.is_bin());
+    let has_bins = project.package.targets.iter().any(|t| t.is_bin()) || project.example.is_some();
     let (program_package, programs) = if has_bins {
         let program_package = format!("{}-program", project.package.name);
         let programs = generate_program(
@@ -249,19 +250,22 @@ fn generate_package(
     let bin_name = (target.kind == TargetKind::Bin).then_some(target.name.as_str());
     write_build_script(project, bin_name, original_build, dir)?;
 
-    let lib_crate = if target.kind == TargetKind::Bin {
-        project.lib_crate()
-    } else {
+    let lib_crate = if target.kind == TargetKind::Lib {
         None
+    } else {
+        project.lib_crate()
     };
     // A binary's code is compiled again by the program, which shows its warnings.
     let lints = match target.kind {
         TargetKind::Lib => project.lints()?,
-        TargetKind::Bin => Some(manifest::warnings_allowed()),
+        TargetKind::Bin | TargetKind::Example => Some(manifest::warnings_allowed()),
     };
     let manifest = manifest::package(&manifest::PackageManifest {
         name,
         lints,
+        examples: &[],
+        // An example's code may use the package's dev-dependencies.
+        dev_dependencies: target.kind == TargetKind::Example,
         lib: Some((&crate_name, &target.root)),
         bins: &bins,
         package: &project.package,
@@ -333,6 +337,18 @@ fn generate_program(
             required_features: target.required_features.clone(),
         });
     }
+    // `--example`: the example too, from its real path.
+    let examples: Vec<manifest::Bin> = project
+        .package
+        .targets
+        .iter()
+        .filter(|t| t.is_example() && project.example.as_deref() == Some(t.name.as_str()))
+        .map(|t| manifest::Bin {
+            name: t.name.clone(),
+            path: t.src_path.to_string(),
+            required_features: t.required_features.clone(),
+        })
+        .collect();
     write_build_script(project, None, original_build, dir)?;
     let lib_dep = project.lib_crate().map(|crate_name| match lib_package {
         Some(package) => manifest::LibDep {
@@ -345,6 +361,8 @@ fn generate_program(
     let manifest = manifest::package(&manifest::PackageManifest {
         name,
         lints: project.lints()?,
+        examples: &examples,
+        dev_dependencies: !examples.is_empty(),
         lib: None,
         bins: &bins,
         package: &project.package,
@@ -352,7 +370,7 @@ fn generate_program(
         lib_dep,
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
-    Ok(bins.into_iter().map(|b| b.name).collect())
+    Ok(bins.into_iter().chain(examples).map(|b| b.name).collect())
 }
 
 /// `path` relative to the package's root (where it is in the mirror), or an error naming
