@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use cargo_metadata::Message;
+use cargo_metadata::{Artifact, Message};
 
 use super::arch::{self, Arch};
 use crate::cli::BuildArgs;
@@ -30,16 +30,34 @@ pub fn command(
     project: &Project,
     build: For<'_>,
 ) -> Result<Command> {
-    cargo(&["build"], shell, args, project, build)
+    let target_dir = match build {
+        For::Static(..) => arch::static_target_dir(&project.target_dir),
+        For::ThisMachine => project.target_dir.clone(),
+    };
+    cargo(
+        &["build"],
+        shell,
+        args,
+        &target_dir,
+        project.package_root(),
+        build,
+    )
 }
 
-/// `cargo test --no-run`, with the same flags: builds the tests and runs none.
-pub fn test_command(shell: &Shell, args: &BuildArgs, project: &Project) -> Result<Command> {
+/// `cargo test --no-run` in `dir`, with the same flags, for this machine: builds the
+/// tests and runs none.
+pub fn test_command(
+    shell: &Shell,
+    args: &BuildArgs,
+    target_dir: &Path,
+    dir: &Path,
+) -> Result<Command> {
     cargo(
         &["test", "--no-run"],
         shell,
         args,
-        project,
+        target_dir,
+        dir,
         For::ThisMachine,
     )
 }
@@ -48,13 +66,10 @@ fn cargo(
     subcommand: &[&str],
     shell: &Shell,
     args: &BuildArgs,
-    project: &Project,
+    target_dir: &Path,
+    dir: &Path,
     build: For<'_>,
 ) -> Result<Command> {
-    let target_dir = match build {
-        For::Static(..) => arch::static_target_dir(&project.target_dir),
-        For::ThisMachine => project.target_dir.clone(),
-    };
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.args(subcommand)
         .arg("--message-format=json-render-diagnostics")
@@ -63,7 +78,7 @@ fn cargo(
         .arg("--color")
         .arg(shell.cargo_color())
         // The user's `.cargo/config.toml` applies to the services too.
-        .current_dir(project.package_root());
+        .current_dir(dir);
     if args.release {
         cmd.arg("--release");
     }
@@ -94,21 +109,28 @@ fn cargo(
 
 /// Runs cargo with its diagnostics going straight to the user, and returns the
 /// executables it built by target name.
-pub fn run(mut cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
+pub fn run(cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
+    let mut executables = BTreeMap::new();
+    artifacts(cmd, |artifact| {
+        if let Some(exe) = artifact.executable {
+            executables.insert(artifact.target.name, exe.into_std_path_buf());
+        }
+    })?;
+    Ok(executables)
+}
+
+/// Runs cargo with its diagnostics going straight to the user (its other text lines to
+/// stdout), handing each artifact it reports to `artifact`, until it exits successfully.
+fn artifacts(mut cmd: Command, mut artifact: impl FnMut(Artifact)) -> Result<()> {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("could not start cargo")?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let mut executables = BTreeMap::new();
     for message in Message::parse_stream(BufReader::new(stdout)) {
         match message.context("cannot read cargo's output")? {
-            Message::CompilerArtifact(artifact) => {
-                if let Some(exe) = artifact.executable {
-                    executables.insert(artifact.target.name.clone(), exe.into_std_path_buf());
-                }
-            }
+            Message::CompilerArtifact(built) => artifact(built),
             Message::TextLine(line) => println!("{line}"),
             _ => {}
         }
@@ -117,7 +139,7 @@ pub fn run(mut cmd: Command) -> Result<BTreeMap<String, PathBuf>> {
     if !status.success() {
         bail!("cargo exited with {status}");
     }
-    Ok(executables)
+    Ok(())
 }
 
 /// A test executable cargo built.
@@ -133,38 +155,22 @@ pub struct TestBinary {
 
 /// Runs `cargo test --no-run` with its diagnostics going straight to the user; the test
 /// executables it built, in the order cargo reported them.
-pub fn run_tests(mut cmd: Command) -> Result<Vec<TestBinary>> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("could not start cargo")?;
-    let stdout = child.stdout.take().expect("stdout is piped");
+pub fn run_tests(cmd: Command) -> Result<Vec<TestBinary>> {
     let mut tests = Vec::new();
-    for message in Message::parse_stream(BufReader::new(stdout)) {
-        match message.context("cannot read cargo's output")? {
-            Message::CompilerArtifact(artifact) if artifact.profile.test => {
-                if let Some(exe) = artifact.executable {
-                    tests.push(TestBinary {
-                        target: artifact.target.name.clone(),
-                        kind: artifact
-                            .target
-                            .kind
-                            .first()
-                            .map_or_else(|| "test".to_owned(), ToString::to_string),
-                        src_path: artifact.target.src_path.clone().into_std_path_buf(),
-                        executable: exe.into_std_path_buf(),
-                    });
-                }
-            }
-            Message::TextLine(line) => println!("{line}"),
-            _ => {}
+    artifacts(cmd, |artifact| {
+        if let (true, Some(exe)) = (artifact.profile.test, artifact.executable) {
+            tests.push(TestBinary {
+                kind: artifact
+                    .target
+                    .kind
+                    .first()
+                    .map_or_else(|| "test".to_owned(), ToString::to_string),
+                target: artifact.target.name,
+                src_path: artifact.target.src_path.into_std_path_buf(),
+                executable: exe.into_std_path_buf(),
+            });
         }
-    }
-    let status = child.wait().context("cargo did not finish")?;
-    if !status.success() {
-        bail!("cargo exited with {status}");
-    }
+    })?;
     Ok(tests)
 }
 

@@ -12,8 +12,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::build::cargo::{self as cargo_run, TestBinary};
 use crate::build::{self, BuiltProgram, Programs};
 use crate::cli::TestArgs;
-use crate::generate;
-use crate::platform::{Platform, Signals, Start, random_hex};
+use crate::platform::{Platform, Signals, Start, program};
 use crate::project::{self, Project, Walk};
 use crate::shell::Shell;
 
@@ -63,10 +62,24 @@ fn test_package(
     failed: &mut Vec<String>,
 ) -> Result<u8> {
     let name = package.name.to_string();
+    let workspace_root = metadata.workspace_root.as_std_path();
     if !project::depends_on_turbolift(&package) {
         // Without turbolift the package has no remote path: its tests run as under
         // `cargo test`.
-        return test_without_services(shell, args, metadata, &package, signals, failed);
+        let target_dir = match &args.build.target_dir {
+            Some(dir) => std::path::absolute(dir)?,
+            None => metadata.target_directory.clone().into_std_path_buf(),
+        };
+        let tests = build_tests(shell, args, &package, &target_dir, None)?;
+        return run_tests(
+            shell,
+            args,
+            &name,
+            workspace_root,
+            &tests,
+            failed,
+            |test, run_args| program::run(shell, test, run_args, &[], signals),
+        );
     }
     let project = Project::of(
         metadata.clone(),
@@ -82,136 +95,104 @@ fn test_package(
         Programs::None,
     )?;
     platform.prepare(shell, &built, &[])?;
-    let mut cargo = cargo_run::test_command(shell, &args.build, &built.project)?;
-    cargo
-        .arg("--manifest-path")
-        .arg(package.manifest_path.as_std_path())
-        .arg("-p")
-        .arg(&name);
-    let mut features = args.build.feature_list();
     // The remote call path of the package's turbolift, for every crate in its graph.
-    features.push(format!("{}/distributed", built.project.turbolift_key));
-    cargo.arg("--features").arg(features.join(","));
-    select_targets(&mut cargo, args);
-    shell.status(
-        "Building",
-        format!("the tests of `{name}` with the remote call path"),
-    );
-    let tests = cargo_run::run_tests(cargo).with_context(|| {
-        format!("could not build the tests of `{name}`; cargo's errors are above")
-    })?;
-    let run_id = random_hex(6)?;
-    let secret = random_hex(32)?;
-    let start = Start {
-        args: &args.build,
-        run_id: &run_id,
-        secret: &secret,
-        logs: generate::workspace_dir(&built.project)
-            .join("logs")
-            .join(&run_id),
-        keep: false,
-        timeout: std::time::Duration::from_secs(300),
-    };
+    let remote = format!("{}/distributed", built.project.turbolift_key);
+    let tests = build_tests(
+        shell,
+        args,
+        &package,
+        &built.project.target_dir,
+        Some(&remote),
+    )?;
+    let start = Start::new(
+        &args.build,
+        &built,
+        false,
+        std::time::Duration::from_secs(300),
+    )?;
     let mut running = platform.start(shell, &built, &start)?;
-    let mut code = 0;
-    for test in &tests {
-        if signals.pending().next().is_some() {
-            code = 130;
-            break;
-        }
-        let outcome = running.run_program(
-            shell,
-            &program_of(test, &built.project),
-            &test_args(args),
-            signals,
-        );
-        match outcome {
-            Ok(0) => {}
-            Ok(status) => {
-                code = status;
-                failed.push(rerun_hint(&name, test));
-                shell.error(&anyhow::anyhow!(
-                    "test failed, to rerun pass `{}`",
-                    rerun_hint(&name, test)
-                ));
-                if !args.no_fail_fast {
-                    break;
-                }
+    let outcome = run_tests(
+        shell,
+        args,
+        &name,
+        workspace_root,
+        &tests,
+        failed,
+        |test, run_args| {
+            // Interrupted between two test binaries: run no more.
+            if let Some(origin) = signals.pending().next() {
+                return Ok(128u8.wrapping_add(origin.signal as u8));
             }
-            Err(e) => {
-                running.stop(shell);
-                return Err(e);
-            }
-        }
-    }
+            running.run_program(shell, test, run_args, signals)
+        },
+    );
     running.stop(shell);
-    Ok(code)
+    outcome
 }
 
-/// A package that does not depend on turbolift: its tests built and run as `cargo test`
-/// does, without services.
-fn test_without_services(
+/// `cargo test --no-run -p <package>` with the flags given and `feature` added.
+fn build_tests(
     shell: &Shell,
     args: &TestArgs,
-    metadata: &cargo_metadata::Metadata,
     package: &Package,
-    signals: &mut Signals,
-    failed: &mut Vec<String>,
-) -> Result<u8> {
-    let name = package.name.to_string();
-    let target_dir = match &args.build.target_dir {
-        Some(dir) => std::path::absolute(dir)?,
-        None => metadata.target_directory.clone().into_std_path_buf(),
-    };
-    let mut cargo =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    target_dir: &std::path::Path,
+    feature: Option<&str>,
+) -> Result<Vec<TestBinary>> {
+    let name = package.name.as_str();
+    let dir = package
+        .manifest_path
+        .parent()
+        .map_or_else(|| std::path::Path::new("."), |d| d.as_std_path());
+    let mut cargo = cargo_run::test_command(shell, &args.build, target_dir, dir)?;
     cargo
-        .args([
-            "test",
-            "--no-run",
-            "--message-format=json-render-diagnostics",
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .arg("--color")
-        .arg(shell.cargo_color())
         .arg("--manifest-path")
         .arg(package.manifest_path.as_std_path())
         .arg("-p")
-        .arg(&name)
-        .args(args.build.resolve_flags());
-    if args.build.release {
-        cargo.arg("--release");
-    }
-    let features = args.build.feature_list();
+        .arg(name);
+    let mut features = args.build.feature_list();
+    features.extend(feature.map(str::to_owned));
     if !features.is_empty() {
         cargo.arg("--features").arg(features.join(","));
     }
     select_targets(&mut cargo, args);
-    let tests = cargo_run::run_tests(cargo).with_context(|| {
-        format!("could not build the tests of `{name}`; cargo's errors are above")
-    })?;
-    let root = metadata.workspace_root.as_std_path();
-    for test in &tests {
-        let status = crate::platform::program::run(
-            shell,
-            &program_in(test, root),
-            &test_args(args),
-            &[],
-            signals,
-        )?;
+    if feature.is_some() {
+        shell.status(
+            "Building",
+            format!("the tests of `{name}` with the remote call path"),
+        );
+    }
+    cargo_run::run_tests(cargo)
+        .with_context(|| format!("could not build the tests of `{name}`; cargo's errors are above"))
+}
+
+/// Runs each test binary with `run`, as `cargo test` does: stops at the first that fails
+/// (unless `--no-fail-fast`), noting it in `failed`; its exit code, else 0.
+fn run_tests(
+    shell: &Shell,
+    args: &TestArgs,
+    package: &str,
+    workspace_root: &std::path::Path,
+    tests: &[TestBinary],
+    failed: &mut Vec<String>,
+    mut run: impl FnMut(&BuiltProgram, &[String]) -> Result<u8>,
+) -> Result<u8> {
+    let run_args: Vec<String> = args.testname.iter().chain(&args.args).cloned().collect();
+    let mut code = 0;
+    for test in tests {
+        let status = run(&program_in(test, workspace_root), &run_args)?;
         if status != 0 {
-            failed.push(rerun_hint(&name, test));
+            code = status;
+            failed.push(rerun_hint(package, test));
             shell.error(&anyhow::anyhow!(
                 "test failed, to rerun pass `{}`",
-                rerun_hint(&name, test)
+                rerun_hint(package, test)
             ));
             if !args.no_fail_fast {
-                return Ok(status);
+                break;
             }
         }
     }
-    Ok(0)
+    Ok(code)
 }
 
 /// `cargo test`'s target selection: `--lib`, `--bin`, `--bins`, `--test`, `--tests`.
@@ -234,10 +215,6 @@ fn select_targets(cargo: &mut std::process::Command, args: &TestArgs) {
 }
 
 /// The test binary as a program to run, titled as `cargo test` titles it.
-fn program_of(test: &TestBinary, project: &Project) -> BuiltProgram {
-    program_in(test, project.workspace_root())
-}
-
 fn program_in(test: &TestBinary, workspace_root: &std::path::Path) -> BuiltProgram {
     let shown = |p: &std::path::Path| {
         p.strip_prefix(workspace_root)
@@ -256,11 +233,6 @@ fn program_in(test: &TestBinary, workspace_root: &std::path::Path) -> BuiltProgr
         by_arch: Vec::new(),
         title: Some(format!("{what} ({})", shown(&test.executable))),
     }
-}
-
-/// The arguments of every test binary: `TESTNAME`, then what follows `--`.
-fn test_args(args: &TestArgs) -> Vec<String> {
-    args.testname.iter().chain(&args.args).cloned().collect()
 }
 
 /// What to pass to `cargo turbolift test` to run this binary again, as cargo says it.

@@ -159,13 +159,7 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
         ("name", Filled::toml(m.name)),
         ("version", Filled::toml(package.version.to_string())),
         ("edition", Filled::toml(package.edition.as_str())),
-        (
-            "rust_version",
-            match &package.rust_version {
-                Some(v) => Filled::toml(v.to_string()),
-                None => Filled::Absent,
-            },
-        ),
+        ("rust_version", rust_version(package)),
         ("dependencies", Filled::toml(dependencies)),
         ("build_dependencies", Filled::toml(build_dependencies)),
         ("features", Filled::toml(features)),
@@ -233,13 +227,7 @@ pub fn library_package(name: &str, library: &Library, crate_name: &str) -> Resul
         ("name", Filled::toml(name)),
         ("version", Filled::toml(package.version.to_string())),
         ("edition", Filled::toml(package.edition.as_str())),
-        (
-            "rust_version",
-            match &package.rust_version {
-                Some(v) => Filled::toml(v.to_string()),
-                None => Filled::Absent,
-            },
-        ),
+        ("rust_version", rust_version(package)),
         ("dependencies", Filled::toml(dependencies)),
     ])
 }
@@ -251,6 +239,14 @@ pub fn warnings_allowed() -> Value {
     let mut lints = Table::new();
     lints.insert("rust".into(), Value::Table(rust));
     Value::Table(lints)
+}
+
+/// The package's `rust-version`, if it has one.
+fn rust_version(package: &Package) -> Filled {
+    match &package.rust_version {
+        Some(v) => Filled::toml(v.to_string()),
+        None => Filled::Absent,
+    }
 }
 
 /// One of the program's binaries: the original's name, path and required features.

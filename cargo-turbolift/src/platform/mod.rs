@@ -28,6 +28,7 @@ use turbolift_syntax::Replicas;
 
 use crate::build::{Binaries, Built, BuiltProgram, Plan, arch, plural};
 use crate::cli::{self, BuildArgs};
+use crate::generate;
 use crate::shell::{Shell, Spinner};
 pub use program::Signals;
 
@@ -50,14 +51,17 @@ pub enum Platform {
     Kubernetes(Box<kubernetes::Kubernetes>),
 }
 
+/// How many runs' logs are kept under `target/turbolift/<package>/logs/`.
+const KEPT_LOGS: usize = 10;
+
 /// What a command starts replicas for.
 pub struct Start<'a> {
     /// `--replicas`, winning over the attributes.
     pub args: &'a BuildArgs,
     /// A fresh id of the run (12 hex digits), on what it creates.
-    pub run_id: &'a str,
+    pub run_id: String,
     /// The secret the replicas and the program share.
-    pub secret: &'a str,
+    pub secret: String,
     /// Where the replicas' output goes.
     pub logs: PathBuf,
     /// Platforms that deploy: leave the deployment in place afterwards.
@@ -82,6 +86,45 @@ pub trait Running {
 
     /// Stops every replica and says so.
     fn stop(self: Box<Self>, shell: &Shell);
+}
+
+impl<'a> Start<'a> {
+    /// A fresh run of the services of `built`: a new id and secret, and a directory for
+    /// the replicas' logs (the logs of all but the last runs go).
+    pub fn new(
+        args: &'a BuildArgs,
+        built: &Built,
+        keep: bool,
+        timeout: std::time::Duration,
+    ) -> Result<Start<'a>> {
+        let run_id = random_hex(6)?;
+        let logs = logs_dir(&generate::workspace_dir(&built.project), &run_id)?;
+        Ok(Start {
+            args,
+            secret: random_hex(32)?,
+            run_id,
+            logs,
+            keep,
+            timeout,
+        })
+    }
+}
+
+/// A fresh directory for a run's service logs; old runs beyond [`KEPT_LOGS`] go.
+fn logs_dir(workspace: &std::path::Path, run_id: &str) -> Result<PathBuf> {
+    use anyhow::Context as _;
+    let root = workspace.join("logs");
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let mut old: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&root)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    old.sort();
+    let excess = old.len().saturating_sub(KEPT_LOGS - 1);
+    for (_, path) in old.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    Ok(root.join(run_id))
 }
 
 impl Platform {

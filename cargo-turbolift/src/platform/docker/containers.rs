@@ -67,7 +67,7 @@ impl Containers {
         host: &str,
         start: &Start<'_>,
     ) -> Result<Containers> {
-        let (secret, logs, run_id) = (start.secret, start.logs.as_path(), start.run_id);
+        let (secret, logs, run_id) = (&start.secret, start.logs.as_path(), &start.run_id);
         let cleaned = clean::remove_leftovers(false)?;
         for line in cleaned.report() {
             shell.status("Removed", line);

@@ -74,7 +74,7 @@ impl Docker {
         Ok(Box::new(OnThisMachine::new(
             shell,
             Box::new(containers),
-            start.secret,
+            &start.secret,
             start.logs.clone(),
             started,
         )))

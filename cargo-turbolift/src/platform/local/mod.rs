@@ -20,13 +20,13 @@ pub fn start(shell: &Shell, built: &Built, start: &Start<'_>) -> Result<Box<dyn 
     let supervisor = if specs.is_empty() {
         Supervisor::none()
     } else {
-        Supervisor::start(&specs, start.secret, &start.logs)?
+        Supervisor::start(&specs, &start.secret, &start.logs)?
     };
     drop(spinner);
     Ok(Box::new(OnThisMachine::new(
         shell,
         Box::new(supervisor),
-        start.secret,
+        &start.secret,
         start.logs.clone(),
         started,
     )))
