@@ -28,6 +28,12 @@ pub const CALL_PREFIX: &str = "/v1/call/";
 /// [`crate::naming::batch_route`].
 pub const BATCH_PREFIX: &str = "/v1/batch/";
 
+/// Most calls one batch request may carry. A service refuses a batch that says it has
+/// more (`413 too-large`) before it decodes any call: a call whose arguments encode to no
+/// bytes (`fn f()`) costs nothing in the body, so only this bounds the work of such a
+/// batch. A client packs fewer (4,096), leaving room for clients that pack more.
+pub const MAX_BATCH_CALLS: usize = 65_536;
+
 /// The line a service prints on stdout once it listens, followed by its base URL.
 pub const LISTENING_LINE: &str = "turbolift: listening on ";
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use http_body_util::BodyExt;
 use tokio::time::{Instant, timeout_at};
+use turbolift_shared::protocol;
 
 use super::retry::{Refusal, Retry};
 use super::{Remote, post};
@@ -16,8 +17,10 @@ use crate::wire::frames::{self, FrameReader};
 use crate::wire::{self, Encoded};
 use crate::{Error, RemoteError};
 
-/// Most calls in one request.
+/// Most calls in one request: well under what a service takes
+/// ([`protocol::MAX_BATCH_CALLS`]), so that a service of another release takes them too.
 const MAX_CALLS_PER_REQUEST: usize = 4096;
+const _: () = assert!(MAX_CALLS_PER_REQUEST <= protocol::MAX_BATCH_CALLS);
 /// A request is closed once its arguments reach this size (a larger single call travels
 /// alone).
 const MAX_REQUEST_BYTES: usize = 1 << 20;

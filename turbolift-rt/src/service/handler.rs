@@ -14,7 +14,8 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use super::batch::BatchSink;
 use crate::__private::{FnInfo, Wire};
 use crate::local::panic_message;
-use crate::wire::{self, Encoded, frames};
+use crate::wire::frames::{self, BatchArgs};
+use crate::wire::{self, Encoded};
 
 /// A distributed function as a service sees it; registered by `#[turbolift::distribute]`
 /// when the `service` feature is on.
@@ -49,8 +50,8 @@ impl Handler {
         (self.invoke)(body)
     }
 
-    /// Decodes a batch body and starts its calls, which write their frames to `sink`;
-    /// returns how many calls there are.
+    /// Checks a batch body (see [`BatchArgs`]) and starts its calls, which write their
+    /// frames to `sink`; returns how many calls there are.
     pub fn start_batch(&self, body: Bytes, sink: BatchSink) -> Result<usize, InvokeError> {
         (self.batch)(body, sink)
     }
@@ -163,8 +164,9 @@ const ASYNC_BATCH_CONCURRENCY: usize = 64;
 /// the message of its panic.
 type Outcome = Result<Result<Vec<u8>, String>, String>;
 
-/// Decodes a batch of a synchronous function and runs its calls one after another on
-/// the blocking pool (one hand-off for the whole batch), streaming their frames in order.
+/// Checks a batch of a synchronous function and runs its calls one after another on the
+/// blocking pool (one hand-off for the whole batch), their arguments decoded as
+/// [`BatchArgs`] hands them out, streaming their frames in order.
 pub fn invoke_blocking_batch<A, R, F>(
     body: Bytes,
     sink: BatchSink,
@@ -175,12 +177,13 @@ where
     R: Wire,
     F: Fn(A) -> R + Send + 'static,
 {
-    let calls: Vec<A> = decode(body)?;
+    let calls = decode_batch::<A>(body)?;
     let count = calls.len();
-    let outcomes = calls.into_iter().map(move |args| {
-        catch_unwind(AssertUnwindSafe(|| f(args)))
+    let outcomes = calls.map(move |args| match args {
+        Ok(args) => catch_unwind(AssertUnwindSafe(|| f(args)))
             .map(|value| encode_frame(&value))
-            .map_err(|payload| panic_message(&*payload))
+            .map_err(|payload| panic_message(&*payload)),
+        Err(why) => Ok(Err(why)),
     });
     run_blocking_batch(sink, Box::new(outcomes));
     Ok(count)
@@ -210,8 +213,9 @@ fn run_blocking_batch(sink: BatchSink, mut calls: Box<dyn Iterator<Item = Outcom
     });
 }
 
-/// Decodes a batch of an async function and runs up to 64 of its calls at once on the
-/// service's runtime, streaming their frames in order.
+/// Checks a batch of an async function and runs up to 64 of its calls at once on the
+/// service's runtime, their arguments decoded as [`BatchArgs`] hands them out, streaming
+/// their frames in order.
 pub fn invoke_async_batch<A, R, F, Fut>(
     body: Bytes,
     sink: BatchSink,
@@ -223,11 +227,12 @@ where
     F: Fn(A) -> Fut + Send + 'static,
     Fut: Future<Output = R> + Send + 'static,
 {
-    let calls: Vec<A> = decode(body)?;
+    let calls = decode_batch::<A>(body)?;
     let count = calls.len();
-    let calls = calls
-        .into_iter()
-        .map(move |args| f(args).map(|value| encode_frame(&value)).boxed());
+    let calls = calls.map(move |args| match args {
+        Ok(args) => f(args).map(|value| encode_frame(&value)).boxed(),
+        Err(why) => std::future::ready(Err(why)).boxed(),
+    });
     run_async_batch(sink, Box::new(calls));
     Ok(count)
 }
@@ -286,6 +291,11 @@ fn push_result(sink: &BatchSink, frames: &mut Vec<u8>, outcome: Outcome) {
 
 fn decode<A: Wire>(body: Bytes) -> Result<A, InvokeError> {
     wire::decode_owned(body).map_err(|e| InvokeError::BadArguments(e.to_string()))
+}
+
+/// The calls of a batch, checked whole, their arguments decoded as they are handed out.
+fn decode_batch<A: Wire>(body: Bytes) -> Result<BatchArgs<A>, InvokeError> {
+    BatchArgs::new(body).map_err(|e| InvokeError::BadArguments(e.to_string()))
 }
 
 fn encode<R: Wire>(value: R) -> Result<Encoded, InvokeError> {

@@ -23,6 +23,7 @@ use super::State;
 use super::batch::BatchSink;
 use super::handler::{Handler, InvokeError};
 use crate::wire::body::{Chunks, read_all};
+use crate::wire::frames;
 
 pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router {
     let mut router = Router::new()
@@ -130,11 +131,22 @@ async fn batch(state: Arc<State>, handler: &'static Handler, request: Request) -
         Err(refused) => return refused,
     };
     let function = handler.info().id();
-    let (sink, frames) = BatchSink::new(state.clone(), function, permit);
+    // Checked before the calls are: the count alone may claim any number of calls that
+    // take no bytes. A body without a count is the handler's to refuse.
+    if let Ok(calls) = frames::batch_len(&body)
+        && calls > protocol::MAX_BATCH_CALLS as u64
+    {
+        let reason = format!(
+            "the batch has {calls} calls, more than this service takes in one request ({} calls); split it into smaller batches",
+            protocol::MAX_BATCH_CALLS
+        );
+        return state.reject(ErrorKind::TooLarge, reason);
+    }
+    let (sink, answer) = BatchSink::new(state.clone(), function, permit);
     match handler.start_batch(body, sink) {
         Ok(calls) => {
             state.served.fetch_add(calls as u64, Ordering::Relaxed);
-            encoded_answer(Body::new(frames))
+            encoded_answer(Body::new(answer))
         }
         Err(InvokeError::BadArguments(detail)) => state.reject(
             ErrorKind::BadRequest,

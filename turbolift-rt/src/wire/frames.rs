@@ -1,7 +1,8 @@
 //! The bodies of a batch (see `docs/protocol.md`, "Batches").
 //!
 //! A batch request is the arguments of many calls: postcard's encoding of a
-//! `Vec<(A, ..)>`, a varint count followed by the argument tuples. The answer is one
+//! `Vec<(A, ..)>`, a varint count (at most [`MAX_BATCH_CALLS`]) followed by the argument
+//! tuples, which a service decodes as the calls run ([`BatchArgs`]). The answer is one
 //! frame per call, in the order of the arguments, streamed as the calls finish:
 //!
 //! ```text
@@ -11,6 +12,8 @@
 //! ```
 
 use bytes::{Buf, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use turbolift_shared::protocol::MAX_BATCH_CALLS;
 
 use super::WireError;
 
@@ -38,6 +41,124 @@ pub fn push_frame(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
     out.push(tag);
     push_varint(out, payload.len() as u64);
     out.extend_from_slice(payload);
+}
+
+/// The number of calls a batch body says it carries (its leading varint), whatever it
+/// is; see [`BatchArgs::new`] for the body as a whole.
+pub fn batch_len(body: &[u8]) -> Result<u64, WireError> {
+    let (count, _) = postcard::take_from_bytes::<usize>(body)
+        .map_err(|e| WireError(format!("no count of calls: {e}")))?;
+    Ok(count as u64)
+}
+
+/// The decoded arguments of the first calls of a batch are kept from the check of the
+/// body, rather than decoded again, while they took at most this much of the body and
+/// this much memory by their size (what they own besides is not counted, and is at most
+/// a few times the bytes they took for ordinary types).
+const KEEP_BYTES: usize = 64 * 1024;
+
+/// The argument tuples of a batch request. Every tuple is decoded once to check the body;
+/// those of the first calls are kept, within [`KEEP_BYTES`], and the others decoded again
+/// one call at a time as the calls run. A batch thus holds its body and little more,
+/// never the decoded arguments of every call at once.
+#[derive(Debug)]
+pub struct BatchArgs<A> {
+    kept: std::vec::IntoIter<A>,
+    body: Bytes,
+    /// Where the arguments of the first call not kept begin.
+    at: usize,
+    /// Calls not yet handed out.
+    left: usize,
+    /// Why the previous call did not decode; then so does every later one.
+    failed: Option<String>,
+}
+
+impl<A: DeserializeOwned> BatchArgs<A> {
+    /// The calls of `body`, once it has proven to be exactly a count of at most
+    /// [`MAX_BATCH_CALLS`] and that many argument tuples: the count is checked before
+    /// anything else, then every tuple is decoded, so a bad batch is refused before any
+    /// call runs.
+    pub fn new(body: Bytes) -> Result<Self, WireError> {
+        let (count, mut rest) = postcard::take_from_bytes::<usize>(&body)
+            .map_err(|e| WireError(format!("no count of calls: {e}")))?;
+        if count > MAX_BATCH_CALLS {
+            return Err(WireError(format!(
+                "the batch has {count} calls, more than the {MAX_BATCH_CALLS} a batch request may carry"
+            )));
+        }
+        let most_kept = KEEP_BYTES / size_of::<A>().max(1);
+        let mut kept = Vec::new();
+        let mut keeping = true;
+        let mut at = body.len() - rest.len();
+        for _ in 0..count {
+            let (args, after) =
+                postcard::take_from_bytes::<A>(rest).map_err(|e| WireError(e.to_string()))?;
+            let took = rest.len() - after.len();
+            keeping &= kept.len() < most_kept && at + took <= KEEP_BYTES;
+            if keeping {
+                kept.push(args);
+                at += took;
+            }
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(WireError(format!(
+                "{} unexpected byte(s) after the last call's arguments",
+                rest.len()
+            )));
+        }
+        Ok(BatchArgs {
+            kept: kept.into_iter(),
+            body,
+            at,
+            left: count,
+            failed: None,
+        })
+    }
+}
+
+impl<A> BatchArgs<A> {
+    /// The number of calls.
+    pub fn len(&self) -> usize {
+        self.left
+    }
+
+    /// Whether there is no call.
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl<A: DeserializeOwned> Iterator for BatchArgs<A> {
+    /// A call's arguments, or why they did not decode this time (a `Deserialize` that
+    /// does not decode the same bytes the same way twice).
+    type Item = Result<A, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.left = self.left.checked_sub(1)?;
+        if let Some(args) = self.kept.next() {
+            return Some(Ok(args));
+        }
+        if let Some(why) = &self.failed {
+            return Some(Err(why.clone()));
+        }
+        let rest = &self.body[self.at..];
+        Some(match postcard::take_from_bytes::<A>(rest) {
+            Ok((args, after)) => {
+                self.at += rest.len() - after.len();
+                Ok(args)
+            }
+            Err(e) => {
+                let why = format!("the arguments did not decode a second time: {e}");
+                self.failed = Some(why.clone());
+                Err(why)
+            }
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
 }
 
 /// Splits a streamed answer into frames, whatever the pieces it arrives in.
@@ -143,6 +264,45 @@ mod tests {
             push_varint(&mut ours, n);
             assert_eq!(ours, postcard::to_stdvec(&n).unwrap(), "{n}");
         }
+    }
+
+    #[test]
+    fn batch_args_are_checked_whole_then_handed_out_in_order() {
+        let calls = vec![(1u64, "a".to_owned()), (300, String::new())];
+        let body = Bytes::from(postcard::to_stdvec(&calls).unwrap());
+        let args = BatchArgs::<(u64, String)>::new(body.clone()).unwrap();
+        assert_eq!(args.len(), 2);
+        let decoded: Vec<_> = args.map(Result::unwrap).collect();
+        assert_eq!(decoded, calls);
+        assert_eq!(batch_len(&body).unwrap(), 2);
+        // More than is kept from the check: the rest decoded again, in order.
+        let many: Vec<(u64, String)> = (0..20_000).map(|i| (i, format!("call {i}"))).collect();
+        let long = Bytes::from(postcard::to_stdvec(&many).unwrap());
+        assert!(long.len() > 2 * KEEP_BYTES);
+        let decoded: Vec<(u64, String)> =
+            BatchArgs::new(long).unwrap().map(Result::unwrap).collect();
+        assert!(decoded == many);
+
+        let mut padded = body.to_vec();
+        padded.push(0);
+        let error = BatchArgs::<(u64, String)>::new(Bytes::from(padded)).unwrap_err();
+        assert!(error.to_string().contains("1 unexpected byte"), "{error}");
+        let truncated = body.slice(..body.len() - 1);
+        assert!(BatchArgs::<(u64, String)>::new(truncated).is_err());
+        assert!(BatchArgs::<()>::new(Bytes::new()).is_err());
+
+        // Calls of no bytes: the count is all there is, and it is bounded.
+        let mut most = Vec::new();
+        push_varint(&mut most, MAX_BATCH_CALLS as u64);
+        assert_eq!(
+            BatchArgs::<()>::new(Bytes::from(most)).unwrap().count(),
+            MAX_BATCH_CALLS
+        );
+        let mut huge = Vec::new();
+        push_varint(&mut huge, 1 << 40);
+        assert_eq!(batch_len(&huge).unwrap(), 1 << 40);
+        let error = BatchArgs::<()>::new(Bytes::from(huge)).unwrap_err();
+        assert!(error.to_string().contains("1099511627776 calls"), "{error}");
     }
 
     #[test]

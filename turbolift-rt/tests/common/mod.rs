@@ -1,10 +1,12 @@
 //! What the tests that run services on 127.0.0.1 share: a service started and stopped
-//! in the test's runtime, functions routed to it, an address nothing listens on, and a
-//! `tracing` subscriber that records everything ([`events`]).
+//! in the test's runtime, functions routed to it, an address nothing listens on, a
+//! `tracing` subscriber that records everything ([`events`]), and a bare HTTP client
+//! ([`http`]).
 
 #![allow(dead_code)] // each test crate uses its own part
 
 pub mod events;
+pub mod http;
 
 use std::sync::Mutex;
 
