@@ -8,6 +8,7 @@ mod check;
 pub(crate) mod handler;
 mod options;
 pub(crate) mod placement;
+mod refusals;
 mod router;
 mod serve;
 
@@ -46,7 +47,7 @@ pub(crate) struct State {
     replica: HeaderValue,
     functions: Vec<String>,
     served: AtomicU64,
-    rejected: AtomicU64,
+    refusals: refusals::Refusals,
     panicked: AtomicU64,
     busy: AtomicU64,
 }
@@ -98,10 +99,9 @@ impl State {
         })
     }
 
-    /// A refusal, counted and logged.
+    /// A refusal, counted and logged (at most one line of its kind a second).
     fn reject(&self, kind: ErrorKind, reason: String) -> Response {
-        let count = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::warn!(kind = kind.as_str(), rejected = count, "{reason}");
+        self.refusals.refused(kind, &reason);
         router::refusal(kind, reason)
     }
 
@@ -142,7 +142,7 @@ impl Service {
             replica,
             functions: handlers.iter().map(|h| h.info().id().to_owned()).collect(),
             served: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
+            refusals: refusals::Refusals::new(),
             panicked: AtomicU64::new(0),
             busy: AtomicU64::new(0),
         });
@@ -159,16 +159,24 @@ impl Service {
 
     /// Serves on `listener` until `shutdown` completes, then stops taking calls (readiness
     /// turns 503, new calls get a retryable `draining`) and finishes the calls in flight.
+    /// Refusals are logged at most once a second per kind, the rest counted; when it stops
+    /// it logs the refusals not yet logged, then what it served and refused.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        serve::serve(self.state, self.router, listener, shutdown).await?;
+        let teller = state.clone();
+        let telling = tokio::spawn(async move { teller.refusals.tell_untold_every_second().await });
+        let served = serve::serve(self.state, self.router, listener, shutdown).await;
+        telling.abort();
+        state.refusals.tell_untold(true);
+        served?;
         tracing::info!(
             served = state.served.load(Ordering::Relaxed),
-            rejected = state.rejected.load(Ordering::Relaxed),
+            rejected = state.refusals.total(),
+            refusals = %state.refusals,
             panicked = state.panicked.load(Ordering::Relaxed),
             busy = state.busy.load(Ordering::Relaxed),
             "stopped"
