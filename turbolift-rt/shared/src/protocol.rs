@@ -57,8 +57,16 @@ pub mod env {
     /// The function a service executable serves when the name it was started under does
     /// not say (a container image's `/service`): its id, e.g. `geo::area`.
     pub const FUNCTION: &str = "TURBOLIFT_FUNCTION";
-    /// Address a service binds (default `127.0.0.1:0`).
+    /// Address a service binds (default `127.0.0.1:0`); unused when [`LISTEN_FD`] is set.
     pub const BIND: &str = "TURBOLIFT_BIND";
+    /// The number of a listening TCP socket the service inherits and serves on instead of
+    /// binding [`BIND`]: `cargo turbolift run` reserves each replica's port for the whole
+    /// run, so that no one else can take it, and hands every start of the replica a
+    /// socket listening on it.
+    pub const LISTEN_FD: &str = "TURBOLIFT_LISTEN_FD";
+    /// Connections a service holds open at once; further ones wait in the listening
+    /// socket's backlog until one closes.
+    pub const MAX_CONNECTIONS: &str = "TURBOLIFT_MAX_CONNECTIONS";
     /// Largest request body a service accepts, in bytes.
     pub const MAX_BODY: &str = "TURBOLIFT_MAX_BODY";
     /// Calls a service runs at once; more wait in line.

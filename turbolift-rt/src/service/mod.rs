@@ -31,7 +31,10 @@ pub use batch::BatchSink;
 pub use handler::{Handler, InvokeError, registered};
 pub use placement::{DEFAULT_INLINE_MAX, Placement};
 
-pub use options::{DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_QUEUE, ServiceOptions};
+pub use options::{
+    DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUE,
+    ServiceOptions,
+};
 
 /// Shared state of a running service.
 pub(crate) struct State {
@@ -39,6 +42,7 @@ pub(crate) struct State {
     max_body: usize,
     header_timeout: Duration,
     body_timeout: Duration,
+    max_connections: usize,
     limiter: Arc<Semaphore>,
     max_queue: usize,
     waiting: AtomicUsize,
@@ -134,6 +138,7 @@ impl Service {
             max_body: options.max_body,
             header_timeout: options.header_timeout,
             body_timeout: options.body_timeout,
+            max_connections: options.max_connections,
             limiter: Arc::new(Semaphore::new(options.max_concurrency)),
             max_queue: options.max_queue,
             waiting: AtomicUsize::new(0),
@@ -242,6 +247,14 @@ pub fn main_for(id: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A socket handed over by `cargo turbolift run`, which keeps the port for the replica.
+    let inherited = match options.listen_fd.map(serve::inherited_listener).transpose() {
+        Ok(inherited) => inherited,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -253,9 +266,12 @@ pub fn main_for(id: &str) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let listener = TcpListener::bind(options.bind).await.map_err(|e| {
-            format!("cannot listen on {}: {e}", options.bind)
-        })?;
+        let listener = match inherited {
+            Some(listener) => TcpListener::from_std(listener).map_err(|e| e.to_string())?,
+            None => TcpListener::bind(options.bind)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", options.bind))?,
+        };
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         announce(addr);
         tracing::info!(function = handler.info().id(), %addr, replica = %options.replica, "serving");

@@ -16,6 +16,11 @@ pub const DEFAULT_MAX_QUEUE: usize = 4096;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a client has to send a request's body.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of connections a service holds open at once: an idle connection costs
+/// about 8 KiB, one whose request head is arriving up to 40 KiB, so these stay within
+/// about 80 MiB, under Kubernetes' default memory limit of 128 MiB; further connections
+/// wait in the listening socket's backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// How a service runs.
 #[derive(Clone)]
@@ -34,8 +39,13 @@ pub struct ServiceOptions {
     pub body_timeout: Duration,
     /// Name of this replica of the service, sent back in `x-turbolift-replica`.
     pub replica: String,
-    /// Address to bind.
+    /// Address to bind, unless `listen_fd` is set.
     pub bind: SocketAddr,
+    /// A listening TCP socket inherited from the process that started the service, to
+    /// serve on instead of binding `bind` (`TURBOLIFT_LISTEN_FD`).
+    pub listen_fd: Option<i32>,
+    /// Connections held open at once; further ones wait in the listening socket's backlog.
+    pub max_connections: usize,
     /// Longest call of a synchronous function that may run inline on an I/O thread, once
     /// the function has proven that short; `Duration::ZERO` runs every call on the
     /// blocking pool (see `docs/performance.md`).
@@ -53,6 +63,8 @@ impl std::fmt::Debug for ServiceOptions {
             .field("body_timeout", &self.body_timeout)
             .field("replica", &self.replica)
             .field("bind", &self.bind)
+            .field("listen_fd", &self.listen_fd)
+            .field("max_connections", &self.max_connections)
             .field("inline_max", &self.inline_max)
             .finish()
     }
@@ -70,13 +82,16 @@ impl ServiceOptions {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             replica: format!("pid-{}", std::process::id()),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen_fd: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             inline_max: super::DEFAULT_INLINE_MAX,
         }
     }
 
-    /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_MAX_BODY`,
-    /// `TURBOLIFT_MAX_CONCURRENCY`, `TURBOLIFT_MAX_QUEUE`, `TURBOLIFT_HEADER_TIMEOUT`,
-    /// `TURBOLIFT_BODY_TIMEOUT`, `TURBOLIFT_REPLICA` and `TURBOLIFT_INLINE_MAX`.
+    /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_LISTEN_FD`,
+    /// `TURBOLIFT_MAX_CONNECTIONS`, `TURBOLIFT_MAX_BODY`, `TURBOLIFT_MAX_CONCURRENCY`,
+    /// `TURBOLIFT_MAX_QUEUE`, `TURBOLIFT_HEADER_TIMEOUT`, `TURBOLIFT_BODY_TIMEOUT`,
+    /// `TURBOLIFT_REPLICA` and `TURBOLIFT_INLINE_MAX`.
     pub fn from_env() -> Result<Self, String> {
         let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
             format!(
@@ -92,6 +107,18 @@ impl ServiceOptions {
                     env::BIND
                 )
             })?;
+        }
+        if let Ok(text) = std::env::var(env::LISTEN_FD) {
+            let fd = text.trim().parse::<i32>().ok().filter(|fd| *fd >= 0);
+            options.listen_fd = Some(fd.ok_or_else(|| {
+                format!(
+                    "{}=`{text}` must be the number of an open file descriptor",
+                    env::LISTEN_FD
+                )
+            })?);
+        }
+        if let Some(n) = positive(env::MAX_CONNECTIONS)? {
+            options.max_connections = n;
         }
         if let Some(n) = positive(env::MAX_BODY)? {
             options.max_body = n;
