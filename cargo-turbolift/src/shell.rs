@@ -13,6 +13,7 @@ const ERROR: Style = AnsiColor::Red.on_default().bold();
 const WARN: Style = AnsiColor::Yellow.on_default().bold();
 
 /// Where messages go and how loud.
+#[derive(Clone)]
 pub struct Shell {
     verbose: u8,
     quiet: bool,

@@ -110,11 +110,20 @@ impl<'a> Start<'a> {
     }
 }
 
-/// A fresh directory for a run's service logs; old runs beyond [`KEPT_LOGS`] go.
+/// A fresh directory for a run's service logs, readable by this user only, as the folder
+/// of every run's; old runs beyond [`KEPT_LOGS`] go.
 fn logs_dir(workspace: &std::path::Path, run_id: &str) -> Result<PathBuf> {
     use anyhow::Context as _;
+    use std::os::unix::fs::DirBuilderExt;
     let root = workspace.join("logs");
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)
+        .with_context(|| format!("cannot create {}", root.display()))?;
+    // A folder an earlier version made readable by all becomes private too.
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", root.display()))?;
     let mut old: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&root)?
         .filter_map(|e| e.ok())
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
@@ -124,7 +133,12 @@ fn logs_dir(workspace: &std::path::Path, run_id: &str) -> Result<PathBuf> {
     for (_, path) in old.into_iter().take(excess) {
         let _ = std::fs::remove_dir_all(path);
     }
-    Ok(root.join(run_id))
+    let dir = root.join(run_id);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }
 
 impl Platform {
@@ -306,4 +320,19 @@ pub fn by_function<A: Clone>(addresses: &[(String, A)]) -> Vec<(String, Vec<A>)>
         }
     }
     grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_runs_logs_folder_is_private() {
+        let workspace = tempfile::tempdir().unwrap();
+        let dir = super::logs_dir(workspace.path(), "0123456789ab").unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir, workspace.path().join("logs/0123456789ab"));
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&workspace.path().join("logs")), 0o700);
+    }
 }

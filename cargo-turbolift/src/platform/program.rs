@@ -27,6 +27,10 @@ pub type Signals =
 pub trait Replicas {
     /// Each replica's function id and address.
     fn addresses(&self) -> Vec<(String, SocketAddr)>;
+    /// The replicas that kept failing and were not restarted again, with their logs.
+    fn given_up(&self) -> Vec<(String, PathBuf)> {
+        Vec::new()
+    }
     /// Stops every replica; how many restarts there were during the run.
     fn stop(self: Box<Self>) -> u32;
 }
@@ -92,19 +96,37 @@ impl Running for OnThisMachine {
     }
 
     fn stop(self: Box<Self>, shell: &Shell) {
+        let given_up = self.replicas.given_up();
         let restarts = self.replicas.stop();
-        let note = if restarts > 0 {
-            format!(
-                " ({restarts} restart{} during the run)",
+        let mut notes = Vec::new();
+        if restarts > 0 {
+            notes.push(format!(
+                "{restarts} restart{} during the run",
                 plural(restarts as usize)
-            )
-        } else {
+            ));
+        }
+        if !given_up.is_empty() {
+            notes.push(format!(
+                "{} replica{} given up",
+                given_up.len(),
+                plural(given_up.len())
+            ));
+        }
+        let note = if notes.is_empty() {
             String::new()
+        } else {
+            format!(" ({})", notes.join(", "))
         };
         shell.status(
             "Stopped",
             format!("every service{note}; logs in {}", self.logs.display()),
         );
+        for (replica, log) in given_up {
+            shell.warn(format!(
+                "replica {replica} kept failing and was given up during the run; why is in its log: {}",
+                log.display()
+            ));
+        }
     }
 }
 

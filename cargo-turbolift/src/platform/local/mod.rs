@@ -1,6 +1,9 @@
-//! The local platform: every replica a process on 127.0.0.1, on a port the OS assigns,
-//! watched by a supervisor that restarts it when it dies; the program runs here too.
+//! The local platform: every replica a process on 127.0.0.1, serving a port the supervisor
+//! holds for the whole run, watched by the supervisor that restarts it when it dies; the
+//! program runs here too.
 
+mod limits;
+mod port;
 mod supervisor;
 
 use std::time::Instant;
@@ -20,7 +23,7 @@ pub fn start(shell: &Shell, built: &Built, start: &Start<'_>) -> Result<Box<dyn 
     let supervisor = if specs.is_empty() {
         Supervisor::none()
     } else {
-        Supervisor::start(&specs, &start.secret, &start.logs)?
+        Supervisor::start(shell, &specs, &start.secret, &start.logs)?
     };
     drop(spinner);
     Ok(Box::new(OnThisMachine::new(
@@ -35,6 +38,10 @@ pub fn start(shell: &Shell, built: &Built, start: &Start<'_>) -> Result<Box<dyn 
 impl Replicas for Supervisor {
     fn addresses(&self) -> Vec<(String, std::net::SocketAddr)> {
         Supervisor::addresses(self)
+    }
+
+    fn given_up(&self) -> Vec<(String, std::path::PathBuf)> {
+        Supervisor::given_up(self)
     }
 
     fn stop(self: Box<Self>) -> u32 {

@@ -1,9 +1,11 @@
-//! The supervisor of local replicas: each a process on 127.0.0.1, on a port the OS
-//! assigns, watched and restarted on the same port when it dies.
+//! The supervisor of local replicas: each a process on 127.0.0.1, serving a port the
+//! supervisor reserves for the whole run ([`Port`]), watched and restarted on that port
+//! when it dies, and given up when it keeps failing.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -16,7 +18,9 @@ use anyhow::{Context, Result, bail};
 use turbolift_shared::{probe, protocol};
 
 use super::super::ServiceSpec;
+use super::port::Port;
 use crate::process;
+use crate::shell::Shell;
 
 /// How long a service has to start listening and become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,6 +28,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long stopped services have to finish their calls in flight before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Restarts in a row that fail before becoming ready, after which a replica is given up.
+const MAX_FAILED_RESTARTS: u32 = 20;
 
 /// The running replicas of every service.
 pub struct Supervisor {
@@ -35,87 +41,103 @@ struct Shared {
     stopping: AtomicBool,
     restarts: AtomicU32,
     secret: String,
+    /// Says on the terminal that a replica was given up.
+    shell: Option<Shell>,
+    /// The replicas that kept failing and were not restarted again, with their logs.
+    given_up: Mutex<Vec<(String, PathBuf)>>,
 }
 
 struct Replica {
     function_id: String,
-    addr: SocketAddr,
+    /// Reserved until the supervisor stops, even once the replica is given up.
+    port: Arc<Port>,
     pid: Arc<Mutex<Option<u32>>>,
     monitor: Option<JoinHandle<()>>,
 }
 
 enum Started {
-    Ready(SocketAddr),
+    Ready,
     Failed(String),
+}
+
+/// What a monitor thread needs to run one replica.
+struct Watch {
+    shared: Arc<Shared>,
+    executable: PathBuf,
+    name: String,
+    log: PathBuf,
+    port: Arc<Port>,
+    pid: Arc<Mutex<Option<u32>>>,
 }
 
 impl Supervisor {
     /// Starts every replica and waits until each is ready; on any failure, stops what
     /// started and says why.
-    pub fn start(specs: &[ServiceSpec], secret: &str, logs: &Path) -> Result<Supervisor> {
-        std::fs::create_dir_all(logs)
+    pub fn start(
+        shell: &Shell,
+        specs: &[ServiceSpec],
+        secret: &str,
+        logs: &Path,
+    ) -> Result<Supervisor> {
+        super::limits::check(specs)?;
+        // The logs hold what the services print: readable by this user only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(logs)
             .with_context(|| format!("cannot create {}", logs.display()))?;
         let shared = Arc::new(Shared {
             stopping: AtomicBool::new(false),
             restarts: AtomicU32::new(0),
             secret: secret.to_owned(),
+            shell: Some(shell.clone()),
+            given_up: Mutex::new(Vec::new()),
         });
+        let mut supervisor = Supervisor {
+            shared: shared.clone(),
+            replicas: Vec::new(),
+        };
         let (tx, rx) = channel();
-        let mut pending = Vec::new();
+        let mut names = Vec::new();
         for spec in specs {
             for replica in 0..spec.replicas {
-                let replica_name = format!("{}-{replica}", spec.name);
-                let log = logs.join(format!("{replica_name}.log"));
-                let pid = Arc::new(Mutex::new(None));
-                let monitor = spawn_monitor(
-                    shared.clone(),
-                    spec.executable.clone(),
-                    replica_name.clone(),
-                    log.clone(),
-                    pid.clone(),
+                let name = format!("{}-{replica}", spec.name);
+                let log = logs.join(format!("{name}.log"));
+                let launched = launch(
+                    &shared,
+                    spec,
+                    &name,
+                    &log,
                     tx.clone(),
-                    pending.len(),
+                    supervisor.replicas.len(),
                 );
-                pending.push((
-                    spec.function_id.clone(),
-                    replica_name,
-                    log,
-                    pid,
-                    Some(monitor),
-                ));
+                match launched {
+                    Ok(replica) => supervisor.replicas.push(replica),
+                    Err(e) => {
+                        supervisor.stop();
+                        return Err(e);
+                    }
+                }
+                names.push((name, log));
             }
         }
         drop(tx);
-        let mut addrs: Vec<Option<SocketAddr>> = vec![None; pending.len()];
+        let mut ready = vec![false; names.len()];
         let deadline = Instant::now() + START_TIMEOUT;
         let mut failure = None;
-        while addrs.iter().any(Option::is_none) && failure.is_none() {
+        while ready.iter().any(|r| !r) && failure.is_none() {
             let wait = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok((index, Started::Ready(addr))) => addrs[index] = Some(addr),
+                Ok((index, Started::Ready)) => ready[index] = true,
                 Ok((index, Started::Failed(why))) => {
-                    failure = Some(format!(
-                        "{} did not start: {why}{}",
-                        pending[index].1,
-                        log_tail(&pending[index].2)
-                    ));
+                    let (name, log) = &names[index];
+                    failure = Some(format!("{name} did not start: {why}{}", log_tail(log)));
                 }
                 Err(_) => {
                     failure = Some(format!("services were not ready within {START_TIMEOUT:?}"));
                 }
             }
         }
-        let replicas = pending
-            .into_iter()
-            .zip(&addrs)
-            .map(|((function_id, _, _, pid, monitor), addr)| Replica {
-                function_id,
-                addr: addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-                pid,
-                monitor,
-            })
-            .collect();
-        let supervisor = Supervisor { shared, replicas };
         if let Some(why) = failure {
             supervisor.stop();
             bail!(why);
@@ -130,6 +152,8 @@ impl Supervisor {
                 stopping: AtomicBool::new(false),
                 restarts: AtomicU32::new(0),
                 secret: String::new(),
+                shell: None,
+                given_up: Mutex::new(Vec::new()),
             }),
             replicas: Vec::new(),
         }
@@ -139,7 +163,7 @@ impl Supervisor {
     pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
         self.replicas
             .iter()
-            .map(|r| (r.function_id.clone(), r.addr))
+            .map(|r| (r.function_id.clone(), r.port.addr()))
             .collect()
     }
 
@@ -148,8 +172,13 @@ impl Supervisor {
         self.shared.restarts.load(Ordering::Relaxed)
     }
 
+    /// The replicas given up so far, with their logs.
+    pub fn given_up(&self) -> Vec<(String, PathBuf)> {
+        self.shared.given_up.lock().expect("given-up lock").clone()
+    }
+
     /// Stops every service: SIGTERM, which lets each finish its calls in flight, then
-    /// SIGKILL for any still running after [`STOP_TIMEOUT`].
+    /// SIGKILL for any still running after [`STOP_TIMEOUT`]. The ports close last.
     pub fn stop(mut self) -> u32 {
         self.shared.stopping.store(true, Ordering::SeqCst);
         for replica in &self.replicas {
@@ -175,33 +204,60 @@ impl Supervisor {
     }
 }
 
-/// A thread that runs one replica: starts it, reports when it is ready, and restarts it
-/// on the same port whenever it exits while the run goes on.
-fn spawn_monitor(
-    shared: Arc<Shared>,
-    executable: PathBuf,
-    name: String,
-    log: PathBuf,
-    pid: Arc<Mutex<Option<u32>>>,
+/// Reserves the replica's port and starts the thread that runs it.
+fn launch(
+    shared: &Arc<Shared>,
+    spec: &ServiceSpec,
+    name: &str,
+    log: &Path,
     started: Sender<(usize, Started)>,
     index: usize,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut bind: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+) -> Result<Replica> {
+    let port = Arc::new(
+        Port::reserve()
+            .with_context(|| format!("cannot reserve a port of 127.0.0.1 for {name}"))?,
+    );
+    let pid = Arc::new(Mutex::new(None));
+    let watch = Watch {
+        shared: shared.clone(),
+        executable: spec.executable.clone(),
+        name: name.to_owned(),
+        log: log.to_owned(),
+        port: port.clone(),
+        pid: pid.clone(),
+    };
+    let monitor = std::thread::Builder::new()
+        .name(format!("watch {name}"))
+        .spawn(move || watch.run(started, index))
+        .with_context(|| {
+            format!("cannot start a thread to watch {name} (too many processes or threads?)")
+        })?;
+    Ok(Replica {
+        function_id: spec.function_id.clone(),
+        port,
+        pid,
+        monitor: Some(monitor),
+    })
+}
+
+impl Watch {
+    /// Starts the replica, reports when it is ready, and restarts it on the same port
+    /// whenever it exits while the run goes on; gives it up when it keeps failing.
+    fn run(self, started: Sender<(usize, Started)>, index: usize) {
+        let shared = &self.shared;
         let mut first = Some(started);
         let mut failures_in_a_row = 0u32;
         loop {
             if shared.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let outcome = run_once(&shared, &executable, &name, &log, bind, &pid, |addr| {
-                bind = addr;
+            let outcome = self.run_once(|| {
                 failures_in_a_row = 0;
                 if let Some(tx) = first.take() {
-                    let _ = tx.send((index, Started::Ready(addr)));
+                    let _ = tx.send((index, Started::Ready));
                 }
             });
-            *pid.lock().expect("pid lock") = None;
+            *self.pid.lock().expect("pid lock") = None;
             if shared.stopping.load(Ordering::SeqCst) {
                 return;
             }
@@ -210,96 +266,120 @@ fn spawn_monitor(
                 return;
             }
             failures_in_a_row += 1;
-            if failures_in_a_row > 20 {
-                append(
-                    &log,
-                    &format!(
-                        "turbolift: {name} keeps failing ({outcome}); not restarting it again"
-                    ),
-                );
+            if failures_in_a_row > MAX_FAILED_RESTARTS {
+                self.give_up(failures_in_a_row, &outcome);
                 return;
             }
             shared.restarts.fetch_add(1, Ordering::Relaxed);
             append(
-                &log,
-                &format!("turbolift: {name} {outcome}; restarting it on {bind}"),
+                &self.log,
+                &format!(
+                    "turbolift: {} {outcome}; restarting it on {}",
+                    self.name,
+                    self.port.addr()
+                ),
             );
             // The first restart is immediate; a replica that keeps failing at once is not
             // restarted in a tight loop.
             let pause = 50 * u64::from(failures_in_a_row.saturating_sub(1).min(10));
             std::thread::sleep(Duration::from_millis(pause));
         }
-    })
-}
-
-/// Runs the service once; calls `ready` with its address once it answers readiness.
-/// Returns how it ended.
-fn run_once(
-    shared: &Shared,
-    executable: &Path,
-    name: &str,
-    log: &Path,
-    bind: SocketAddr,
-    pid: &Mutex<Option<u32>>,
-    ready: impl FnOnce(SocketAddr),
-) -> String {
-    let log_file = match File::options().create(true).append(true).open(log) {
-        Ok(f) => f,
-        Err(e) => return format!("cannot open its log {}: {e}", log.display()),
-    };
-    let stderr = match log_file.try_clone() {
-        Ok(f) => f,
-        Err(e) => return format!("cannot open its log: {e}"),
-    };
-    let mut command = Command::new(executable);
-    command
-        .env(protocol::env::SECRET, &shared.secret)
-        .env(protocol::env::BIND, bind.to_string())
-        .env(protocol::env::REPLICA, name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr));
-    process::tie_to_parent(&mut command, libc::SIGTERM, true);
-    let mut child: Child = {
-        // Checked under the lock, so that `stop` either sees this pid or this start sees
-        // `stopping`.
-        let mut slot = pid.lock().expect("pid lock");
-        if shared.stopping.load(Ordering::SeqCst) {
-            return "stopped before it started".to_owned();
-        }
-        match command.spawn() {
-            Ok(child) => {
-                *slot = Some(child.id());
-                child
-            }
-            Err(e) => return format!("could not be started ({}): {e}", executable.display()),
-        }
-    };
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut ready = Some(ready);
-    let mut log_file = log_file;
-    for line in lines.by_ref() {
-        let Ok(line) = line else { break };
-        if let Some(url) = line.strip_prefix(protocol::LISTENING_LINE)
-            && let Some(addr) = url
-                .strip_prefix("http://")
-                .and_then(|a| a.parse::<SocketAddr>().ok())
-            && let Some(ready) = ready.take()
-        {
-            if wait_ready(addr, &mut child) {
-                ready(addr);
-            } else {
-                let _ = child.kill();
-                break;
-            }
-            continue;
-        }
-        let _ = writeln!(log_file, "{line}");
     }
-    match child.wait() {
-        Ok(status) => format!("exited ({status})"),
-        Err(e) => format!("could not be waited for: {e}"),
+
+    /// Notes in the log and on the terminal that the replica is given up. Its port stays
+    /// reserved and refuses connections, so callers go to other replicas and no one else
+    /// can take it.
+    fn give_up(&self, failures: u32, outcome: &str) {
+        let name = &self.name;
+        append(
+            &self.log,
+            &format!("turbolift: {name} keeps failing ({outcome}); not restarting it again"),
+        );
+        if let Some(shell) = &self.shared.shell {
+            shell.warn(format!(
+                "gave up on replica {name} after {failures} failures in a row (last: {outcome}); its port {} refuses calls from now on; its log: {}",
+                self.port.addr(),
+                self.log.display()
+            ));
+        }
+        self.shared
+            .given_up
+            .lock()
+            .expect("given-up lock")
+            .push((name.clone(), self.log.clone()));
+    }
+
+    /// Runs the service once; calls `ready` once it answers readiness. Returns how it
+    /// ended.
+    fn run_once(&self, ready: impl FnOnce()) -> String {
+        let (shared, log) = (&self.shared, &self.log);
+        let log_file = match open_log(log) {
+            Ok(f) => f,
+            Err(e) => return format!("cannot open its log {}: {e}", log.display()),
+        };
+        let stderr = match log_file.try_clone() {
+            Ok(f) => f,
+            Err(e) => return format!("cannot open its log: {e}"),
+        };
+        let listener = match self.port.listen() {
+            Ok(listener) => listener,
+            Err(e) => return format!("could not listen on {}: {e}", self.port.addr()),
+        };
+        let mut command = Command::new(&self.executable);
+        command
+            .env(protocol::env::SECRET, &shared.secret)
+            .env_remove(protocol::env::BIND)
+            .env(protocol::env::REPLICA, &self.name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        listener.hand_to(&mut command);
+        process::tie_to_parent(&mut command, libc::SIGTERM, true);
+        let mut child: Child = {
+            // Checked under the lock, so that `stop` either sees this pid or this start
+            // sees `stopping`.
+            let mut slot = self.pid.lock().expect("pid lock");
+            if shared.stopping.load(Ordering::SeqCst) {
+                return "stopped before it started".to_owned();
+            }
+            let spawned = command.spawn();
+            // The process alone holds the listening socket (and its log): when it exits,
+            // the port refuses connections until the next start.
+            drop(command);
+            drop(listener);
+            match spawned {
+                Ok(child) => {
+                    *slot = Some(child.id());
+                    child
+                }
+                Err(e) => {
+                    return format!("could not be started ({}): {e}", self.executable.display());
+                }
+            }
+        };
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut ready = Some(ready);
+        let mut log_file = log_file;
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if line.starts_with(protocol::LISTENING_LINE)
+                && let Some(ready) = ready.take()
+            {
+                if wait_ready(self.port.addr(), &mut child) {
+                    ready();
+                } else {
+                    let _ = child.kill();
+                    break;
+                }
+                continue;
+            }
+            let _ = writeln!(log_file, "{line}");
+        }
+        match child.wait() {
+            Ok(status) => format!("exited ({status})"),
+            Err(e) => format!("could not be waited for: {e}"),
+        }
     }
 }
 
@@ -320,8 +400,17 @@ fn wait_ready(addr: SocketAddr, child: &mut Child) -> bool {
     false
 }
 
+/// A replica's log, for appending; created readable by this user only.
+fn open_log(log: &Path) -> std::io::Result<File> {
+    File::options()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+}
+
 fn append(log: &Path, line: &str) {
-    if let Ok(mut f) = File::options().create(true).append(true).open(log) {
+    if let Ok(mut f) = open_log(log) {
         let _ = writeln!(f, "{line}");
     }
 }
@@ -339,5 +428,19 @@ fn log_tail(log: &Path) -> String {
             log.display(),
             tail.join("\n")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_log_is_readable_by_its_user_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("p-square-0.log");
+        super::append(&log, "turbolift: p-square-0 exited (signal: 9 (SIGKILL))");
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
