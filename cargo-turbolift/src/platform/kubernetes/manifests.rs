@@ -11,7 +11,6 @@ use turbolift_shared::naming;
 use turbolift_shared::protocol;
 use turbolift_syntax::Replicas;
 
-use crate::generate::write_if_changed;
 use crate::platform::program::endpoints_variable;
 use crate::templates::{self, Template};
 
@@ -192,13 +191,15 @@ pub fn manifests(plan: &Plan) -> Result<Vec<Manifest>> {
 }
 
 /// Writes the objects and a `kustomization.yaml` into `dir`, removing files of objects
-/// that are gone; returns the files.
+/// that are gone; returns the files. The folder and its files are readable by this user
+/// only: the Secret holds the deployment's secret.
 pub fn write(dir: &Path, plan: &Plan, manifests: &[Manifest]) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut files = Vec::new();
     for m in manifests {
         let path = dir.join(&m.file);
-        write_if_changed(&path, &m.yaml)?;
+        write_private(&path, &m.yaml)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         files.push(path);
     }
     let resources: Vec<&str> = manifests.iter().map(|m| m.file.as_str()).collect();
@@ -211,7 +212,9 @@ pub fn write(dir: &Path, plan: &Plan, manifests: &[Manifest]) -> Result<Vec<Path
             ("resources", json!(resources)),
         ],
     )?;
-    write_if_changed(&dir.join("kustomization.yaml"), &kustomization.yaml)?;
+    let path = dir.join("kustomization.yaml");
+    write_private(&path, &kustomization.yaml)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".yaml")
@@ -222,6 +225,40 @@ pub fn write(dir: &Path, plan: &Plan, manifests: &[Manifest]) -> Result<Vec<Path
         }
     }
     Ok(files)
+}
+
+/// Creates `dir` readable by this user only, or makes it so.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `contents` to `path` unless it already holds them, privately: through a new file
+/// created readable by this user only, then renamed over `path`, so that no reader ever
+/// sees it with wider permissions or half written.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let private = |m: std::fs::Metadata| m.permissions().mode() & 0o077 == 0;
+    if std::fs::read(path).is_ok_and(|old| old == contents.as_bytes())
+        && std::fs::metadata(path).is_ok_and(private)
+    {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    drop(file);
+    std::fs::rename(&tmp, path)
 }
 
 /// A template with its `"{{key}}"` values filled in.
@@ -290,6 +327,34 @@ mod tests {
                 args: vec!["--verbose".into()],
             }),
         }
+    }
+
+    #[test]
+    fn the_manifests_are_readable_by_their_user_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let plan = plan();
+        let all = manifests(&plan).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("kubernetes");
+        let files = write(&dir, &plan, &all).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert!(
+            files
+                .iter()
+                .any(|f| f.ends_with("quickstart-secret.secret.yaml"))
+        );
+        for file in files.iter().chain([&dir.join("kustomization.yaml")]) {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        // A file of an earlier version, readable by all, is made private.
+        let secret = files
+            .iter()
+            .find(|f| f.ends_with("quickstart-secret.secret.yaml"))
+            .unwrap();
+        std::fs::set_permissions(secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write(&dir, &plan, &all).unwrap();
+        assert_eq!(mode(secret), 0o600);
     }
 
     #[test]
