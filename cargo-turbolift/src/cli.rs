@@ -16,6 +16,18 @@ pub enum Cargo {
     Turbolift(TurboliftArgs),
 }
 
+/// Most replicas of a service that `--replicas` asks for.
+pub const MAX_REPLICAS: u32 = 256;
+
+/// The command line of this process. A command line that does not parse is an error that
+/// exits with 1, as cargo's own do; `--help` and `--version` print and exit with 0.
+pub fn parse() -> Cargo {
+    Cargo::try_parse().unwrap_or_else(|error| {
+        let _ = error.print();
+        std::process::exit(if error.use_stderr() { 1 } else { 0 });
+    })
+}
+
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = false)]
 pub struct TurboliftArgs {
@@ -81,6 +93,17 @@ pub struct DeleteArgs {
     /// Kubernetes namespace of the deployment
     #[arg(long, value_name = "NAMESPACE", default_value = "default")]
     pub namespace: String,
+}
+
+fn replica_count(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if (1..=u64::from(MAX_REPLICAS)).contains(&n) => Ok(n as u32),
+        Ok(0) => Err("a service needs at least 1 replica".to_owned()),
+        Ok(_) => Err(format!("at most {MAX_REPLICAS} replicas of each service")),
+        Err(_) => Err(format!(
+            "a whole number of replicas, from 1 to {MAX_REPLICAS}"
+        )),
+    }
 }
 
 fn cpu_quantity(text: &str) -> Result<String, String> {
@@ -235,9 +258,10 @@ pub struct BuildArgs {
     )]
     pub namespace: String,
 
-    /// Replicas of each service, winning over the function's `replicas = ".."` [default:
-    /// the attribute's (its minimum for a range), else 2 on a machine with 2 or more cores]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Platform Options")]
+    /// Replicas of each service, 1 to 256, winning over the function's `replicas = ".."`
+    /// [default: the attribute's (its minimum for a range), else 2 on a machine with 2 or
+    /// more cores]
+    #[arg(long, value_name = "N", value_parser = replica_count, help_heading = "Platform Options")]
     pub replicas: Option<u32>,
 
     /// Kubernetes: CPU request of every replica, winning over the attribute's `cpu` [default: 100m]
@@ -377,6 +401,32 @@ mod tests {
         assert_eq!(run.args, ["--flag", "value"]);
         assert!(run.build.release);
         assert_eq!(run.build.platform, Platform::Local);
+    }
+
+    #[test]
+    fn replicas_are_from_1_to_256() {
+        let parse = |n: &str| {
+            Cargo::try_parse_from(["cargo", "turbolift", "run", "--replicas", n]).map(|c| {
+                let Cargo::Turbolift(args) = c;
+                let Command::Run(run) = args.command else {
+                    panic!("run")
+                };
+                run.build.replicas
+            })
+        };
+        assert_eq!(parse("1").unwrap(), Some(1));
+        assert_eq!(parse("256").unwrap(), Some(256));
+        for (bad, says) in [
+            ("0", "at least 1 replica"),
+            ("257", "at most 256 replicas"),
+            ("100000", "at most 256 replicas"),
+            ("99999999999999999999", "a whole number"),
+            ("-1", "unexpected argument"),
+            ("two", "a whole number"),
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -20,13 +20,11 @@ mod templates;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::cli::{Cargo, Command};
 use crate::shell::Shell;
 
 fn main() -> ExitCode {
-    let Cargo::Turbolift(args) = Cargo::parse();
+    let Cargo::Turbolift(args) = cli::parse();
     let shell = Shell::new(args.verbose, args.quiet, args.color);
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let result = match &args.command {
