@@ -11,5 +11,6 @@ mod generated;
 mod kubernetes;
 mod lifecycle;
 mod programs;
+mod security;
 mod support;
 mod workspaces;
