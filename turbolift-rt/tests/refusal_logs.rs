@@ -117,7 +117,13 @@ async fn five_thousand_refusals_take_a_few_lines() {
             told.len() >= 2,
             "{kind}: the first at once, then how many more"
         );
-        assert_eq!(told[0], 1, "the first refusal of a kind is logged as it is");
+        // The first line comes at once: it covers the first refusal and those that arrived
+        // with it before it was written (at most one per connection).
+        assert!(
+            (1..=CONNECTIONS as u64).contains(&told[0]),
+            "{kind}: the first line covers {} refusals",
+            told[0]
+        );
         assert_eq!(told.iter().sum::<u64>(), *count as u64, "{kind}: {told:?}");
     }
     assert_eq!(lines.len(), sent.len(), "{lines:?}");
