@@ -13,10 +13,12 @@ mod diagnostic;
 mod discover;
 mod generate;
 mod platform;
+mod private;
 mod process;
 mod project;
 mod shell;
 mod templates;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -15,17 +15,31 @@ const MAX_STATUS_LINE: u64 = 1024;
 /// `200`, else why not (the status it answered, or the I/O error). `timeout` bounds the
 /// connection, then each write and each read.
 pub fn ready(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    ready_over(connect(addr, timeout)?, addr)
+}
+
+/// A connection to `addr` within `timeout`, whose reads and writes then time out after
+/// `timeout` each: for [`ready_over`] through a layer of the caller's (TLS).
+pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
     let fail = |e: std::io::Error| format!("{addr}: {e}");
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(fail)?;
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(fail)?;
     stream.set_read_timeout(Some(timeout)).map_err(fail)?;
     stream.set_write_timeout(Some(timeout)).map_err(fail)?;
+    Ok(stream)
+}
+
+/// [`ready`] over a connection made by the caller (a TLS stream over [`connect`]'s), to
+/// the service at `addr`.
+pub fn ready_over(mut stream: impl Read + Write, addr: SocketAddr) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{addr}: {e}");
     write!(
         stream,
         "GET {READY_PATH} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .map_err(fail)?;
+    stream.flush().map_err(fail)?;
     let mut line = Vec::new();
-    BufReader::new((&stream).take(MAX_STATUS_LINE))
+    BufReader::new(stream.take(MAX_STATUS_LINE))
         .read_until(b'\n', &mut line)
         .map_err(fail)?;
     if line.is_empty() {

@@ -85,6 +85,31 @@ pub mod env {
     /// Service: longest call of a synchronous function that runs inline on an I/O
     /// thread once the function has proven that short; `0` turns it off.
     pub const INLINE_MAX: &str = "TURBOLIFT_INLINE_MAX";
+    /// Path of a PEM file of the certificate authority of the run or deployment. A
+    /// service with it takes only TLS connections and only calls from clients whose
+    /// certificate this authority signed; a program with it verifies the service's
+    /// certificate at `https://` endpoints. Set together with [`TLS_CERT`] and
+    /// [`TLS_KEY`], or none of the three.
+    pub const TLS_CA: &str = "TURBOLIFT_TLS_CA";
+    /// Path of a PEM file of this side's certificate (chain), signed by [`TLS_CA`]'s
+    /// authority: a service's names it is reached by, or the program's client certificate.
+    pub const TLS_CERT: &str = "TURBOLIFT_TLS_CERT";
+    /// Path of a PEM file of the private key of [`TLS_CERT`] (readable by its user only).
+    pub const TLS_KEY: &str = "TURBOLIFT_TLS_KEY";
+}
+
+/// Where the TLS files are inside a container (Docker and Kubernetes): the service's
+/// certificate, key and the authority's certificate, under the names of a
+/// `kubernetes.io/tls` Secret.
+pub mod tls_in_container {
+    /// The folder, mounted read-only.
+    pub const DIR: &str = "/etc/turbolift/tls";
+    /// The certificate (chain).
+    pub const CERT: &str = "/etc/turbolift/tls/tls.crt";
+    /// Its private key.
+    pub const KEY: &str = "/etc/turbolift/tls/tls.key";
+    /// The authority's certificate.
+    pub const CA: &str = "/etc/turbolift/tls/ca.crt";
 }
 
 /// The kinds of failure a service reports in [`ERROR_HEADER`].

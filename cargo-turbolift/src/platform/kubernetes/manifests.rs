@@ -12,6 +12,7 @@ use turbolift_shared::protocol;
 use turbolift_syntax::Replicas;
 
 use crate::platform::program::endpoints_variable;
+use crate::private::{private_dir, write_private};
 use crate::templates::{self, Template};
 
 /// CPU request of a replica when the attribute gives none.
@@ -225,40 +226,6 @@ pub fn write(dir: &Path, plan: &Plan, manifests: &[Manifest]) -> Result<Vec<Path
         }
     }
     Ok(files)
-}
-
-/// Creates `dir` readable by this user only, or makes it so.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// Writes `contents` to `path` unless it already holds them, privately: through a new file
-/// created readable by this user only, then renamed over `path`, so that no reader ever
-/// sees it with wider permissions or half written.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let private = |m: std::fs::Metadata| m.permissions().mode() & 0o077 == 0;
-    if std::fs::read(path).is_ok_and(|old| old == contents.as_bytes())
-        && std::fs::metadata(path).is_ok_and(private)
-    {
-        return Ok(());
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(contents.as_bytes())?;
-    drop(file);
-    std::fs::rename(&tmp, path)
 }
 
 /// A template with its `"{{key}}"` values filled in.
