@@ -130,6 +130,18 @@ pub enum Platform {
     Kubernetes,
 }
 
+impl Platform {
+    /// Whether calls go over TLS unless `--tls` or `--no-tls` says: where they cross a
+    /// network (Docker's, a cluster's), yes; on 127.0.0.1, which only this machine reaches
+    /// and where the replicas' ports are reserved, no, so that local builds stay lean.
+    pub fn tls_by_default(self) -> bool {
+        match self {
+            Platform::Local => false,
+            Platform::Docker | Platform::Kubernetes => true,
+        }
+    }
+}
+
 /// `--arch`: the architectures of static builds and images.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum ArchArg {
@@ -271,6 +283,16 @@ pub struct BuildArgs {
     /// Kubernetes: memory request and limit of every replica, winning over the attribute's `memory` [default: 128Mi]
     #[arg(long, value_name = "QUANTITY", value_parser = memory_quantity, help_heading = "Platform Options")]
     pub memory: Option<String>,
+
+    /// Calls over TLS, the program and the services authenticating each other with
+    /// certificates of an authority made for the run or deployment [default: on for
+    /// docker and kubernetes, off for local]
+    #[arg(long, help_heading = "Platform Options")]
+    pub tls: bool,
+
+    /// Calls in plain HTTP, with the shared secret alone, on any platform
+    #[arg(long, conflicts_with = "tls", help_heading = "Platform Options")]
+    pub no_tls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +368,18 @@ impl BuildArgs {
             flags.push("--frozen");
         }
         flags
+    }
+
+    /// Whether calls go over TLS: `--tls` or `--no-tls`, else the platform's default.
+    /// The one place that decides; the build, the runs and the manifests all ask it.
+    pub fn tls(&self) -> bool {
+        if self.tls {
+            true
+        } else if self.no_tls {
+            false
+        } else {
+            self.platform.tls_by_default()
+        }
     }
 
     /// The features the user asked for, split as cargo splits them.

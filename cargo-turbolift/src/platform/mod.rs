@@ -20,6 +20,7 @@ pub mod image;
 pub mod kubernetes;
 pub mod local;
 pub mod program;
+mod run_tls;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,7 @@ use crate::cli::{self, BuildArgs};
 use crate::generate;
 use crate::shell::{Shell, Spinner};
 pub use program::Signals;
+pub use run_tls::{RunTls, TlsFiles};
 
 /// Replicas of a service when neither `--replicas` nor the attribute says: two, so that a
 /// call has somewhere to go while a replica restarts.
@@ -68,6 +70,11 @@ pub struct Start<'a> {
     pub keep: bool,
     /// Platforms that deploy: how long the rollout, and the program there, may take.
     pub timeout: std::time::Duration,
+    /// With TLS, the run's authority and the files of its certificates and keys, for
+    /// replicas that run on this machine (local and Docker); `None` without TLS, without
+    /// services, and for Kubernetes, whose deployment got its authority when its
+    /// manifests were written.
+    pub tls: Option<RunTls>,
 }
 
 /// Replicas that are up, ready for the program.
@@ -89,8 +96,9 @@ pub trait Running {
 }
 
 impl<'a> Start<'a> {
-    /// A fresh run of the services of `built`: a new id and secret, and a directory for
-    /// the replicas' logs (the logs of all but the last runs go).
+    /// A fresh run of the services of `built`: a new id and secret, a directory for
+    /// the replicas' logs (the logs of all but the last runs go), and with TLS
+    /// ([`BuildArgs::tls`]) a new authority and the program's certificate.
     pub fn new(
         args: &'a BuildArgs,
         built: &Built,
@@ -98,7 +106,14 @@ impl<'a> Start<'a> {
         timeout: std::time::Duration,
     ) -> Result<Start<'a>> {
         let run_id = random_hex(6)?;
-        let logs = logs_dir(&generate::workspace_dir(&built.project), &run_id)?;
+        let workspace = generate::workspace_dir(&built.project);
+        let logs = logs_dir(&workspace, &run_id)?;
+        let runs_here = args.platform != cli::Platform::Kubernetes;
+        let tls = if args.tls() && runs_here && !built.services.is_empty() {
+            Some(RunTls::new(&workspace.join("tls"), &run_id)?)
+        } else {
+            None
+        };
         Ok(Start {
             args,
             secret: random_hex(32)?,
@@ -106,6 +121,7 @@ impl<'a> Start<'a> {
             logs,
             keep,
             timeout,
+            tls,
         })
     }
 }

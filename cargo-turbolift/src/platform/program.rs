@@ -2,6 +2,7 @@
 //! (local processes or containers): its endpoints and the secret in its environment,
 //! signals passed on, its exit code returned.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use turbolift_shared::protocol;
 
-use super::{Running, by_function};
+use super::{Running, TlsFiles, by_function};
 use crate::build::{BuiltProgram, plural};
 use crate::process;
 use crate::shell::Shell;
@@ -31,6 +32,12 @@ pub trait Replicas {
     fn given_up(&self) -> Vec<(String, PathBuf)> {
         Vec::new()
     }
+    /// With TLS, what a client here calls them with: the run's authority and the
+    /// program's certificate and key ([`RunTls::program_files`](super::RunTls::program_files)); `None` when they
+    /// serve plain HTTP.
+    fn tls(&self) -> Option<TlsFiles> {
+        None
+    }
     /// Stops every replica; how many restarts there were during the run.
     fn stop(self: Box<Self>) -> u32;
 }
@@ -40,6 +47,8 @@ pub struct OnThisMachine {
     replicas: Box<dyn Replicas>,
     secret: String,
     logs: PathBuf,
+    /// With TLS, the program's files ([`Replicas::tls`]).
+    tls: Option<TlsFiles>,
 }
 
 impl OnThisMachine {
@@ -51,9 +60,11 @@ impl OnThisMachine {
         logs: PathBuf,
         started: Instant,
     ) -> OnThisMachine {
+        let tls = replicas.tls();
+        let over = if tls.is_some() { " (TLS)" } else { "" };
         for (id, addrs) in by_function(&replicas.addresses()) {
             let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-            shell.status("Ready", format!("`{id}` at {}", addrs.join(", ")));
+            shell.status("Ready", format!("`{id}` at {}{over}", addrs.join(", ")));
         }
         shell.verbose_status(
             "Started",
@@ -63,15 +74,20 @@ impl OnThisMachine {
             replicas,
             secret: secret.to_owned(),
             logs,
+            tls,
         }
     }
 }
 
 impl Running for OnThisMachine {
     fn endpoints(&self) -> Vec<(String, Vec<String>)> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         by_function(&self.replicas.addresses())
             .into_iter()
-            .map(|(id, addrs)| (id, addrs.iter().map(|a| format!("http://{a}")).collect()))
+            .map(|(id, addrs)| {
+                let urls = addrs.iter().map(|a| format!("{scheme}://{a}")).collect();
+                (id, urls)
+            })
             .collect()
     }
 
@@ -88,10 +104,13 @@ impl Running for OnThisMachine {
             return run(shell, program, args, &[], signals);
         }
         let endpoints = endpoints_variable(&endpoints);
-        let env = [
-            (protocol::env::ENDPOINTS, endpoints.as_str()),
-            (protocol::env::SECRET, self.secret.as_str()),
+        let mut env: Vec<(&str, &OsStr)> = vec![
+            (protocol::env::ENDPOINTS, endpoints.as_ref()),
+            (protocol::env::SECRET, self.secret.as_ref()),
         ];
+        if let Some(tls) = &self.tls {
+            env.extend(tls.env().map(|(key, path)| (key, path.as_os_str())));
+        }
         run(shell, program, args, &env, signals)
     }
 
@@ -141,12 +160,14 @@ pub fn endpoints_variable(endpoints: &[(String, Vec<String>)]) -> String {
 
 /// Runs `program` here with `env` to its end, passing on SIGINT, SIGTERM and SIGHUP that
 /// a process sent (a Ctrl-C at the terminal reaches the program directly, as under
-/// `cargo run`); returns its exit code (128 + signal when a signal ended it).
+/// `cargo run`); returns its exit code (128 + signal when a signal ended it). The TLS
+/// variables are `env`'s or none: a program that calls in plain HTTP is not given files
+/// of another run that this environment may name.
 pub fn run(
     shell: &Shell,
     program: &BuiltProgram,
     args: &[String],
-    env: &[(&str, &str)],
+    env: &[(&str, &OsStr)],
     signals: &mut Signals,
 ) -> Result<u8> {
     match &program.title {
@@ -161,6 +182,9 @@ pub fn run(
     }
     let mut command = Command::new(&program.executable);
     command.args(args);
+    for key in TlsFiles::VARIABLES {
+        command.env_remove(key);
+    }
     for (key, value) in env {
         command.env(key, value);
     }

@@ -1,6 +1,7 @@
 //! The local platform: every replica a process on 127.0.0.1, serving a port the supervisor
 //! holds for the whole run, watched by the supervisor that restarts it when it dies; the
-//! program runs here too.
+//! program runs here too. With `--tls`, the replicas serve TLS only, with certificates of
+//! the run's authority, and the program calls them with its own.
 
 mod limits;
 mod port;
@@ -20,10 +21,22 @@ use supervisor::Supervisor;
 pub fn start(shell: &Shell, built: &Built, start: &Start<'_>) -> Result<Box<dyn Running>> {
     let started = Instant::now();
     let (specs, spinner) = specs(shell, built, start.args);
+    if let Some(tls) = &start.tls {
+        shell.verbose_status(
+            "Certificates",
+            format!("of the run's authority in {}", tls.dir().display()),
+        );
+    }
     let supervisor = if specs.is_empty() {
         Supervisor::none()
     } else {
-        Supervisor::start(shell, &specs, &start.secret, &start.logs)?
+        Supervisor::start(
+            shell,
+            &specs,
+            &start.secret,
+            &start.logs,
+            start.tls.as_ref(),
+        )?
     };
     drop(spinner);
     Ok(Box::new(OnThisMachine::new(
@@ -42,6 +55,10 @@ impl Replicas for Supervisor {
 
     fn given_up(&self) -> Vec<(String, std::path::PathBuf)> {
         Supervisor::given_up(self)
+    }
+
+    fn tls(&self) -> Option<super::TlsFiles> {
+        self.program_tls()
     }
 
     fn stop(self: Box<Self>) -> u32 {

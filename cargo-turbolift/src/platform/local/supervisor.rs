@@ -1,6 +1,8 @@
 //! The supervisor of local replicas: each a process on 127.0.0.1, serving a port the
 //! supervisor reserves for the whole run ([`Port`]), watched and restarted on that port
-//! when it dies, and given up when it keeps failing.
+//! when it dies, and given up when it keeps failing. With TLS, each service has a
+//! certificate of the run's authority for 127.0.0.1, and readiness is probed over TLS,
+//! believing only that authority.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -17,10 +19,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use turbolift_shared::{probe, protocol};
 
-use super::super::ServiceSpec;
+use super::super::{RunTls, ServiceSpec, TlsFiles};
 use super::port::Port;
 use crate::process;
 use crate::shell::Shell;
+use crate::tls::Prober;
 
 /// How long a service has to start listening and become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +33,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Restarts in a row that fail before becoming ready, after which a replica is given up.
 const MAX_FAILED_RESTARTS: u32 = 20;
+/// The name a replica's certificate is checked for: the address it is called at.
+const SERVER_NAME: &str = "127.0.0.1";
 
 /// The running replicas of every service.
 pub struct Supervisor {
@@ -45,6 +50,8 @@ struct Shared {
     shell: Option<Shell>,
     /// The replicas that kept failing and were not restarted again, with their logs.
     given_up: Mutex<Vec<(String, PathBuf)>>,
+    /// With TLS, how readiness is probed, and the program's files.
+    tls: Option<(Prober, TlsFiles)>,
 }
 
 struct Replica {
@@ -68,16 +75,19 @@ struct Watch {
     log: PathBuf,
     port: Arc<Port>,
     pid: Arc<Mutex<Option<u32>>>,
+    /// With TLS, the service's certificate, key and the run's authority.
+    tls: Option<TlsFiles>,
 }
 
 impl Supervisor {
     /// Starts every replica and waits until each is ready; on any failure, stops what
-    /// started and says why.
+    /// started and says why. With `tls`, every service gets a certificate of its own.
     pub fn start(
         shell: &Shell,
         specs: &[ServiceSpec],
         secret: &str,
         logs: &Path,
+        tls: Option<&RunTls>,
     ) -> Result<Supervisor> {
         super::limits::check(specs)?;
         // The logs hold what the services print: readable by this user only.
@@ -92,6 +102,10 @@ impl Supervisor {
             secret: secret.to_owned(),
             shell: Some(shell.clone()),
             given_up: Mutex::new(Vec::new()),
+            tls: match tls {
+                Some(tls) => Some((tls.prober()?, tls.program_files().clone())),
+                None => None,
+            },
         });
         let mut supervisor = Supervisor {
             shared: shared.clone(),
@@ -100,12 +114,17 @@ impl Supervisor {
         let (tx, rx) = channel();
         let mut names = Vec::new();
         for spec in specs {
+            let files = match tls {
+                Some(tls) => Some(tls.service_files(&spec.name, &[])?),
+                None => None,
+            };
             for replica in 0..spec.replicas {
                 let name = format!("{}-{replica}", spec.name);
                 let log = logs.join(format!("{name}.log"));
                 let launched = launch(
                     &shared,
                     spec,
+                    files.clone(),
                     &name,
                     &log,
                     tx.clone(),
@@ -154,6 +173,7 @@ impl Supervisor {
                 secret: String::new(),
                 shell: None,
                 given_up: Mutex::new(Vec::new()),
+                tls: None,
             }),
             replicas: Vec::new(),
         }
@@ -175,6 +195,11 @@ impl Supervisor {
     /// The replicas given up so far, with their logs.
     pub fn given_up(&self) -> Vec<(String, PathBuf)> {
         self.shared.given_up.lock().expect("given-up lock").clone()
+    }
+
+    /// With TLS, the program's certificate, key and the run's authority.
+    pub fn program_tls(&self) -> Option<TlsFiles> {
+        self.shared.tls.as_ref().map(|(_, files)| files.clone())
     }
 
     /// Stops every service: SIGTERM, which lets each finish its calls in flight, then
@@ -208,6 +233,7 @@ impl Supervisor {
 fn launch(
     shared: &Arc<Shared>,
     spec: &ServiceSpec,
+    tls: Option<TlsFiles>,
     name: &str,
     log: &Path,
     started: Sender<(usize, Started)>,
@@ -225,6 +251,7 @@ fn launch(
         log: log.to_owned(),
         port: port.clone(),
         pid: pid.clone(),
+        tls,
     };
     let monitor = std::thread::Builder::new()
         .name(format!("watch {name}"))
@@ -333,6 +360,17 @@ impl Watch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
+        match &self.tls {
+            Some(files) => {
+                command.envs(files.env());
+            }
+            // Plain HTTP, whatever this environment says of TLS.
+            None => {
+                for key in TlsFiles::VARIABLES {
+                    command.env_remove(key);
+                }
+            }
+        }
         listener.hand_to(&mut command);
         process::tie_to_parent(&mut command, libc::SIGTERM, true);
         let mut child: Child = {
@@ -366,7 +404,7 @@ impl Watch {
             if line.starts_with(protocol::LISTENING_LINE)
                 && let Some(ready) = ready.take()
             {
-                if wait_ready(self.port.addr(), &mut child) {
+                if wait_ready(self.port.addr(), &mut child, &shared.tls) {
                     ready();
                 } else {
                     let _ = child.kill();
@@ -383,12 +421,17 @@ impl Watch {
     }
 }
 
-/// Polls the readiness endpoint until it answers 200 or the process exits.
-fn wait_ready(addr: SocketAddr, child: &mut Child) -> bool {
+/// Polls the readiness endpoint until it answers 200 or the process exits; with TLS,
+/// over TLS, from a replica whose certificate the run's authority signed.
+fn wait_ready(addr: SocketAddr, child: &mut Child, tls: &Option<(Prober, TlsFiles)>) -> bool {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut pause = Duration::from_millis(1);
+    let ready = || match tls {
+        Some((prober, _)) => prober.ready(addr, SERVER_NAME, PROBE_TIMEOUT),
+        None => probe::ready(addr, PROBE_TIMEOUT),
+    };
     while Instant::now() < deadline {
-        if probe::ready(addr, PROBE_TIMEOUT).is_ok() {
+        if ready().is_ok() {
             return true;
         }
         if !matches!(child.try_wait(), Ok(None)) {
