@@ -464,6 +464,52 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_on_where_calls_cross_a_network_unless_said_otherwise() {
+        let tls = |args: &[&str]| {
+            let mut full = vec!["cargo", "turbolift"];
+            full.extend_from_slice(args);
+            Cargo::try_parse_from(full).map(|c| {
+                let Cargo::Turbolift(args) = c;
+                match args.command {
+                    Command::Build(build) => build.tls(),
+                    Command::Run(run) => run.build.tls(),
+                    Command::Test(test) => test.build.tls(),
+                    Command::Deploy(deploy) => deploy.build.tls(),
+                    _ => panic!("a command that builds"),
+                }
+            })
+        };
+        for command in ["build", "run", "test"] {
+            assert!(!tls(&[command]).unwrap(), "{command}");
+            assert!(tls(&[command, "--tls"]).unwrap(), "{command}");
+            assert!(!tls(&[command, "--no-tls"]).unwrap(), "{command}");
+            for platform in ["docker", "kubernetes"] {
+                assert!(tls(&[command, "--platform", platform]).unwrap());
+                assert!(!tls(&[command, "--platform", platform, "--no-tls"]).unwrap());
+                assert!(tls(&[command, "--platform", platform, "--tls"]).unwrap());
+            }
+            assert!(!tls(&[command, "--platform", "local", "--no-tls"]).unwrap());
+            let both = tls(&[command, "--tls", "--no-tls"])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                both.contains("'--tls' cannot be used with '--no-tls'"),
+                "{both}"
+            );
+        }
+        // `deploy` is for Kubernetes whatever `--platform` says; its build asks with the
+        // platform set (commands::deploy).
+        let mut deploy = BuildArgs {
+            platform: Platform::Kubernetes,
+            ..BuildArgs::default()
+        };
+        assert!(deploy.tls());
+        deploy.no_tls = true;
+        assert!(!deploy.tls());
+        assert!(Cargo::try_parse_from(["cargo", "turbolift", "clean", "--tls"]).is_err());
+    }
+
+    #[test]
     fn platform_and_image_flags_parse() {
         let Cargo::Turbolift(args) = Cargo::try_parse_from([
             "cargo",

@@ -8,9 +8,6 @@
 //! believes only services it signed: someone who takes a replica's address can neither
 //! answer nor call. Keys are ECDSA P-256 (rcgen's default, with ring).
 
-// The platforms use the prober as they start replicas over TLS.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;

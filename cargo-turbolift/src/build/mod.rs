@@ -128,14 +128,19 @@ pub fn build(
             generate::workspace_dir(&project).display()
         ),
     );
-    let generated = generate::generate(&project, &functions)?;
+    let tls = args.tls();
+    if tls {
+        check_tls_feature(&project)?;
+    }
+    let generated = generate::generate(&project, &functions, tls)?;
     shell.status(
         "Building",
         format!(
-            "{} service{} and `{}` with the remote call path",
+            "{} service{} and `{}` with the remote call path{}",
             generated.services.len(),
             plural(generated.services.len()),
-            project.package.name
+            project.package.name,
+            if tls { " over TLS" } else { "" }
         ),
     );
     let in_generated = InGenerated {
@@ -457,6 +462,23 @@ fn discover(shell: &Shell, project: &Project) -> Result<Vec<DistributedFn>> {
         project.package.name,
         plural(count)
     )
+}
+
+/// Calls over TLS need the `tls` feature of every `turbolift` in the package's graph.
+pub fn check_tls_feature(project: &Project) -> Result<()> {
+    let without = project
+        .metadata
+        .packages
+        .iter()
+        .find(|p| p.name.as_str() == "turbolift" && !p.features.contains_key("tls"));
+    if let Some(turbolift) = without {
+        bail!(
+            "calls over TLS need the `tls` feature of `turbolift`, which turbolift {} ({}) has not; depend on a turbolift that has it, or pass `--no-tls` to call in plain HTTP (TLS is on by default with `--platform docker` and `--platform kubernetes`)",
+            turbolift.version,
+            turbolift.manifest_path
+        );
+    }
+    Ok(())
 }
 
 pub fn plural(n: usize) -> &'static str {

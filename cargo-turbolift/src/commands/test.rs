@@ -95,8 +95,13 @@ fn test_package(
         Programs::None,
     )?;
     platform.prepare(shell, &built, &[])?;
-    // The remote call path of the package's turbolift, for every crate in its graph.
-    let remote = format!("{}/distributed", built.project.turbolift_key);
+    // The remote call path of the package's turbolift, for every crate in its graph; with
+    // TLS, over TLS.
+    let key = &built.project.turbolift_key;
+    let mut remote = vec![format!("{key}/distributed")];
+    if args.build.tls() {
+        remote.push(format!("{key}/tls"));
+    }
     let tests = build_tests(
         shell,
         args,
@@ -130,13 +135,14 @@ fn test_package(
     outcome
 }
 
-/// `cargo test --no-run -p <package>` with the flags given and `feature` added.
+/// `cargo test --no-run -p <package>` with the flags given and the `remote` call path's
+/// features added.
 fn build_tests(
     shell: &Shell,
     args: &TestArgs,
     package: &Package,
     target_dir: &std::path::Path,
-    feature: Option<&str>,
+    remote: Option<&[String]>,
 ) -> Result<Vec<TestBinary>> {
     let name = package.name.as_str();
     let dir = package
@@ -150,12 +156,12 @@ fn build_tests(
         .arg("-p")
         .arg(name);
     let mut features = args.build.feature_list();
-    features.extend(feature.map(str::to_owned));
+    features.extend(remote.into_iter().flatten().cloned());
     if !features.is_empty() {
         cargo.arg("--features").arg(features.join(","));
     }
     select_targets(&mut cargo, args);
-    if feature.is_some() {
+    if remote.is_some() {
         shell.status(
             "Building",
             format!("the tests of `{name}` with the remote call path"),

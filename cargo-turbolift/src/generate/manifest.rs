@@ -70,6 +70,8 @@ pub struct PackageManifest<'a> {
     pub package: &'a Package,
     /// The key of the `turbolift` dependency.
     pub turbolift_key: &'a str,
+    /// The features it gets beside the user's: `service`, and `tls` for runs over TLS.
+    pub turbolift_features: &'a [&'a str],
     /// The `[lints]` table: the package's own (or its workspace's), or warnings allowed.
     pub lints: Option<Value>,
     /// The library of the original package, which binaries' code uses, as a dependency
@@ -109,7 +111,9 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
         let key = dep.rename.clone().unwrap_or_else(|| dep.name.clone());
         let mut value = dependency(dep);
         if key == m.turbolift_key && dep.kind == DependencyKind::Normal {
-            add_feature(&mut value, "service");
+            for feature in m.turbolift_features {
+                add_feature(&mut value, feature);
+            }
         }
         let table = match (&dep.target, section) {
             (None, "dependencies") => &mut *dependencies,
@@ -207,8 +211,13 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
 
 /// The manifest of the service package of one of the user's libraries: its executable,
 /// `main.rs`, links the library as the program does (the original package, by path) and
-/// `turbolift` with its `service` feature.
-pub fn library_package(name: &str, library: &Library, crate_name: &str) -> Result<String> {
+/// `turbolift` with `turbolift_features` (its `service` feature, and `tls` for TLS).
+pub fn library_package(
+    name: &str,
+    library: &Library,
+    crate_name: &str,
+    turbolift_features: &[&str],
+) -> Result<String> {
     let package = &library.package;
     let turbolift = package
         .dependencies
@@ -216,7 +225,9 @@ pub fn library_package(name: &str, library: &Library, crate_name: &str) -> Resul
         .find(|d| d.name == "turbolift" && d.kind == DependencyKind::Normal)
         .with_context(|| format!("`{}` does not depend on `turbolift`", package.name))?;
     let mut turbolift = dependency(turbolift);
-    add_feature(&mut turbolift, "service");
+    for feature in turbolift_features {
+        add_feature(&mut turbolift, feature);
+    }
     let mut lib = Table::new();
     lib.insert("package".into(), package.name.as_str().into());
     lib.insert("path".into(), library.root().display().to_string().into());
@@ -431,6 +442,7 @@ libc = { path = "vendor/libc" }
             bins: &bins,
             package: &package,
             turbolift_key: "tl",
+            turbolift_features: &["service"],
             lib_dep: None,
         })
         .unwrap();
@@ -439,6 +451,36 @@ libc = { path = "vendor/libc" }
             "{text}"
         );
         insta::assert_snapshot!(redact(&text, dir.path()));
+    }
+
+    #[test]
+    fn with_tls_turbolift_gets_its_tls_feature_and_nothing_else_changes() {
+        let (_dir, package) = package();
+        let bins = [Bin {
+            name: "shop-app-lib-services".into(),
+            path: "turbolift-services/main.rs".into(),
+            required_features: Vec::new(),
+        }];
+        let manifest = |turbolift_features| {
+            super::package(&PackageManifest {
+                name: "shop-app-lib-services",
+                lints: None,
+                examples: &[],
+                dev_dependencies: false,
+                lib: Some(("shop_app", Path::new("src/lib.rs"))),
+                bins: &bins,
+                package: &package,
+                turbolift_key: "tl",
+                turbolift_features,
+                lib_dep: None,
+            })
+            .unwrap()
+        };
+        let plain = manifest(&["service"]);
+        let tls = manifest(&["service", "tls"]);
+        assert!(plain.contains("features = [\"service\"]\n"), "{plain}");
+        assert!(tls.contains("features = [\"service\", \"tls\"]\n"), "{tls}");
+        assert_eq!(tls.replace(", \"tls\"]", "]"), plain);
     }
 
     #[test]
@@ -458,6 +500,7 @@ libc = { path = "vendor/libc" }
             bins: &bins,
             package: &package,
             turbolift_key: "tl",
+            turbolift_features: &["service"],
             lib_dep: Some(LibDep {
                 crate_name: "shop_app".into(),
                 package: "shop-app-lib-services".into(),

@@ -105,7 +105,20 @@ fn package_name(project: &Project, target: &Target) -> String {
     }
 }
 
-pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Generated> {
+/// The features of `turbolift` that every generated package enables: the service side
+/// (which includes the remote call path), and with `tls` the TLS of both.
+fn turbolift_features(tls: bool) -> &'static [&'static str] {
+    if tls {
+        &["service", "tls"]
+    } else {
+        &["service"]
+    }
+}
+
+/// Generates the workspace of `project`'s services and program; with `tls`, they are
+/// built able to call and serve over TLS.
+pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Result<Generated> {
+    let features = turbolift_features(tls);
     let dir = workspace_dir(project);
     let packages_dir = dir.join("services");
     std::fs::create_dir_all(&packages_dir)
@@ -154,10 +167,11 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
             .collect();
         let dir = packages_dir.join(&package);
         match library {
-            Some(library) => generate_library_package(library, &package, &group, &dir),
+            Some(library) => generate_library_package(library, &package, &group, features, &dir),
             None => {
                 mirrors.push(package.clone());
-                generate_package(project, target, &package, &group, original_build, &dir)
+                let generated = (target, package.as_str(), group.as_slice());
+                generate_package(project, generated, features, original_build, &dir)
             }
         }
         .with_context(|| format!("cannot generate the service package `{package}`"))?;
@@ -182,6 +196,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
             &program_package,
             lib_package.as_deref(),
             &services,
+            features,
             original_build,
             &packages_dir.join(&program_package),
         )
@@ -216,11 +231,11 @@ pub fn generate(project: &Project, functions: &[DistributedFn]) -> Result<Genera
     })
 }
 
+/// The service package `name` of `target`'s functions, served as `services`.
 fn generate_package(
     project: &Project,
-    target: &Target,
-    name: &str,
-    services: &[Service],
+    (target, name, services): (&Target, &str, &[Service]),
+    turbolift_features: &[&str],
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<()> {
@@ -270,6 +285,7 @@ fn generate_package(
         bins: &bins,
         package: &project.package,
         turbolift_key: &project.turbolift_key,
+        turbolift_features,
         lib_dep: lib_crate.map(|crate_name| original_lib(project, crate_name)),
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
@@ -283,6 +299,7 @@ fn generate_library_package(
     library: &Library,
     name: &str,
     services: &[Service],
+    turbolift_features: &[&str],
     dir: &Path,
 ) -> Result<()> {
     let crate_name = library.crate_name();
@@ -300,7 +317,7 @@ fn generate_library_package(
         &dir.join("main.rs"),
         &source::service_main(&crate_name, &named)?,
     )?;
-    let manifest = manifest::library_package(name, library, &crate_name)?;
+    let manifest = manifest::library_package(name, library, &crate_name, turbolift_features)?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
 }
@@ -313,6 +330,7 @@ fn generate_program(
     name: &str,
     lib_package: Option<&str>,
     services: &[Service],
+    turbolift_features: &[&str],
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<Vec<String>> {
@@ -367,6 +385,7 @@ fn generate_program(
         bins: &bins,
         package: &project.package,
         turbolift_key: &project.turbolift_key,
+        turbolift_features,
         lib_dep,
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
