@@ -67,6 +67,7 @@ template!(COMPOSE, "docker/compose.yaml", Yaml);
 template!(COMPOSE_SERVICE, "docker/compose-service.yaml", Yaml);
 template!(PUSH_SCRIPT, "docker/push.sh", Text);
 template!(SECRET, "kubernetes/secret.yaml", Yaml);
+template!(TLS_SECRET, "kubernetes/tls-secret.yaml", Yaml);
 template!(DEPLOYMENT, "kubernetes/deployment.yaml", Yaml);
 template!(SERVICE, "kubernetes/service.yaml", Yaml);
 template!(HPA, "kubernetes/hpa.yaml", Yaml);
@@ -88,6 +89,7 @@ pub const ALL: &[Template] = &[
     COMPOSE_SERVICE,
     PUSH_SCRIPT,
     SECRET,
+    TLS_SECRET,
     DEPLOYMENT,
     SERVICE,
     HPA,

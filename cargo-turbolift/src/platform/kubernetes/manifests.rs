@@ -11,6 +11,8 @@ use turbolift_shared::naming;
 use turbolift_shared::protocol;
 use turbolift_syntax::Replicas;
 
+use super::tls::{self, DeploymentTls};
+use crate::platform::image;
 use crate::platform::program::endpoints_variable;
 use crate::private::{private_dir, write_private};
 use crate::templates::{self, Template};
@@ -39,6 +41,9 @@ pub struct Plan {
     pub node_arch: Option<String>,
     /// The program, run as a Job; `None` deploys only the services.
     pub program: Option<ProgramPlan>,
+    /// The deployment's certificates, when calls go over TLS (the default); `None` with
+    /// `--no-tls`.
+    pub tls: Option<DeploymentTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +83,52 @@ impl Plan {
         naming::kubernetes_name(&self.package, &service.function_id)
     }
 
+    /// The `kubernetes.io/tls` Secret of a service: `<service>-tls`.
+    pub fn service_tls_name(&self, service: &ServicePlan) -> String {
+        naming::kubernetes_name(&self.package, &format!("{}::tls", service.function_id))
+    }
+
+    /// The `kubernetes.io/tls` Secret of the program's client certificate.
+    pub fn program_tls_name(&self) -> String {
+        naming::kubernetes_part_name(&self.package, "program-tls")
+    }
+
+    /// The port services are reached at: named `https` (443 on the Service) with TLS,
+    /// `http` (80) without, so that whatever reads port names (a service mesh) takes
+    /// the protocol for what it is.
+    fn port(&self) -> (&'static str, u16) {
+        if self.tls.is_some() {
+            ("https", 443)
+        } else {
+            ("http", 80)
+        }
+    }
+
+    /// The values of a pod that are there only with TLS: `fsGroup`, the Secret `secret`
+    /// as a volume and its mount; absent without TLS.
+    fn tls_pod_values(&self, secret: &str) -> [(&'static str, Option<Value>); 3] {
+        let with = |value: Value| self.tls.as_ref().map(|_| value);
+        [
+            ("fs_group", with(json!(tls::FS_GROUP))),
+            ("volumes", with(tls::volumes(secret))),
+            ("volume_mounts", with(tls::volume_mounts())),
+        ]
+    }
+
+    /// A container's `env`: `first`, the shared secret from the Secret, and with TLS the
+    /// paths of the mounted files.
+    fn env(&self, first: Vec<Value>) -> Value {
+        let mut env = first;
+        env.push(json!({
+            "name": protocol::env::SECRET,
+            "valueFrom": { "secretKeyRef": { "name": self.secret_name(), "key": "secret" } },
+        }));
+        if self.tls.is_some() {
+            env.extend(tls::env_entries());
+        }
+        Value::Array(env)
+    }
+
     fn labels(&self, name: &str) -> Value {
         json!({
             "app.kubernetes.io/name": name,
@@ -106,12 +157,14 @@ impl Plan {
     }
 
     /// `TURBOLIFT_ENDPOINTS` for the program: every function at its Service's cluster
-    /// DNS name, in the namespace the program runs in.
+    /// DNS name, in the namespace the program runs in; `https://` with TLS, a name its
+    /// certificate carries.
     pub fn endpoints(&self) -> Vec<(String, Vec<String>)> {
+        let (scheme, port) = self.port();
         self.services
             .iter()
             .map(|s| {
-                let url = format!("http://{}:80", self.service_name(s));
+                let url = format!("{scheme}://{}:{port}", self.service_name(s));
                 (s.function_id.clone(), vec![url])
             })
             .collect()
@@ -132,36 +185,62 @@ pub fn manifests(plan: &Plan) -> Result<Vec<Manifest>> {
         "Secret",
         &secret,
         &[
-            ("name", json!(secret)),
-            ("labels", plan.labels(&secret)),
-            ("token", json!(plan.token)),
+            ("name", Some(json!(secret))),
+            ("labels", Some(plan.labels(&secret))),
+            ("token", Some(json!(plan.token))),
         ],
     )?);
+    let (port_name, port) = plan.port();
+    let scheme = plan.tls.as_ref().map(|_| json!("HTTPS"));
     for service in &plan.services {
         let name = plan.service_name(service);
+        if let Some(tls) = &plan.tls {
+            let issued = tls
+                .service(&name)
+                .with_context(|| format!("no certificate was made for `{name}`"))?;
+            out.push(tls_secret(
+                plan,
+                &plan.service_tls_name(service),
+                &issued.cert_pem,
+                &issued.key_pem,
+                &tls.ca_pem,
+            )?);
+        }
         let common = [
-            ("name", json!(name)),
-            ("labels", plan.labels(&name)),
-            ("selector", plan.selector(&name)),
+            ("name", Some(json!(name))),
+            ("labels", Some(plan.labels(&name))),
+            ("selector", Some(plan.selector(&name))),
         ];
+        let env = plan.env(vec![
+            json!({ "name": protocol::env::BIND, "value": format!("0.0.0.0:{}", image::CONTAINER_PORT) }),
+            json!({ "name": protocol::env::REPLICA, "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }),
+        ]);
         let mut vars = common.to_vec();
         vars.extend([
-            ("replicas", json!(service.replicas.min)),
-            ("image", json!(service.image)),
-            ("secret", json!(secret)),
-            ("ready_path", json!(protocol::READY_PATH)),
-            ("health_path", json!(protocol::HEALTH_PATH)),
-            ("cpu", json!(service.cpu)),
-            ("memory", json!(service.memory)),
-            ("node_selector", plan.node_selector()),
+            ("replicas", Some(json!(service.replicas.min))),
+            ("image", Some(json!(service.image))),
+            ("env", Some(env)),
+            ("port_name", Some(json!(port_name))),
+            ("scheme", scheme.clone()),
+            ("ready_path", Some(json!(protocol::READY_PATH))),
+            ("health_path", Some(json!(protocol::HEALTH_PATH))),
+            ("cpu", Some(json!(service.cpu))),
+            ("memory", Some(json!(service.memory))),
+            ("node_selector", Some(plan.node_selector())),
         ]);
+        vars.extend(plan.tls_pod_values(&plan.service_tls_name(service)));
         out.push(render(templates::DEPLOYMENT, "Deployment", &name, &vars)?);
-        out.push(render(templates::SERVICE, "Service", &name, &common)?);
+        let mut vars = common.to_vec();
+        vars.extend([
+            ("port_name", Some(json!(port_name))),
+            ("port", Some(json!(port))),
+        ]);
+        out.push(render(templates::SERVICE, "Service", &name, &vars)?);
         if service.replicas.max > service.replicas.min {
             let mut vars = common[..2].to_vec();
             vars.extend([
-                ("min_replicas", json!(service.replicas.min)),
-                ("max_replicas", json!(service.replicas.max)),
+                ("min_replicas", Some(json!(service.replicas.min))),
+                ("max_replicas", Some(json!(service.replicas.max))),
             ]);
             out.push(render(
                 templates::HPA,
@@ -173,21 +252,32 @@ pub fn manifests(plan: &Plan) -> Result<Vec<Manifest>> {
     }
     if let Some(program) = &plan.program {
         let name = plan.job_name();
-        out.push(render(
-            templates::JOB,
-            "Job",
-            &name,
-            &[
-                ("name", json!(name)),
-                ("labels", plan.labels(&name)),
-                ("image", json!(program.image)),
-                ("args", json!(program.args)),
-                ("endpoints", json!(endpoints_variable(&plan.endpoints()))),
-                ("secret", json!(secret)),
-                ("node_selector", plan.node_selector()),
-            ],
-        )?);
+        let tls_secret_name = plan.program_tls_name();
+        if let Some(tls) = &plan.tls {
+            out.push(tls_secret(
+                plan,
+                &tls_secret_name,
+                &tls.program.cert_pem,
+                &tls.program.key_pem,
+                &tls.ca_pem,
+            )?);
+        }
+        let endpoints = endpoints_variable(&plan.endpoints());
+        let env = plan.env(vec![
+            json!({ "name": protocol::env::ENDPOINTS, "value": endpoints }),
+        ]);
+        let mut vars = vec![
+            ("name", Some(json!(name))),
+            ("labels", Some(plan.labels(&name))),
+            ("image", Some(json!(program.image))),
+            ("args", Some(json!(program.args))),
+            ("env", Some(env)),
+            ("node_selector", Some(plan.node_selector())),
+        ];
+        vars.extend(plan.tls_pod_values(&tls_secret_name));
+        out.push(render(templates::JOB, "Job", &name, &vars)?);
     }
+    check_unique_names(&out)?;
     Ok(out)
 }
 
@@ -209,8 +299,8 @@ pub fn write(dir: &Path, plan: &Plan, manifests: &[Manifest]) -> Result<Vec<Path
         "Kustomization",
         "kustomization",
         &[
-            ("namespace", json!(plan.namespace)),
-            ("resources", json!(resources)),
+            ("namespace", Some(json!(plan.namespace))),
+            ("resources", Some(json!(resources))),
         ],
     )?;
     let path = dir.join("kustomization.yaml");
@@ -228,16 +318,57 @@ pub fn write(dir: &Path, plan: &Plan, manifests: &[Manifest]) -> Result<Vec<Path
     Ok(files)
 }
 
-/// A template with its `"{{key}}"` values filled in.
+/// The `kubernetes.io/tls` Secret `name`: a certificate, its key and the authority's.
+fn tls_secret(plan: &Plan, name: &str, cert: &str, key: &str, ca: &str) -> Result<Manifest> {
+    render(
+        templates::TLS_SECRET,
+        "Secret",
+        name,
+        &[
+            ("name", Some(json!(name))),
+            ("labels", Some(plan.labels(name))),
+            ("cert", Some(json!(cert))),
+            ("key", Some(json!(key))),
+            ("ca", Some(json!(ca))),
+        ],
+    )
+}
+
+/// Two objects of one kind cannot share a name: the second would replace the first.
+/// Names are made from function paths, so a function could be named like another's
+/// part (`program_tls` beside the program's TLS Secret).
+fn check_unique_names(manifests: &[Manifest]) -> Result<()> {
+    for (i, m) in manifests.iter().enumerate() {
+        if manifests[..i]
+            .iter()
+            .any(|o| o.kind == m.kind && o.name == m.name)
+        {
+            bail!(
+                "two {} objects would be named `{}`; rename the distributed function whose name makes it",
+                m.kind,
+                m.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A template with its `"{{key}}"` values filled in; `None` leaves the line out.
 fn render(
     template: Template,
     kind: &'static str,
     name: &str,
-    vars: &[(&str, Value)],
+    vars: &[(&str, Option<Value>)],
 ) -> Result<Manifest> {
     let values: Vec<(&str, templates::Value)> = vars
         .iter()
-        .map(|(key, value)| (*key, templates::Value::Yaml(value.clone())))
+        .map(|(key, value)| {
+            let value = match value {
+                Some(v) => templates::Value::Yaml(v.clone()),
+                None => templates::Value::Absent,
+            };
+            (*key, value)
+        })
         .collect();
     let file = if kind == "Kustomization" {
         "kustomization.yaml".to_owned()
@@ -293,7 +424,16 @@ mod tests {
                 image: "turbolift/quickstart-program:123".into(),
                 args: vec!["--verbose".into()],
             }),
+            tls: None,
         }
+    }
+
+    /// The plan with TLS, as a build without `--no-tls` makes it.
+    pub fn plan_with_tls() -> Plan {
+        let mut plan = plan();
+        let names: Vec<String> = plan.services.iter().map(|s| plan.service_name(s)).collect();
+        plan.tls = Some(DeploymentTls::issue(&plan.deployment, &plan.namespace, &names).unwrap());
+        plan
     }
 
     #[test]
@@ -417,9 +557,170 @@ mod tests {
         }
     }
 
+    /// `yaml` with the lines of PEM blocks (fresh on every build) replaced by a mark.
+    fn without_pem_bodies(yaml: &str) -> String {
+        let mut out = String::new();
+        let mut in_pem = false;
+        for line in yaml.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("-----BEGIN ") {
+                in_pem = true;
+                out.push_str(line);
+                out.push('\n');
+                out.push_str(&line.replace(trimmed, "<base64>"));
+                out.push('\n');
+            } else if trimmed.starts_with("-----END ") {
+                in_pem = false;
+                out.push_str(line);
+                out.push('\n');
+            } else if !in_pem {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_manifest_as_written_with_tls() {
+        let plan = plan_with_tls();
+        let text: String = manifests(&plan)
+            .unwrap()
+            .iter()
+            .map(|m| format!("==== {} ====\n{}", m.file, without_pem_bodies(&m.yaml)))
+            .collect();
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn with_tls_each_pod_mounts_its_own_certificate_and_probes_over_https() {
+        let plan = plan_with_tls();
+        let all = manifests(&plan).unwrap();
+        let kinds: Vec<(&str, &str)> = all.iter().map(|m| (m.kind, m.name.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("Secret", "quickstart-secret"),
+                ("Secret", "quickstart-square-tls"),
+                ("Deployment", "quickstart-square"),
+                ("Service", "quickstart-square"),
+                ("HorizontalPodAutoscaler", "quickstart-square"),
+                ("Secret", "quickstart-geo-area-tls"),
+                ("Deployment", "quickstart-geo-area"),
+                ("Service", "quickstart-geo-area"),
+                ("Secret", "quickstart-program-tls"),
+                ("Job", "quickstart-program"),
+            ]
+        );
+        let parsed = |name: &str, kind: &str| -> Value {
+            let m = all
+                .iter()
+                .find(|m| m.name == name && m.kind == kind)
+                .unwrap();
+            serde_saphyr::from_str(&m.yaml).unwrap()
+        };
+        let tls = plan.tls.as_ref().unwrap();
+        let square = tls.service("quickstart-square").unwrap();
+        let secret = parsed("quickstart-square-tls", "Secret");
+        assert_eq!(secret["type"], "kubernetes.io/tls");
+        assert_eq!(secret["stringData"]["tls.crt"], square.cert_pem.as_str());
+        assert_eq!(secret["stringData"]["tls.key"], square.key_pem.as_str());
+        assert_eq!(secret["stringData"]["ca.crt"], tls.ca_pem.as_str());
+        let program = parsed("quickstart-program-tls", "Secret");
+        assert_eq!(
+            program["stringData"]["tls.key"],
+            tls.program.key_pem.as_str()
+        );
+        // A private key is written into its own Secret and nowhere else.
+        for m in &all {
+            let holds = |key: &str| m.yaml.contains(key.lines().nth(1).unwrap());
+            assert_eq!(holds(&square.key_pem), m.name == "quickstart-square-tls");
+            assert_eq!(
+                holds(&tls.program.key_pem),
+                m.name == "quickstart-program-tls"
+            );
+        }
+
+        for (kind, name, secret) in [
+            ("Deployment", "quickstart-square", "quickstart-square-tls"),
+            ("Job", "quickstart-program", "quickstart-program-tls"),
+        ] {
+            let pod = &parsed(name, kind)["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"]["fsGroup"], 65532, "{name}");
+            assert_eq!(pod["volumes"][0]["secret"]["secretName"], secret);
+            assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o440);
+            let container = &pod["containers"][0];
+            let mount = &container["volumeMounts"][0];
+            assert_eq!(mount["mountPath"], "/etc/turbolift/tls");
+            assert_eq!(mount["readOnly"], true);
+            let env = container["env"].as_array().unwrap();
+            let var = |key: &str| {
+                env.iter()
+                    .find(|e| e["name"] == key)
+                    .map(|e| e["value"].clone())
+            };
+            assert_eq!(
+                var("TURBOLIFT_TLS_CA"),
+                Some(json!("/etc/turbolift/tls/ca.crt"))
+            );
+            assert_eq!(
+                var("TURBOLIFT_TLS_CERT"),
+                Some(json!("/etc/turbolift/tls/tls.crt"))
+            );
+            assert_eq!(
+                var("TURBOLIFT_TLS_KEY"),
+                Some(json!("/etc/turbolift/tls/tls.key"))
+            );
+        }
+        let deployment = parsed("quickstart-square", "Deployment");
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["ports"][0]["name"], "https");
+        for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+            assert_eq!(container[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+            assert_eq!(container[probe]["httpGet"]["port"], "https", "{probe}");
+        }
+        let service = parsed("quickstart-square", "Service");
+        assert_eq!(service["spec"]["ports"][0]["port"], 443);
+        assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
+        assert_eq!(
+            endpoints_variable(&plan.endpoints()),
+            "quickstart::square=https://quickstart-square:443;quickstart::geo::area=https://quickstart-geo-area:443"
+        );
+    }
+
+    #[test]
+    fn without_tls_nothing_of_it_is_written() {
+        for m in manifests(&plan()).unwrap() {
+            let objects: String = m.yaml.lines().filter(|l| !l.starts_with('#')).collect();
+            for word in [
+                "TURBOLIFT_TLS",
+                "kubernetes.io/tls",
+                "HTTPS",
+                "fsGroup",
+                "volume",
+            ] {
+                assert!(!objects.contains(word), "{word} in {}", m.yaml);
+            }
+        }
+    }
+
+    #[test]
+    fn two_objects_of_a_kind_with_one_name_are_an_error() {
+        let mut plan = plan_with_tls();
+        // A function `program_tls` would make a Secret named like the program's.
+        plan.services[1].function_id = "quickstart::program".into();
+        let names: Vec<String> = plan.services.iter().map(|s| plan.service_name(s)).collect();
+        plan.tls = Some(DeploymentTls::issue(&plan.deployment, &plan.namespace, &names).unwrap());
+        let err = manifests(&plan).unwrap_err().to_string();
+        assert!(
+            err.contains("two Secret objects would be named `quickstart-program-tls`"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn unknown_placeholders_and_bad_namespaces_are_errors() {
-        let service = &[("name", json!("x"))];
+        let service = &[("name", Some(json!("x")))];
         assert!(render(templates::SECRET, "Secret", "x", service).is_err());
         let mut bad = plan();
         bad.namespace = "Not_Valid".into();

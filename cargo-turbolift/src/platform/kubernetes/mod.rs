@@ -4,6 +4,7 @@
 
 pub mod kubectl;
 pub mod manifests;
+mod tls;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use crate::shell::Shell;
 use crate::templates::{self, Value};
 use kubectl::Kubectl;
 use manifests::{Manifest, Plan, ProgramPlan, ServicePlan};
+use tls::DeploymentTls;
 
 /// The Kubernetes platform, once checked; its deployment once prepared.
 pub struct Kubernetes {
@@ -49,7 +51,8 @@ impl Kubernetes {
     }
 
     /// Builds the images of the services and the program, and writes the manifests of a
-    /// fresh deployment (new id, new secret) into `target/turbolift/<package>/kubernetes/`.
+    /// fresh deployment (new id, new secret, and unless `--no-tls` a new authority and
+    /// certificates) into `target/turbolift/<package>/kubernetes/`.
     pub fn prepare(&mut self, shell: &Shell, built: &Built, program_args: &[String]) -> Result<()> {
         let args = &self.args;
         let project = &built.project;
@@ -84,7 +87,7 @@ impl Kubernetes {
                 }
             })
             .collect();
-        let plan = Plan {
+        let mut plan = Plan {
             package: package.to_owned(),
             deployment: random_hex(6)?,
             namespace: args.namespace.clone(),
@@ -95,7 +98,16 @@ impl Kubernetes {
                 image: program_image,
                 args: program_args.to_vec(),
             }),
+            tls: None,
         };
+        if args.tls() {
+            let names: Vec<String> = plan.services.iter().map(|s| plan.service_name(s)).collect();
+            plan.tls = Some(DeploymentTls::issue(
+                &plan.deployment,
+                &plan.namespace,
+                &names,
+            )?);
+        }
         let manifests = manifests::manifests(&plan)?;
         let dir = generate::workspace_dir(project).join("kubernetes");
         manifests::write(&dir, &plan, &manifests)?;
