@@ -1,6 +1,7 @@
 //! `compose.yaml`: the package's services for `docker stack deploy`, from
-//! `templates/docker/compose.yaml` and one `compose-service.yaml` per service, and the
-//! `turbolift.env` beside it that holds the deployment's secret.
+//! `templates/docker/compose.yaml` and one `compose-service.yaml` per service, the
+//! `turbolift.env` beside it that holds the deployment's secret, and with TLS the `tls/`
+//! folder (`compose_tls`).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -10,6 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::Map;
 use turbolift_shared::protocol::env;
 
+use super::compose_tls::{self, ComposeTls};
 use crate::generate::write_if_changed;
 use crate::platform::image::{CONTAINER_PORT, Image};
 use crate::templates::{self, Value};
@@ -17,10 +19,16 @@ use crate::templates::{self, Value};
 /// The file with the deployment's secret, beside `compose.yaml`.
 pub const SECRET_FILE: &str = "turbolift.env";
 
-/// Writes `dir/compose.yaml` (when it changes) and, once, `dir/turbolift.env`.
-pub fn write(dir: &Path, package: &str, images: &[Image]) -> Result<PathBuf> {
+/// Writes `dir/compose.yaml` (when it changes), once `dir/turbolift.env`, and with `tls`
+/// a new authority's files into `dir/tls/`.
+pub fn write(dir: &Path, package: &str, images: &[Image], tls: bool) -> Result<PathBuf> {
+    let tls = if tls {
+        Some(ComposeTls::write(dir, images)?)
+    } else {
+        None
+    };
     let file = dir.join("compose.yaml");
-    write_if_changed(&file, &render(package, images)?)
+    write_if_changed(&file, &render(package, images, tls.as_ref())?)
         .with_context(|| format!("cannot write {}", file.display()))?;
     let secret = dir.join(SECRET_FILE);
     if !secret.exists() {
@@ -29,16 +37,25 @@ pub fn write(dir: &Path, package: &str, images: &[Image]) -> Result<PathBuf> {
     Ok(file)
 }
 
-/// The compose file of `images`.
-pub fn render(package: &str, images: &[Image]) -> Result<String> {
+/// The compose file of `images`, with TLS when `tls` is there.
+pub fn render(package: &str, images: &[Image], tls: Option<&ComposeTls>) -> Result<String> {
+    let or_absent = |value: Option<Value>| value.unwrap_or(Value::Absent);
     let mut services = Map::new();
     for image in images {
-        let block = templates::COMPOSE_SERVICE.render(&[
+        let mut values = vec![
             ("service", Value::text(&image.service)),
             ("image", Value::yaml(&image.reference)),
             ("replicas", Value::yaml(image.replicas.min)),
             ("function_id", Value::yaml(&image.function_id)),
-        ])?;
+            (
+                "secrets",
+                or_absent(tls.map(|t| Value::Yaml(t.service_secrets(&image.service)))),
+            ),
+        ];
+        for (placeholder, _, path) in compose_tls::environment() {
+            values.push((placeholder, or_absent(tls.map(|_| Value::yaml(path)))));
+        }
+        let block = templates::COMPOSE_SERVICE.render(&values)?;
         let block: serde_json::Value =
             serde_saphyr::from_str(&block).context("a rendered compose-service.yaml is YAML")?;
         services.insert(image.service.clone(), block);
@@ -46,16 +63,22 @@ pub fn render(package: &str, images: &[Image]) -> Result<String> {
     let endpoints: Vec<String> = images
         .iter()
         .map(|i| {
+            let scheme = if tls.is_some() { "https" } else { "http" };
             format!(
-                "{}=http://tasks.{}:{CONTAINER_PORT}",
+                "{}={scheme}://tasks.{}:{CONTAINER_PORT}",
                 i.function_id, i.service
             )
         })
         .collect();
+    let names: Vec<&str> = images.iter().map(|i| i.service.as_str()).collect();
     templates::COMPOSE.render(&[
         ("package", Value::text(package)),
         ("endpoints", Value::text(endpoints.join(";"))),
         ("services", Value::Yaml(serde_json::Value::Object(services))),
+        (
+            "secrets",
+            or_absent(tls.map(|t| Value::Yaml(t.secrets(&names)))),
+        ),
     ])
 }
 
@@ -81,8 +104,7 @@ fn write_secret(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_service_gets_its_block() {
+    fn images() -> Vec<Image> {
         let image = |service: &str, id: &str, replicas| Image {
             service: service.into(),
             function_id: id.into(),
@@ -93,22 +115,23 @@ mod tests {
                 max: replicas,
             },
         };
-        let text = render(
-            "wordstats",
-            &[
-                image(
-                    "wordstats-analysis-analyse",
-                    "wordstats::analysis::analyse",
-                    2,
-                ),
-                image(
-                    "wordstats-report-top-words",
-                    "wordstats::report::top_words",
-                    3,
-                ),
-            ],
-        )
-        .unwrap();
+        vec![
+            image(
+                "wordstats-analysis-analyse",
+                "wordstats::analysis::analyse",
+                2,
+            ),
+            image(
+                "wordstats-report-top-words",
+                "wordstats::report::top_words",
+                3,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_service_gets_its_block() {
+        let text = render("wordstats", &images(), None).unwrap();
         let yaml: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         let top = &yaml["services"]["wordstats-report-top-words"];
         assert_eq!(top["deploy"]["replicas"], 3);
@@ -127,16 +150,62 @@ mod tests {
     }
 
     #[test]
+    fn with_tls_each_service_gets_its_files_as_secrets_of_a_new_authority() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "wordstats", &images(), true).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let yaml: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let top = &yaml["services"]["wordstats-report-top-words"];
+        let env = &top["environment"];
+        assert_eq!(env["TURBOLIFT_TLS_CA"], "/etc/turbolift/tls/ca.crt");
+        assert_eq!(env["TURBOLIFT_TLS_CERT"], "/etc/turbolift/tls/tls.crt");
+        assert_eq!(env["TURBOLIFT_TLS_KEY"], "/etc/turbolift/tls/tls.key");
+        let key = &top["secrets"][2];
+        assert_eq!(key["target"], "/etc/turbolift/tls/tls.key");
+        assert_eq!(
+            (&key["uid"], &key["gid"], &key["mode"]),
+            (&"65532".into(), &"65532".into(), &0o400.into())
+        );
+        let source = key["source"].as_str().unwrap();
+        assert!(
+            source.starts_with("wordstats-report-top-words.key."),
+            "{source}"
+        );
+        assert_eq!(
+            yaml["secrets"][source]["file"],
+            "tls/wordstats-report-top-words.key"
+        );
+        assert!(text.contains(
+            "TURBOLIFT_ENDPOINTS=wordstats::analysis::analyse=https://tasks.wordstats-analysis-analyse:8080;"
+        ));
+        assert!(dir.path().join("tls/program.key").exists());
+
+        // The next build: a new authority, secrets of new names.
+        write(dir.path(), "wordstats", &images(), true).unwrap();
+        let again = std::fs::read_to_string(&file).unwrap();
+        assert!(!again.contains(source), "{again}");
+
+        // The id in the names is what changes from build to build.
+        let id = source.rsplit('.').next().unwrap();
+        insta::assert_snapshot!(text.replace(id, "<authority>"));
+
+        write(dir.path(), "wordstats", &images(), false).unwrap();
+        let plain = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(plain, render("wordstats", &images(), None).unwrap());
+        assert!(!plain.contains("\nsecrets:"), "{plain}");
+    }
+
+    #[test]
     fn the_secret_file_is_private_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "p", &[]).unwrap();
+        write(dir.path(), "p", &[], false).unwrap();
         let secret = dir.path().join(SECRET_FILE);
         let first = std::fs::read_to_string(&secret).unwrap();
         assert!(first.contains("\nTURBOLIFT_SECRET="));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        write(dir.path(), "p", &[]).unwrap();
+        write(dir.path(), "p", &[], false).unwrap();
         assert_eq!(std::fs::read_to_string(&secret).unwrap(), first);
     }
 }

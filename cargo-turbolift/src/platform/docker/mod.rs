@@ -5,6 +5,7 @@
 
 pub mod clean;
 mod compose;
+mod compose_tls;
 mod containers;
 
 use std::time::Instant;
@@ -45,7 +46,8 @@ impl Docker {
         self.images = image::build_images(shell, built, &self.args)?;
         if !self.images.is_empty() {
             let dir = generate::workspace_dir(&built.project).join("docker");
-            let file = compose::write(&dir, built.project.package.name.as_str(), &self.images)?;
+            let package = built.project.package.name.as_str();
+            let file = compose::write(&dir, package, &self.images, self.args.tls())?;
             shell.status("Compose", file.display());
             let sets: Vec<Images> = self.images.iter().map(Image::images).collect();
             image::write_push_script(shell, &built.project, &sets)?;
