@@ -7,11 +7,11 @@
 //! Measurements: (1) sequential round trips (p50, p99, calls/s), (2) calls/s with 64 in
 //! flight, (3) a 10 MB `Vec<u8>` echoed (MB/s): a turbolift function served by real
 //! service processes under `cargo turbolift run` (the program `bench/fixture` does the
-//! timed calls and prints JSON lines) next to a bare axum + hyper-util peer (its server a
-//! process of its own, its client `bench/peer`), with the same postcard codec and
-//! payloads. For (1) and (2) the fixture calls both, in rounds that take turns (this
-//! machine's speed moves by a third from one second to the next), and the ratio of each
-//! round is printed too; (4) launch to the first remote result under `cargo turbolift run`, next to a
+//! timed calls and prints JSON lines) next to two peers, a bare axum + hyper-util one and
+//! tarpc (each server a process of its own, their clients in `bench/peer`), with the same
+//! postcard codec and payloads. For (1) and (2) the fixture calls all three, in rounds
+//! whose order rotates (this machine's speed moves by a third from one second to the
+//! next), and the ratios of each round are printed too ([`calls`]); (4) launch to the first remote result under `cargo turbolift run`, next to a
 //! plain `cargo run` of the in-process build; (5) 40 calls of a ~50 ms CPU-bound function
 //! with 1 and 2 replicas; (6) cold and incremental builds, `cargo turbolift build` next
 //! to `cargo build`, of `examples/quickstart` and `examples/wordstats`.
@@ -19,9 +19,11 @@
 //! Every figure is the median over repeats, with min–max; results go to stdout and to
 //! `target/bench/results.json`. Not part of the test suite: nothing here asserts timings.
 
+mod calls;
 mod peer;
 mod ray;
 mod stats;
+mod tarpc_peer;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -124,8 +126,10 @@ pub struct Env {
 }
 
 fn main() {
-    if std::env::args().nth(1).as_deref() == Some("--peer-server") {
-        return peer::server_main();
+    match std::env::args().nth(1).as_deref() {
+        Some("--peer-server") => return peer::server_main(),
+        Some("--tarpc-server") => return tarpc_peer::server_main(),
+        _ => {}
     }
     let options = Options::parse();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -165,6 +169,7 @@ fn main() {
     }
 
     let mut rows: Vec<Row> = Vec::new();
+    let mut tarpc_rows: Vec<Row> = Vec::new();
     let mut ray_rows: Vec<Row> = Vec::new();
     let ray = if options.ray {
         ray::Ray::find(&env)
@@ -178,7 +183,9 @@ fn main() {
     }
 
     if options.wants(1) || options.wants(2) || options.wants(3) {
-        rows.extend(calls(&env, &options, sizes));
+        let calls = calls::calls(&env, &options, sizes);
+        rows.extend(calls.peer);
+        tarpc_rows = calls.tarpc;
     }
     if options.wants(4) {
         rows.extend(launch(&env, &options));
@@ -193,7 +200,7 @@ fn main() {
         ray_rows = ray.run(&options.only, options.repeats, sizes, options.quick, &rows);
     }
 
-    stats::print(&rows, &ray_rows);
+    stats::print(&rows, &tarpc_rows, &ray_rows);
     let json = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "cores": cores,
@@ -203,6 +210,7 @@ fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         "results": rows.iter().map(Row::json).collect::<Vec<Value>>(),
+        "tarpc": tarpc_rows.iter().map(Row::json).collect::<Vec<Value>>(),
         "ray": ray_rows.iter().map(Row::json).collect::<Vec<Value>>(),
     });
     let path = env.out.join("results.json");
@@ -292,131 +300,6 @@ fn field(lines: &[Value], kind: &str, name: &str) -> f64 {
         .find(|l| l["kind"] == kind)
         .and_then(|l| l[name].as_f64())
         .unwrap_or_else(|| panic!("no {kind}.{name} in {lines:?}"))
-}
-
-/// Measurements 1-3, turbolift and the peer taking turns.
-fn calls(env: &Env, options: &Options, sizes: Sizes) -> Vec<Row> {
-    let peer = peer::Peer::start(false);
-    let same_process = peer::Peer::start(true);
-    let mut tl: Vec<Vec<Value>> = Vec::new();
-    let mut bare_blob: Vec<peer::Blob> = Vec::new();
-    let mut same_process_p50: Vec<f64> = Vec::new();
-    let args: Vec<String> = [
-        "suite".to_owned(),
-        sizes.seq.to_string(),
-        sizes.par.to_string(),
-        sizes.inflight.to_string(),
-        sizes.blob_bytes.to_string(),
-        sizes.blob_calls.to_string(),
-        peer.addr().to_string(),
-        sizes.rounds.to_string(),
-    ]
-    .into();
-    for r in 0..options.repeats {
-        eprintln!(
-            "turbolift-bench: 1-3 calls, repeat {}/{}",
-            r + 1,
-            options.repeats
-        );
-        if options.wants(3) {
-            bare_blob.push(peer.blob(sizes));
-        }
-        tl.push(bench_lines(turbolift_run(env, Some(1), &args)));
-        if options.wants(1) {
-            same_process_p50.push(same_process.sequential_p50(sizes.seq));
-        }
-    }
-    drop(peer);
-    drop(same_process);
-    let tl_f = |kind: &str, name: &str| tl.iter().map(|l| field(l, kind, name)).collect();
-    // Measurements 1 and 2 come from the fixture for both sides: a line per round.
-    let rounds = |kind: &str, name: &str| -> Vec<f64> {
-        let lines = tl.iter().flatten().filter(|l| l["kind"] == kind);
-        lines.map(|l| l[name].as_f64().expect(name)).collect()
-    };
-    let par = |name: &str| rounds("par", name);
-    let mut rows = Vec::new();
-    if options.wants(1) {
-        rows.push(Row::pair(
-            "1. sequential p50",
-            "µs",
-            Figure::of(rounds("seq", "p50_us")),
-            Figure::of(rounds("seq", "peer_p50_us")),
-            Some(("≤ 1.15× peer", 1.15, false)),
-        ));
-        rows.push(Row::single(
-            "1. sequential p50, turbolift/peer of each round",
-            "×",
-            Figure::of(each_round(
-                &rounds("seq", "p50_us"),
-                &rounds("seq", "peer_p50_us"),
-            )),
-        ));
-        rows.push(Row::pair(
-            "1. sequential p50, peer's server in the benchmark's process",
-            "µs",
-            Figure::of(rounds("seq", "p50_us")),
-            Figure::of(same_process_p50),
-            None,
-        ));
-        rows.push(Row::pair(
-            "1. sequential p99",
-            "µs",
-            Figure::of(rounds("seq", "p99_us")),
-            Figure::of(rounds("seq", "peer_p99_us")),
-            None,
-        ));
-        rows.push(Row::pair(
-            "1. sequential calls/s",
-            "calls/s",
-            Figure::of(rounds("seq", "calls_per_s")),
-            Figure::of(rounds("seq", "peer_calls_per_s")),
-            None,
-        ));
-    }
-    if options.wants(2) {
-        rows.push(Row::pair(
-            "2. 64 in flight",
-            "calls/s",
-            Figure::of(par("calls_per_s")),
-            Figure::of(par("peer_calls_per_s")),
-            Some(("≥ 0.9× peer", 0.9, true)),
-        ));
-        rows.push(Row::single(
-            "2. 64 in flight, turbolift/peer of each round",
-            "×",
-            Figure::of(each_round(&par("calls_per_s"), &par("peer_calls_per_s"))),
-        ));
-        rows.push(Row::pair(
-            "2. many-calls API (`echo_batch`) vs peer's 64 in flight",
-            "calls/s",
-            Figure::of(tl_f("batch", "calls_per_s")),
-            Figure::of(par("peer_calls_per_s")),
-            Some(("≥ 2× peer", 2.0, true)),
-        ));
-    }
-    if options.wants(3) {
-        rows.push(Row::pair(
-            "3. 10 MiB echo (vs serde_bytes)",
-            "MB/s",
-            Figure::of(tl_f("blob", "mb_per_s")),
-            Figure::of(bare_blob.iter().map(|b| b.mb_per_s).collect()),
-            Some(("≥ 1.0× peer", 1.0, true)),
-        ));
-        rows.push(Row::pair(
-            "3. 10 MiB echo (vs plain Vec<u8>)",
-            "MB/s",
-            Figure::of(tl_f("blob", "mb_per_s")),
-            Figure::of(bare_blob.iter().map(|b| b.vec_mb_per_s).collect()),
-            None,
-        ));
-    }
-    rows
-}
-
-/// Turbolift's figure over the peer's, round by round.
-fn each_round(turbolift: &[f64], peer: &[f64]) -> Vec<f64> {
-    turbolift.iter().zip(peer).map(|(t, p)| t / p).collect()
 }
 
 /// Measurement 4: launch to the first remote result, and `cargo run` to the in-process one.

@@ -5,8 +5,9 @@
 //! benchmark's process; the client on another runtime in the benchmark's process, as the
 //! fixture's `#[tokio::main]` does.
 
+use std::io::BufRead;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::process::{Child, Command, Stdio};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,7 +17,7 @@ use axum::serve::ListenerExt;
 use http::Uri;
 use serde_bytes::ByteBuf;
 use tokio::runtime::Runtime;
-use turbolift_bench_peer::{HttpClient, call_echo, post_body, sequential};
+use turbolift_bench_peer::{HttpClient, call_echo, large_calls, post_body, sequential};
 
 use crate::Sizes;
 
@@ -50,12 +51,14 @@ fn router() -> Router {
         .layer(DefaultBodyLimit::disable())
 }
 
-fn server_runtime() -> Runtime {
+/// A multi-threaded runtime (a worker per core, as turbolift's services and the fixture's
+/// `#[tokio::main]` have), its threads named `name`.
+pub fn runtime(name: &str) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_name("peer-server")
+        .thread_name(name)
         .build()
-        .expect("server runtime")
+        .expect("a runtime")
 }
 
 async fn serve_on(listener: tokio::net::TcpListener) {
@@ -69,12 +72,25 @@ async fn serve_on(listener: tokio::net::TcpListener) {
 
 /// The `--peer-server` mode of this binary: serves on 127.0.0.1 until its stdin closes.
 pub fn server_main() {
-    let runtime = server_runtime();
-    let listener = runtime
+    serve_until_stdin_closes("peer-server", LISTENING, serve_on);
+}
+
+/// A server process's life ([`server_process`] starts it): on a runtime of its own,
+/// `serve` serves on 127.0.0.1, port 0, whose address is printed after `listening`, until
+/// stdin closes.
+pub fn serve_until_stdin_closes<F>(
+    name: &str,
+    listening: &str,
+    serve: impl FnOnce(tokio::net::TcpListener) -> F,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let server = runtime(name);
+    let listener = server
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind 127.0.0.1:0");
-    println!("{LISTENING}{}", listener.local_addr().expect("address"));
-    runtime.spawn(serve_on(listener));
+    println!("{listening}{}", listener.local_addr().expect("address"));
+    server.spawn(serve(listener));
     // The benchmark holds our stdin: when it ends, so do we.
     let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
 }
@@ -98,7 +114,7 @@ impl Peer {
     /// The peer, its server in a process of its own (`in_process`: on a thread here).
     pub fn start(in_process: bool) -> Peer {
         let (addr, server) = if in_process {
-            let server = server_runtime();
+            let server = runtime("peer-server");
             let listener = server
                 .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
                 .expect("bind 127.0.0.1:0");
@@ -106,29 +122,10 @@ impl Peer {
             server.spawn(serve_on(listener));
             (addr, Server::Thread(Some(server)))
         } else {
-            use std::io::BufRead;
-            let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
-                .arg("--peer-server")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("start the peer server");
-            let mut line = String::new();
-            std::io::BufReader::new(child.stdout.take().expect("piped"))
-                .read_line(&mut line)
-                .expect("the peer server's address");
-            let addr = line
-                .trim()
-                .strip_prefix(LISTENING)
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("the peer server said {line:?}"));
+            let (addr, child) = server_process("--peer-server", LISTENING);
             (addr, Server::Process(child))
         };
-        let client = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("peer-client")
-            .build()
-            .expect("client runtime");
+        let client = runtime("peer-client");
         Peer {
             addr,
             server,
@@ -188,6 +185,28 @@ impl Drop for Peer {
     }
 }
 
+/// This binary started again with `flag`, which makes it a server on 127.0.0.1 that
+/// prints `listening` and its address, then serves until its stdin (held by the child
+/// handle) closes; the address and the process.
+pub fn server_process(flag: &str, listening: &str) -> (SocketAddr, Child) {
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .arg(flag)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start this binary with {flag}: {e}"));
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("the server's address");
+    let addr = line
+        .trim()
+        .strip_prefix(listening)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("the {flag} server said {line:?}"));
+    (addr, child)
+}
+
 /// MB/s (10^6 bytes of argument per second of round trip, median call) of a large echo,
 /// with `serde_bytes` on both sides or with plain `Vec<u8>` serde.
 async fn blob_rate(
@@ -199,6 +218,7 @@ async fn blob_rate(
     serde_bytes: bool,
 ) -> f64 {
     let uri: Uri = format!("http://{addr}/{path}").parse().expect("uri");
+    // The argument is encoded inside the call: the axum peer's call takes it by reference.
     let once = || async {
         if serde_bytes {
             let body = postcard::to_stdvec(&(serde_bytes::Bytes::new(data),)).expect("encode");
@@ -212,13 +232,6 @@ async fn blob_rate(
             back.len()
         }
     };
-    assert_eq!(once().await, data.len());
-    let mut times = Vec::new();
-    for _ in 0..calls {
-        let t = Instant::now();
-        assert_eq!(once().await, data.len());
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    data.len() as f64 / 1e6 / times[times.len() / 2]
+    let median = large_calls(data.len(), calls, once).await;
+    data.len() as f64 / 1e6 / median.as_secs_f64()
 }

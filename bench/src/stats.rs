@@ -177,14 +177,15 @@ impl Row {
         })
     }
 
-    fn cells(&self) -> [String; 6] {
+    /// The row's cells; the other side's figure is named unless it is `column`'s.
+    fn cells(&self, column: &str) -> [String; 6] {
         [
             format!("{} ({})", self.name, self.unit),
             self.turbolift.text(),
             self.peer
                 .as_ref()
                 .map(|p| {
-                    if self.peer_name == "peer" {
+                    if self.peer_name == column {
                         p.text()
                     } else {
                         format!("{} ({})", p.text(), self.peer_name)
@@ -205,9 +206,10 @@ impl Row {
     }
 }
 
-fn table(title: [&str; 6], rows: &[Row]) {
+/// A table whose third column is `column`'s figures.
+fn table(title: [&str; 6], column: &str, rows: &[Row]) {
     let mut lines = vec![title.map(str::to_owned)];
-    lines.extend(rows.iter().map(Row::cells));
+    lines.extend(rows.iter().map(|row| row.cells(column)));
     let widths: Vec<usize> = (0..6)
         .map(|i| {
             lines
@@ -231,8 +233,9 @@ fn table(title: [&str; 6], rows: &[Row]) {
     }
 }
 
-/// The results as Markdown tables on stdout.
-pub fn print(rows: &[Row], ray: &[Row]) {
+/// The results as Markdown tables on stdout: against the axum peer (and the rest), against
+/// tarpc, against Ray.
+pub fn print(rows: &[Row], tarpc: &[Row], ray: &[Row]) {
     println!();
     table(
         [
@@ -243,8 +246,24 @@ pub fn print(rows: &[Row], ray: &[Row]) {
             "goal",
             "",
         ],
+        "peer",
         rows,
     );
+    if !tarpc.is_empty() {
+        println!();
+        table(
+            [
+                "tarpc measurement",
+                "turbolift median [min–max]",
+                "tarpc median [min–max]",
+                "turbolift/tarpc",
+                "",
+                "",
+            ],
+            "tarpc",
+            tarpc,
+        );
+    }
     if !ray.is_empty() {
         println!();
         table(
@@ -256,6 +275,8 @@ pub fn print(rows: &[Row], ray: &[Row]) {
                 "",
                 "",
             ],
+            // The figures in its third column are named: "(turbolift)".
+            "",
             ray,
         );
     }

@@ -1,10 +1,18 @@
+//! The peers' clients and the loops that time every side's calls.
+//!
 //! The bare peer's client: a pooled keep-alive hyper-util client with TCP_NODELAY (as
-//! turbolift's own), postcard bodies, no turbolift. The benchmark (`turbolift-bench`)
-//! uses it for large calls; the fixture program for sequential calls and calls in
-//! flight, in rounds that alternate with turbolift's so that both meet the same machine.
+//! turbolift's own), postcard bodies, no turbolift. The tarpc peer ([`tarpc_echo`]): its
+//! service, postcard transport and client. The benchmark (`turbolift-bench`) uses them for
+//! large calls; the fixture program for sequential calls and calls in flight, in rounds
+//! that rotate with turbolift's so that all sides meet the same machine. The loops
+//! ([`sequential`], [`in_flight`], [`large_calls`]) are the same for every side.
+
+pub mod tarpc_echo;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
+
+pub use tarpc_echo::{EchoClient as TarpcClient, call_tarpc_echo};
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -106,4 +114,25 @@ where
         task.await.expect("a call task does not panic");
     }
     (inflight * calls_per_task) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The median time of `calls` calls of `call()` after one untimed call; each call must
+/// give back `len` bytes. Making the future (`call()`, where a side copies its argument
+/// when the call takes it by value) is not timed, awaiting it is. The 10 MiB echo of
+/// every side is measured with this.
+pub async fn large_calls<C, F>(len: usize, calls: u64, mut call: C) -> Duration
+where
+    C: FnMut() -> F,
+    F: Future<Output = usize>,
+{
+    assert_eq!(call().await, len);
+    let mut times = Vec::with_capacity(calls as usize);
+    for _ in 0..calls {
+        let one = call();
+        let started = Instant::now();
+        assert_eq!(one.await, len);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
 }
