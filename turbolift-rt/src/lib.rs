@@ -10,6 +10,8 @@ pub mod wire;
 mod client;
 #[cfg(feature = "service")]
 pub mod service;
+#[cfg(feature = "distributed")]
+mod tls;
 
 #[doc(hidden)]
 pub mod __private;
@@ -21,6 +23,8 @@ pub use turbolift_shared::{duration, naming, protocol};
 
 #[cfg(feature = "distributed")]
 pub use client::Config;
+#[cfg(feature = "distributed")]
+pub use tls::TlsFiles;
 
 /// serde, re-exported so that user crates can derive without naming it as a dependency:
 /// `#[derive(turbolift::serde::Serialize)] #[serde(crate = "turbolift::serde")]`.

@@ -11,6 +11,7 @@ use turbolift_shared::duration::parse_duration;
 use turbolift_shared::protocol::env;
 
 use crate::Error;
+use crate::tls::TlsFiles;
 
 /// Timeout of a call when neither the attribute nor the environment gives one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,6 +30,8 @@ pub struct Config {
     default_timeout: Option<Duration>,
     timeouts: HashMap<String, Duration>,
     max_attempts: Option<u32>,
+    /// The program's certificate and the authority it trusts, for `https://` endpoints.
+    tls: Option<TlsFiles>,
     /// The endpoints were read from `TURBOLIFT_ENDPOINTS`, which names every function that
     /// has a service in the run: a function it does not name is warned about.
     endpoints_from_var: bool,
@@ -42,6 +45,7 @@ impl fmt::Debug for Config {
             .field("default_timeout", &self.default_timeout)
             .field("timeouts", &self.timeouts)
             .field("max_attempts", &self.max_attempts)
+            .field("tls", &self.tls)
             .field("endpoints_from_var", &self.endpoints_from_var)
             .finish()
     }
@@ -54,7 +58,8 @@ impl Config {
     }
 
     /// Reads `TURBOLIFT_ENDPOINTS`, `TURBOLIFT_SECRET`, `TURBOLIFT_TIMEOUT`,
-    /// `TURBOLIFT_TIMEOUTS` and `TURBOLIFT_MAX_ATTEMPTS` (see `docs/configuration.md`).
+    /// `TURBOLIFT_TIMEOUTS`, `TURBOLIFT_MAX_ATTEMPTS` and `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`
+    /// (see `docs/configuration.md`).
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -79,6 +84,7 @@ impl Config {
             }
         }
         config.secret = var(env::SECRET).filter(|s| !s.is_empty());
+        config.tls = TlsFiles::from_vars(&var).map_err(Error::Config)?;
         if let Some(text) = var(env::TIMEOUT) {
             config.default_timeout = Some(
                 parse_duration(&text)
@@ -127,6 +133,13 @@ impl Config {
         self
     }
 
+    /// The program's certificate and key, and the authority whose signature a service's
+    /// certificate must carry: needed for `https://` endpoints (turbolift's `tls` feature).
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
+        self
+    }
+
     /// Timeout for functions without `timeout = ".."` in their attribute.
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = Some(timeout);
@@ -159,18 +172,45 @@ impl Config {
                 return Err(Error::Config(format!("`{id}` has no URL")));
             }
             for url in urls {
-                let ok = url
+                let scheme = url
                     .parse::<http::Uri>()
                     .ok()
-                    .is_some_and(|u| u.scheme_str() == Some("http") && u.authority().is_some());
-                if !ok {
-                    return Err(Error::Config(format!(
-                        "`{url}` (for `{id}`) is not an `http://host:port` URL"
-                    )));
+                    .filter(|u| u.authority().is_some())
+                    .and_then(|u| u.scheme_str().map(str::to_owned));
+                match scheme.as_deref() {
+                    Some("http") => {}
+                    Some("https") => self.check_tls(id, url)?,
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "`{url}` (for `{id}`) is not an `http://host:port` or `https://host:port` URL"
+                        )));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether an `https://` endpoint can be reached: with the `tls` feature and files.
+    fn check_tls(&self, id: &str, url: &str) -> Result<(), Error> {
+        if !cfg!(feature = "tls") {
+            return Err(Error::Config(format!(
+                "`{url}` (for `{id}`) needs TLS, and this program was built without turbolift's `tls` feature; `cargo turbolift run --tls` builds it in"
+            )));
+        }
+        if self.tls.is_none() {
+            return Err(Error::Config(format!(
+                "`{url}` (for `{id}`) needs TLS: set {}, {} and {} to the authority's certificate and the program's certificate and key (`cargo turbolift run` does)",
+                env::TLS_CA,
+                env::TLS_CERT,
+                env::TLS_KEY
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     pub(crate) fn urls(&self, id: &str) -> Option<&[String]> {
@@ -316,7 +356,7 @@ mod tests {
             (
                 env::ENDPOINTS,
                 "square=ftp://x",
-                "not an `http://host:port` URL",
+                "not an `http://host:port` or `https://host:port` URL",
             ),
             (env::TIMEOUT, "soon", "TURBOLIFT_TIMEOUT"),
             (env::TIMEOUTS, "f=3", "TURBOLIFT_TIMEOUTS for `f`"),

@@ -9,7 +9,7 @@ mod retry;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,22 +30,85 @@ use crate::wire::Encoded;
 use crate::wire::body::{Chunks, read_all};
 use crate::{Error, RemoteError, wire};
 
-type HttpClient = Client<HttpConnector, Chunks>;
+/// Connections to services: plain TCP, and with the `tls` feature TLS over it for
+/// `https://` endpoints (hyper-rustls).
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+pub(crate) type HttpClient = Client<Connector, Chunks>;
 
 /// Largest error body read from a service: error bodies are one line of text.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-fn http_client() -> &'static HttpClient {
-    static CLIENT: OnceLock<HttpClient> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        Client::builder(QuietExecutor)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector)
-    })
+/// The client of the calls under `config`: one pooled client for every plaintext
+/// configuration, and one per set of TLS files (which a program rarely changes).
+pub(crate) fn http_client(config: &Config) -> Result<Arc<HttpClient>, Error> {
+    static PLAIN: OnceLock<Arc<HttpClient>> = OnceLock::new();
+    match config.tls_files() {
+        None => Ok(PLAIN
+            .get_or_init(|| Arc::new(pooled(connector(None))))
+            .clone()),
+        #[cfg(feature = "tls")]
+        Some(files) => {
+            static WITH_TLS: std::sync::Mutex<Vec<(crate::TlsFiles, Arc<HttpClient>)>> =
+                std::sync::Mutex::new(Vec::new());
+            let mut clients = WITH_TLS.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, client)) = clients.iter().find(|(f, _)| f == files) {
+                return Ok(client.clone());
+            }
+            let tls = files.client_config().map_err(Error::Config)?;
+            let client = Arc::new(pooled(connector(Some(tls))));
+            clients.push((files.clone(), client.clone()));
+            Ok(client)
+        }
+        // Without the feature no `https://` endpoint passes `Config::validate`, so the
+        // files are never used.
+        #[cfg(not(feature = "tls"))]
+        Some(_) => Ok(PLAIN
+            .get_or_init(|| Arc::new(pooled(connector(None))))
+            .clone()),
+    }
+}
+
+fn tcp() -> HttpConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector
+}
+
+#[cfg(not(feature = "tls"))]
+fn connector(_tls: Option<()>) -> Connector {
+    tcp()
+}
+
+/// TLS for `https://` URIs with `tls`'s settings; `None`: plaintext only (an `https://`
+/// URI is then refused by the connector, and never reaches it, see [`http_client`]).
+#[cfg(feature = "tls")]
+fn connector(tls: Option<rustls::ClientConfig>) -> Connector {
+    let mut tcp = tcp();
+    tcp.enforce_http(false);
+    let tls = tls.unwrap_or_else(|| {
+        rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    });
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp)
+}
+
+fn pooled(connector: Connector) -> HttpClient {
+    Client::builder(QuietExecutor)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
 }
 
 /// Calls the function on one of its replicas within its timeout.
@@ -130,7 +193,7 @@ pub(crate) async fn post(
     *request.uri_mut() = uri.clone();
     *request.headers_mut() = remote.headers.clone();
     // hyper-util's client logs its pool's every move: not for the program's subscriber.
-    let response = match Quiet::new(quietly(|| http_client().request(request))).await {
+    let response = match Quiet::new(quietly(|| remote.client.request(request))).await {
         Ok(response) => response,
         Err(e) if e.is_connect() => {
             replica.cool_down();

@@ -108,6 +108,8 @@ pub(crate) struct Remote {
     pub(crate) max_attempts: u32,
     /// What every request carries: content type, protocol version, signature, secret.
     pub(crate) headers: HeaderMap,
+    /// The pooled client of the configuration (TLS or not).
+    pub(crate) client: Arc<super::HttpClient>,
     next: AtomicUsize,
 }
 
@@ -174,6 +176,7 @@ impl Remote {
             max_attempts: config.attempts_for(replicas.len()),
             replicas,
             headers,
+            client: super::http_client(config)?,
             next: AtomicUsize::new(0),
         })
     }

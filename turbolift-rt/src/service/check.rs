@@ -3,7 +3,10 @@
 //! service for its readiness and exits 0 (ready) or 1 (not ready, or no answer).
 //!
 //! The probe is [`turbolift_shared::probe::ready`], plain `std::net`: no runtime, no
-//! logging, no secret needed.
+//! logging, no secret needed. A service that serves TLS is asked over TLS, believing only
+//! its authority (`TURBOLIFT_TLS_CA`) and asking for `localhost`, a name every service
+//! certificate `cargo turbolift` makes carries; health and readiness need no client
+//! certificate.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -28,7 +31,7 @@ pub fn health_check() -> ExitCode {
     let result = std::env::var(env::BIND)
         .map_err(|_| format!("{} is not set: no port to check", env::BIND))
         .and_then(|bind| target(&bind))
-        .and_then(|addr| probe::ready(addr, TIMEOUT));
+        .and_then(ask);
     match result {
         Ok(()) => {
             println!("ready");
@@ -39,6 +42,34 @@ pub fn health_check() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn ask(addr: SocketAddr) -> Result<(), String> {
+    match crate::TlsFiles::from_vars(|name| std::env::var(name).ok())? {
+        None => probe::ready(addr, TIMEOUT),
+        Some(files) => over_tls(&files, addr),
+    }
+}
+
+#[cfg(feature = "tls")]
+fn over_tls(files: &crate::TlsFiles, addr: SocketAddr) -> Result<(), String> {
+    use rustls::pki_types::ServerName;
+    let config = files.probe_config()?;
+    let connection = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        ServerName::try_from("localhost").expect("`localhost` is a server name"),
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    let stream = probe::connect(addr, TIMEOUT)?;
+    probe::ready_over(rustls::StreamOwned::new(connection, stream), addr)
+}
+
+#[cfg(not(feature = "tls"))]
+fn over_tls(_files: &crate::TlsFiles, _addr: SocketAddr) -> Result<(), String> {
+    Err(format!(
+        "{} is set, but this service was built without turbolift's `tls` feature",
+        env::TLS_CA
+    ))
 }
 
 /// Where to ask: the bound address, with an unspecified IP replaced by loopback.

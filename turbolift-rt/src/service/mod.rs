@@ -54,6 +54,8 @@ pub(crate) struct State {
     refusals: refusals::Refusals,
     panicked: AtomicU64,
     busy: AtomicU64,
+    /// The service's TLS files: TLS only, calls only from certified clients.
+    tls: Option<crate::TlsFiles>,
 }
 
 impl State {
@@ -126,6 +128,8 @@ fn is_secret(given: &[u8], secret: &[u8]) -> bool {
 pub struct Service {
     state: Arc<State>,
     router: Router,
+    /// What a TLS connection without a client certificate reaches.
+    probes: Router,
 }
 
 impl Service {
@@ -150,10 +154,16 @@ impl Service {
             refusals: refusals::Refusals::new(),
             panicked: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            tls: options.tls.clone(),
         });
         placement::set_inline_max(options.inline_max);
         let router = router::build(state.clone(), handlers);
-        Service { state, router }
+        let probes = router::probes_only(state.clone());
+        Service {
+            state,
+            router,
+            probes,
+        }
     }
 
     /// The router, for in-process tests (`tower::ServiceExt::oneshot`). It reports ready.
@@ -174,7 +184,7 @@ impl Service {
         let state = self.state.clone();
         let teller = state.clone();
         let telling = tokio::spawn(async move { teller.refusals.tell_untold_every_second().await });
-        let served = serve::serve(self.state, self.router, listener, shutdown).await;
+        let served = serve::serve(self.state, self.router, self.probes, listener, shutdown).await;
         telling.abort();
         state.refusals.tell_untold(true);
         served?;
@@ -273,8 +283,8 @@ pub fn main_for(id: &str) -> ExitCode {
                 .map_err(|e| format!("cannot listen on {}: {e}", options.bind))?,
         };
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        announce(addr);
-        tracing::info!(function = handler.info().id(), %addr, replica = %options.replica, "serving");
+        announce(addr, options.tls.is_some());
+        tracing::info!(function = handler.info().id(), %addr, replica = %options.replica, tls = options.tls.is_some(), "serving");
         Service::new(&[handler], &options)
             .serve(listener, shutdown_signal())
             .await
@@ -290,10 +300,11 @@ pub fn main_for(id: &str) -> ExitCode {
 }
 
 /// Prints the line `cargo turbolift run` waits for: where the service listens.
-fn announce(addr: SocketAddr) {
+fn announce(addr: SocketAddr, tls: bool) {
     use std::io::Write;
+    let scheme = if tls { "https" } else { "http" };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}http://{addr}", protocol::LISTENING_LINE);
+    let _ = writeln!(out, "{}{scheme}://{addr}", protocol::LISTENING_LINE);
     let _ = out.flush();
 }
 

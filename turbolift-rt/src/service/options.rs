@@ -50,6 +50,10 @@ pub struct ServiceOptions {
     /// the function has proven that short; `Duration::ZERO` runs every call on the
     /// blocking pool (see `docs/performance.md`).
     pub inline_max: Duration,
+    /// TLS: the service's certificate and key, and the authority whose signature a
+    /// caller's certificate must carry (`TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`; needs
+    /// turbolift's `tls` feature). `None`: plain HTTP.
+    pub tls: Option<crate::TlsFiles>,
 }
 
 impl std::fmt::Debug for ServiceOptions {
@@ -66,6 +70,7 @@ impl std::fmt::Debug for ServiceOptions {
             .field("listen_fd", &self.listen_fd)
             .field("max_connections", &self.max_connections)
             .field("inline_max", &self.inline_max)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -85,13 +90,14 @@ impl ServiceOptions {
             listen_fd: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             inline_max: super::DEFAULT_INLINE_MAX,
+            tls: None,
         }
     }
 
     /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_LISTEN_FD`,
     /// `TURBOLIFT_MAX_CONNECTIONS`, `TURBOLIFT_MAX_BODY`, `TURBOLIFT_MAX_CONCURRENCY`,
     /// `TURBOLIFT_MAX_QUEUE`, `TURBOLIFT_HEADER_TIMEOUT`, `TURBOLIFT_BODY_TIMEOUT`,
-    /// `TURBOLIFT_REPLICA` and `TURBOLIFT_INLINE_MAX`.
+    /// `TURBOLIFT_REPLICA`, `TURBOLIFT_INLINE_MAX` and `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`.
     pub fn from_env() -> Result<Self, String> {
         let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
             format!(
@@ -151,6 +157,13 @@ impl ServiceOptions {
                     )
                 })?,
             };
+        }
+        options.tls = crate::TlsFiles::from_vars(|name| std::env::var(name).ok())?;
+        if options.tls.is_some() && !cfg!(feature = "tls") {
+            return Err(format!(
+                "{} is set, but this service was built without turbolift's `tls` feature; build it with `cargo turbolift build --tls` (or unset the TURBOLIFT_TLS_* variables to serve plain HTTP)",
+                env::TLS_CA
+            ));
         }
         Ok(options)
     }

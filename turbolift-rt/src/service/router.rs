@@ -59,6 +59,28 @@ pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router 
 }
 
 /// Names the replica on every answer, including axum's own (405, say).
+/// The router of a TLS connection whose client showed no certificate (a kubelet's probe,
+/// a health check): health and readiness, and every other request refused.
+pub(super) fn probes_only(state: Arc<State>) -> Router {
+    Router::new()
+        .route(protocol::HEALTH_PATH, get(health))
+        .route(protocol::READY_PATH, get(ready))
+        .fallback(|Extract(state): Extract<Arc<State>>| async move {
+            state.reject(
+                ErrorKind::Unauthorized,
+                format!(
+                    "this service takes calls only from clients with a certificate of its authority ({}); this connection showed none",
+                    protocol::env::TLS_CA
+                ),
+            )
+        })
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            stamp,
+        ))
+        .with_state(state)
+}
+
 async fn stamp(Extract(state): Extract<Arc<State>>, mut response: Response) -> Response {
     response
         .headers_mut()

@@ -35,11 +35,13 @@ const CAP_WARNING_EVERY: Duration = Duration::from_secs(10);
 pub(super) async fn serve(
     state: Arc<State>,
     router: Router,
+    probes: Router,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let service = TowerToHyperService::new(router);
+    let tls = Tls::new(&state, probes)?;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -88,14 +90,29 @@ pub(super) async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let connection = builder.serve_connection(TokioIo::new(stream), service.clone());
-                let watched = graceful.watch(connection);
                 let trim = trim.clone();
-                tokio::spawn(async move {
-                    let _ = watched.await;
-                    drop(permit);
-                    trim.closed();
-                });
+                match &tls {
+                    None => {
+                        let connection =
+                            builder.serve_connection(TokioIo::new(stream), service.clone());
+                        let watched = graceful.watch(connection);
+                        tokio::spawn(async move {
+                            let _ = watched.await;
+                            drop(permit);
+                            trim.closed();
+                        });
+                    }
+                    Some(tls) => {
+                        let (tls, builder, service) = (tls.clone(), builder.clone(), service.clone());
+                        let watcher = graceful.watcher();
+                        let handshake_limit = state.header_timeout;
+                        tokio::spawn(async move {
+                            tls.serve(stream, handshake_limit, builder, service, watcher).await;
+                            drop(permit);
+                            trim.closed();
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -110,6 +127,90 @@ pub(super) async fn serve(
         tracing::warn!("calls still running after {DRAIN_LIMIT:?}; exiting anyway");
     }
     Ok(())
+}
+
+/// Without the `tls` feature a service cannot be configured for TLS
+/// (`ServiceOptions::from_env` refuses), so there is never a TLS side.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+enum Tls {}
+
+#[cfg(not(feature = "tls"))]
+impl Tls {
+    fn new(state: &State, _probes: Router) -> std::io::Result<Option<Tls>> {
+        match &state.tls {
+            None => Ok(None),
+            Some(_) => Err(std::io::Error::other(
+                "TLS files are given, but this service was built without turbolift's `tls` feature",
+            )),
+        }
+    }
+
+    async fn serve(
+        &self,
+        _stream: tokio::net::TcpStream,
+        _handshake_limit: Duration,
+        _builder: http1::Builder,
+        _service: TowerToHyperService<Router>,
+        _watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        match *self {}
+    }
+}
+
+/// The TLS side of a service: every connection's handshake (within the time a request
+/// head has), then HTTP over it, with the calls' router for a client that showed a
+/// certificate of the authority, and only health and readiness for one that showed none.
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    probes: TowerToHyperService<Router>,
+}
+
+#[cfg(feature = "tls")]
+impl Tls {
+    fn new(state: &State, probes: Router) -> std::io::Result<Option<Tls>> {
+        let Some(files) = &state.tls else {
+            return Ok(None);
+        };
+        let config = files.server_config().map_err(std::io::Error::other)?;
+        Ok(Some(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            probes: TowerToHyperService::new(probes),
+        }))
+    }
+
+    async fn serve(
+        &self,
+        stream: tokio::net::TcpStream,
+        handshake_limit: Duration,
+        builder: http1::Builder,
+        service: TowerToHyperService<Router>,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        // A plaintext request, a client certificate of another authority, or nothing sent
+        // in time: the connection closes without an HTTP answer.
+        let stream = match tokio::time::timeout(handshake_limit, self.acceptor.accept(stream)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!("TLS handshake refused: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not finished within {handshake_limit:?}");
+                return;
+            }
+        };
+        let service = if crate::tls::client_verified(stream.get_ref().1) {
+            service
+        } else {
+            self.probes.clone()
+        };
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let _ = watcher.watch(connection).await;
+    }
 }
 
 /// Raises the soft limit of open files, up to the hard limit, so that the limit of
