@@ -174,7 +174,8 @@ impl Service {
 
     /// Serves on `listener` until `shutdown` completes, then stops taking calls (readiness
     /// turns 503, new calls get a retryable `draining`) and finishes the calls in flight.
-    /// Refusals are logged at most once a second per kind, the rest counted; when it stops
+    /// Refusals are logged at most once a second per kind, the rest counted and logged
+    /// within two seconds of the last; when it stops
     /// it logs the refusals not yet logged, then what it served and refused.
     pub async fn serve(
         self,
@@ -183,7 +184,7 @@ impl Service {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let teller = state.clone();
-        let telling = tokio::spawn(async move { teller.refusals.tell_untold_every_second().await });
+        let telling = tokio::spawn(async move { teller.refusals.tell_untold_later().await });
         let served = serve::serve(self.state, self.router, self.probes, listener, shutdown).await;
         telling.abort();
         state.refusals.tell_untold(true);

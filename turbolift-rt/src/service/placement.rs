@@ -30,7 +30,9 @@
 //! and none has started for that long, it schedules an empty task on the runtime, which
 //! wakes a parked worker, which then polls the driver and serves the other connections.
 //! `Service::serve` starts it; a router served by other means runs every call on the
-//! pool.
+//! pool. After [`PARK_AFTER`] without an inline call the watchdog parks (an idle service
+//! wakes no thread), and the next inline call unparks it: an atomic load per inline call,
+//! and a wake-up only for the first after a quiet second.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -68,6 +70,16 @@ static WATCHING: AtomicBool = AtomicBool::new(false);
 /// How often the watchdog looks at the inline calls.
 pub const WATCH_EVERY: Duration = Duration::from_millis(2);
 
+/// How long without an inline call before the watchdog parks until the next.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// Set while the watchdog is parked (or about to be): an inline call that starts then
+/// unparks it.
+static PARKED: AtomicBool = AtomicBool::new(false);
+
+/// The watchdog's thread, to unpark.
+static WATCHDOG: OnceLock<std::thread::Thread> = OnceLock::new();
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -91,12 +103,27 @@ pub(crate) fn watch(handle: tokio::runtime::Handle) {
     let spawned = std::thread::Builder::new()
         .name("turbolift-inline-watch".to_owned())
         .spawn(|| {
+            let _ = WATCHDOG.set(std::thread::current());
             let mut poked_for = u64::MAX;
+            let idle_ticks = (PARK_AFTER.as_millis() / WATCH_EVERY.as_millis()).max(1);
+            let mut idle = 0;
             loop {
                 std::thread::sleep(WATCH_EVERY);
-                if INLINE_NOW.load(Ordering::Acquire) == 0 {
+                if INLINE_NOW.load(Ordering::SeqCst) == 0 {
+                    idle += 1;
+                    if idle >= idle_ticks {
+                        idle = 0;
+                        // Either this load sees a call that started, or that call sees
+                        // `PARKED` and unparks this thread (both sequentially consistent).
+                        PARKED.store(true, Ordering::SeqCst);
+                        if INLINE_NOW.load(Ordering::SeqCst) == 0 {
+                            std::thread::park();
+                        }
+                        PARKED.store(false, Ordering::SeqCst);
+                    }
                     continue;
                 }
+                idle = 0;
                 let latest = LATEST_START.load(Ordering::Acquire);
                 let quiet = nanos_since_epoch().saturating_sub(latest);
                 if quiet >= WATCH_EVERY.as_nanos() as u64 && poked_for != latest {
@@ -173,9 +200,14 @@ impl Placement {
             return None; // one thread: a body inline would stall every connection
         }
         let spare = handle.metrics().num_workers().saturating_sub(1).max(1);
-        if INLINE_NOW.fetch_add(1, Ordering::AcqRel) >= spare {
+        if INLINE_NOW.fetch_add(1, Ordering::SeqCst) >= spare {
             INLINE_NOW.fetch_sub(1, Ordering::AcqRel);
             return None;
+        }
+        if PARKED.load(Ordering::SeqCst)
+            && let Some(watchdog) = WATCHDOG.get()
+        {
+            watchdog.unpark();
         }
         let started = Instant::now();
         let since_epoch = started.saturating_duration_since(epoch()).as_nanos();

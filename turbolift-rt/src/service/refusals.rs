@@ -20,6 +20,9 @@ const KINDS: usize = ErrorKind::ALL.len();
 pub(crate) struct Refusals {
     kinds: [Kind; KINDS],
     epoch: Instant,
+    /// Told when a refusal is counted but not logged, so that the count is logged later
+    /// ([`Refusals::tell_untold_later`]); nothing waits on a timer otherwise.
+    suppressed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -38,6 +41,7 @@ impl Refusals {
         Refusals {
             kinds: Default::default(),
             epoch: Instant::now(),
+            suppressed: tokio::sync::Notify::new(),
         }
     }
 
@@ -55,7 +59,9 @@ impl Refusals {
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
-            counts.untold.fetch_add(1, Ordering::AcqRel);
+            if counts.untold.fetch_add(1, Ordering::AcqRel) == 0 {
+                self.suppressed.notify_one();
+            }
             return;
         }
         let more = counts.untold.swap(0, Ordering::AcqRel);
@@ -106,14 +112,23 @@ impl Refusals {
         }
     }
 
-    /// Logs what [`Refusals::tell_untold`] would, every [`QUIET`], for ever: the end of a
-    /// flood is told of within two seconds, not at the next refusal.
-    pub(crate) async fn tell_untold_every_second(&self) {
-        let mut ticks = tokio::time::interval(QUIET);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Logs what [`Refusals::tell_untold`] would, every [`QUIET`] while refusals are left
+    /// untold, for ever: the end of a flood is told of within two seconds, not at the next
+    /// refusal. Between floods it waits without a timer, so an idle service never wakes.
+    pub(crate) async fn tell_untold_later(&self) {
         loop {
-            ticks.tick().await;
-            self.tell_untold(false);
+            self.suppressed.notified().await;
+            loop {
+                tokio::time::sleep(QUIET).await;
+                self.tell_untold(false);
+                if self
+                    .kinds
+                    .iter()
+                    .all(|k| k.untold.load(Ordering::Acquire) == 0)
+                {
+                    break;
+                }
+            }
         }
     }
 
