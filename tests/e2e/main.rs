@@ -13,4 +13,5 @@ mod lifecycle;
 mod programs;
 mod security;
 mod support;
+mod tls;
 mod workspaces;

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// These tests kill replicas found by executable, so they run one at a time.
-fn serial() -> MutexGuard<'static, ()> {
+/// These tests (and those of `tls` that run the `faults` fixture) kill replicas found by
+/// executable and rebuild them with other features, so they run one at a time.
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -30,7 +31,7 @@ fn built() {
 }
 
 /// The executable of the `faults` service of `function` (`slow_double`).
-fn exe(function: &str) -> PathBuf {
+pub(crate) fn exe(function: &str) -> PathBuf {
     target_dir()
         .join("debug")
         .join(format!("faults-{}", function.replace('_', "-")))
@@ -52,9 +53,9 @@ fn squatter_uid() -> Option<libc::uid_t> {
     None
 }
 
-/// `cargo turbolift run --replicas 2 -- ARGS` of the `faults` fixture, its stderr read
-/// as it comes.
-struct Run {
+/// `cargo turbolift run --replicas 2 FLAGS -- ARGS` of the `faults` fixture, its stderr
+/// read as it comes.
+pub(crate) struct Run {
     child: Running,
     stdout: std::io::Lines<BufReader<ChildStdout>>,
     stderr: Receiver<String>,
@@ -62,8 +63,10 @@ struct Run {
 }
 
 impl Run {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut full = vec!["run", "--replicas", "2", "--"];
+    pub(crate) fn start(flags: &[&str], args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut full = vec!["run", "--replicas", "2"];
+        full.extend_from_slice(flags);
+        full.push("--");
         full.extend_from_slice(args);
         let mut cmd = turbolift(&fixture("faults"), &full);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -88,7 +91,7 @@ impl Run {
     }
 
     /// Lines of the program until `pause I` (excluded), and I.
-    fn until_pause(&mut self) -> (Vec<String>, u64) {
+    pub(crate) fn until_pause(&mut self) -> (Vec<String>, u64) {
         let mut lines = Vec::new();
         for line in self.stdout.by_ref() {
             let line = line.unwrap();
@@ -100,8 +103,21 @@ impl Run {
         panic!("the program ended before its next pause: {lines:?}");
     }
 
+    /// Lines of the program until one that is `line` (excluded).
+    pub(crate) fn until_line(&mut self, line: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        for seen in self.stdout.by_ref() {
+            let seen = seen.unwrap();
+            if seen == line {
+                return lines;
+            }
+            lines.push(seen);
+        }
+        panic!("the program ended before a line `{line}`: {lines:?}");
+    }
+
     /// Waits for a line of cargo turbolift's stderr that contains `text`.
-    fn stderr_line(&mut self, text: &str, limit: Duration) -> String {
+    pub(crate) fn stderr_line(&mut self, text: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -121,7 +137,7 @@ impl Run {
     }
 
     /// The rest of the program's lines, its exit code and cargo turbolift's stderr.
-    fn finish(mut self) -> (Vec<String>, Option<i32>, String) {
+    pub(crate) fn finish(mut self) -> (Vec<String>, Option<i32>, String) {
         let rest: Vec<String> = self.stdout.by_ref().map_while(Result::ok).collect();
         let status = self.child.0.wait().unwrap();
         self.stderr_seen.extend(self.stderr.iter());
@@ -135,7 +151,7 @@ fn go(dir: &Path, i: u64) {
 }
 
 /// Checks `i v` lines: every call of `0..n` exactly once, `v = 2 i`.
-fn assert_every_answer_right(lines: &[String], n: u64) {
+pub(crate) fn assert_every_answer_right(lines: &[String], n: u64) {
     let mut seen = vec![false; n as usize];
     for line in lines.iter().filter(|l| *l != "done") {
         let (i, v) = line.split_once(' ').unwrap();
@@ -153,7 +169,7 @@ fn assert_every_answer_right(lines: &[String], n: u64) {
 
 /// The port of 127.0.0.1 a replica serves: the socket it inherited, by its
 /// `TURBOLIFT_LISTEN_FD`, looked up in `/proc/net/tcp`.
-fn listen_port(pid: u32) -> u16 {
+pub(crate) fn listen_port(pid: u32) -> u16 {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     let fd = environ
         .split(|b| *b == 0)
@@ -179,7 +195,7 @@ fn listen_port(pid: u32) -> u16 {
 }
 
 /// Waits until `exe` runs as `count` processes none of which is in `gone`; their pids.
-fn wait_replaced(exe: &Path, gone: &[u32], count: usize) -> Vec<u32> {
+pub(crate) fn wait_replaced(exe: &Path, gone: &[u32], count: usize) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = running(exe);
@@ -196,6 +212,18 @@ fn wait_replaced(exe: &Path, gone: &[u32], count: usize) -> Vec<u32> {
 
 #[test]
 fn a_squatter_of_another_user_never_gets_a_restarting_replicas_port() {
+    squatter_never_gets_a_restarting_replicas_port(false);
+}
+
+#[test]
+fn a_squatter_of_another_user_never_gets_a_restarting_replicas_port_over_tls() {
+    squatter_never_gets_a_restarting_replicas_port(true);
+}
+
+/// A squatter spins on a replica's port through three SIGKILLs and restarts, in a run in
+/// plain HTTP or over TLS (where the program would not believe it anyway: the port must
+/// stay the replica's all the same).
+fn squatter_never_gets_a_restarting_replicas_port(tls: bool) {
     let _serial = serial();
     built();
     let uid = squatter_uid();
@@ -205,6 +233,7 @@ fn a_squatter_of_another_user_never_gets_a_restarting_replicas_port() {
     let at = [2_000u64, 6_000, 10_000];
     let at_text = at.map(|i| i.to_string()).join(",");
     let mut run = Run::start(
+        if tls { &["--tls"] } else { &[] },
         &["burst", &n.to_string(), "16", "0"],
         &[
             ("FAULTS_PAUSE_AT", &at_text),
@@ -268,15 +297,23 @@ fn a_squatter_of_another_user_never_gets_a_restarting_replicas_port() {
         assert!(!log.contains("Address already in use"), "{log}");
     }
     assert_private(&logs);
+    let ready = stderr
+        .lines()
+        .find(|l| l.contains("Ready `faults::slow_double`"))
+        .unwrap_or_else(|| panic!("a Ready line: {stderr}"));
+    assert_eq!(ready.ends_with(" (TLS)"), tls, "{ready}");
+    let served: u64 = served_calls(&logs).iter().map(|(_, n)| n).sum();
+    assert!(served > 0, "the replicas served the calls: {stderr}");
     let who = if uid.is_some() { "nobody" } else { "this user" };
+    let over = if tls { ", over TLS" } else { "" };
     summary(&format!(
-        "squatter ({who}) during 3 restarts of a SIGKILLed replica: {}; {n} calls, all right",
+        "squatter ({who}) during 3 restarts of a SIGKILLed replica{over}: {}; {n} calls, all right",
         tries.join("; ")
     ));
 }
 
 /// Checks that a run's log folder and its logs are this user's only.
-fn assert_private(logs: &Path) {
+pub(crate) fn assert_private(logs: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(logs), 0o700, "{}", logs.display());
@@ -312,6 +349,7 @@ fn a_replica_given_up_refuses_calls_keeps_its_port_and_is_reported() {
     let pauses = tempfile::tempdir().unwrap();
     let n = 4_000;
     let mut run = Run::start(
+        &[],
         &["burst", &n.to_string(), "16", "0"],
         &[
             ("FAULTS_PAUSE_AT", "1000"),
@@ -556,7 +594,7 @@ fn wait_steady(count: impl Fn() -> usize) -> usize {
 }
 
 /// Appends a line to `target/security-summary.txt` and prints it.
-fn summary(text: &str) {
+pub(crate) fn summary(text: &str) {
     let line = format!("security: {text}");
     println!("{line}");
     let path = repo().join("target").join("security-summary.txt");
