@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 use turbolift_shared::protocol::{env, tls_in_container};
 
-use crate::platform::image::Image;
+use crate::platform::image::{CONTAINER_USER, Image};
 use crate::platform::random_hex;
 use crate::private::{private_dir, write_private};
 use crate::tls::{Authority, Issued};
@@ -25,8 +25,6 @@ use crate::tls::{Authority, Issued};
 /// The folder beside `compose.yaml`.
 pub const DIR: &str = "tls";
 
-/// The containers' user (the images' `USER`), who alone reads the mounted files.
-const CONTAINER_USER: &str = "65532";
 /// Mode of the mounted files: read by their owner only.
 const FILE_MODE: u32 = 0o400;
 
@@ -119,8 +117,8 @@ impl ComposeTls {
                 json!({
                     "source": f.key,
                     "target": f.target,
-                    "uid": CONTAINER_USER,
-                    "gid": CONTAINER_USER,
+                    "uid": CONTAINER_USER.to_string(),
+                    "gid": CONTAINER_USER.to_string(),
                     "mode": FILE_MODE,
                 })
             })

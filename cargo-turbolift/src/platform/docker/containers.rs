@@ -3,28 +3,35 @@
 //!
 //! Each container publishes its port on 127.0.0.1 only, at a host port chosen here (and
 //! kept when Docker restarts the container, which an ephemeral `-p 127.0.0.1::8080` would
-//! not be); the program reaches the services there. The secret goes to `docker run` in an
-//! `--env-file` readable by this user only, deleted as soon as the containers exist.
-//! Containers and network carry the run's labels, so that a run that could not clean up
-//! is cleaned up by the next one or by `cargo turbolift clean`.
+//! not be); the program reaches the services there. The secret goes to `docker create` in
+//! an `--env-file` readable by this user only, deleted as soon as the containers exist.
+//! With TLS, each container is created, given its service's certificate, key and the
+//! run's authority by `docker cp` (`tls_archive`: owned by the containers' user, mode
+//! 0400), and only then started; readiness is probed over TLS. Containers and network
+//! carry the run's labels, so that a run that could not clean up is cleaned up by the
+//! next one or by `cargo turbolift clean`.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rustls::pki_types::ServerName;
+use turbolift_shared::protocol::tls_in_container;
 use turbolift_shared::{probe, protocol};
 
-use super::clean;
+use super::{clean, tls_archive};
 use crate::build::arch::Arch;
 use crate::platform::image::engine::{self, docker, label};
 use crate::platform::image::{CONTAINER_PORT, Image};
 use crate::platform::program::Replicas;
-use crate::platform::{ServiceSpec, Start};
+use crate::platform::{RunTls, ServiceSpec, Start, TlsFiles};
 use crate::shell::Shell;
+use crate::tls::Prober;
 
 /// How long the containers have to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,6 +46,10 @@ const PASSED_ON: &[&str] = &[
     protocol::env::MAX_CONCURRENCY,
 ];
 
+/// The name the program and the probes ask a replica's certificate for: they reach it at
+/// its published port on 127.0.0.1.
+const SERVER_NAME: &str = "127.0.0.1";
+
 /// The run's containers and network; removed by [`Containers::stop`], or when dropped.
 pub struct Containers {
     network: String,
@@ -46,6 +57,15 @@ pub struct Containers {
     logs: PathBuf,
     secret_file: PathBuf,
     removed: bool,
+    /// With TLS: readiness probes that believe only the run's authority, and the
+    /// program's files.
+    tls: Option<(Prober, TlsFiles)>,
+}
+
+/// What a container of a service is given to serve TLS: the run's authority and the
+/// service's certificate and key, as the stream `docker cp` unpacks.
+struct ServiceTls {
+    archive: Vec<u8>,
 }
 
 struct Replica {
@@ -87,12 +107,17 @@ impl Containers {
         }
         create.arg(&network);
         engine::run(create, &format!("creating the network {network}"))?;
+        let tls = match &start.tls {
+            Some(run) => Some((run.prober()?, run.program_files().clone())),
+            None => None,
+        };
         let mut containers = Containers {
             network,
             replicas: Vec::new(),
             logs: logs.to_owned(),
             secret_file: clean::secret_file(run_id),
             removed: false,
+            tls,
         };
         write_secret(&containers.secret_file, secret)?;
 
@@ -110,18 +135,25 @@ impl Containers {
                     spec.function_id
                 )
             })?;
+            let tls = match &start.tls {
+                Some(run) => Some(service_tls(run, spec, run_id)?),
+                None => None,
+            };
             for index in 0..spec.replicas {
-                planned.push((spec, reference, index));
+                planned.push((spec, reference, index, tls.clone()));
             }
         }
-        // `docker run` takes a while each; start them all at once.
+        // Creating and starting a container takes a while each; start them all at once.
         let results: Vec<Result<Replica>> = std::thread::scope(|scope| {
             let handles: Vec<_> = planned
                 .iter()
-                .map(|(spec, reference, index)| {
+                .map(|(spec, reference, index, tls)| {
                     let containers = &containers;
                     let labels = &labels;
-                    scope.spawn(move || containers.run_one(spec, reference, *index, run_id, labels))
+                    let tls = tls.as_deref();
+                    scope.spawn(move || {
+                        containers.run_one(spec, reference, *index, run_id, labels, tls)
+                    })
                 })
                 .collect();
             handles
@@ -144,7 +176,8 @@ impl Containers {
         Ok(containers)
     }
 
-    /// `docker run` of one replica, at a free port of 127.0.0.1.
+    /// One replica: `docker create` at a free port of 127.0.0.1, with TLS its files
+    /// copied in, then `docker start`.
     fn run_one(
         &self,
         spec: &ServiceSpec,
@@ -152,13 +185,14 @@ impl Containers {
         index: u32,
         run_id: &str,
         labels: &[String],
+        tls: Option<&ServiceTls>,
     ) -> Result<Replica> {
-        let name = format!("turbolift-{run_id}-{}-{index}", spec.name);
+        let name = container_name(run_id, &spec.name, index);
         let mut attempts = 0;
         loop {
             attempts += 1;
             let addr = free_port()?;
-            let mut run = docker(["run", "--detach"]);
+            let mut run = docker(["create"]);
             run.arg("--name")
                 .arg(&name)
                 .arg("--network")
@@ -178,13 +212,34 @@ impl Containers {
                     run.arg("--env").arg(var);
                 }
             }
+            if tls.is_some() {
+                for (var, path) in [
+                    (protocol::env::TLS_CA, tls_in_container::CA),
+                    (protocol::env::TLS_CERT, tls_in_container::CERT),
+                    (protocol::env::TLS_KEY, tls_in_container::KEY),
+                ] {
+                    run.arg("--env").arg(format!("{var}={path}"));
+                }
+            }
             for l in labels {
                 run.arg("--label").arg(l);
             }
             run.arg("--label")
                 .arg(format!("{}={}", label::SERVICE, spec.name))
                 .arg(reference);
-            let output = engine::capture(&mut run)?;
+            let remove = || {
+                let _ = engine::capture(&mut docker(["rm", "--force", &name]));
+            };
+            engine::run(run, &format!("creating the container {name}"))?;
+            if let Some(tls) = tls {
+                let copy = docker(["cp", "-", &format!("{name}:/")]);
+                let what = format!("copying the TLS files into the container {name}");
+                if let Err(e) = engine::run_with_input(copy, &tls.archive, &what) {
+                    remove();
+                    return Err(e);
+                }
+            }
+            let output = engine::capture(&mut docker(["start", &name]))?;
             if output.status.success() {
                 return Ok(Replica {
                     function_id: spec.function_id.clone(),
@@ -193,14 +248,24 @@ impl Containers {
                 });
             }
             let why = engine::stderr_of(&output);
+            remove();
             // Another process took the port between our check and Docker's bind.
             let port_taken =
                 why.contains("already allocated") || why.contains("address already in use");
             if port_taken && attempts < 5 {
-                let _ = engine::capture(&mut docker(["rm", "--force", &name]));
                 continue;
             }
             bail!("could not start the container {name}: {why}");
+        }
+    }
+
+    /// Whether a replica answers its readiness endpoint, over TLS when the run has it.
+    fn ready(&self, replica: &Replica) -> bool {
+        match &self.tls {
+            Some((prober, _)) => prober
+                .ready(replica.addr, SERVER_NAME, PROBE_TIMEOUT)
+                .is_ok(),
+            None => probe::ready(replica.addr, PROBE_TIMEOUT).is_ok(),
         }
     }
 
@@ -211,7 +276,7 @@ impl Containers {
         for replica in &self.replicas {
             let mut pause = Duration::from_millis(1);
             let mut checked = Instant::now();
-            while probe::ready(replica.addr, PROBE_TIMEOUT).is_err() {
+            while !self.ready(replica) {
                 if Instant::now() > deadline {
                     bail!(
                         "{} was not ready within {START_TIMEOUT:?}{}",
@@ -365,6 +430,10 @@ impl Replicas for Containers {
         Containers::addresses(self)
     }
 
+    fn tls(&self) -> Option<TlsFiles> {
+        self.tls.as_ref().map(|(_, program)| program.clone())
+    }
+
     fn stop(self: Box<Self>) -> u32 {
         Containers::stop(*self)
     }
@@ -377,7 +446,30 @@ impl Drop for Containers {
     }
 }
 
-/// The secret as an env file for `docker run --env-file`, readable by this user only.
+/// `turbolift-<run>-<service>-<index>`.
+fn container_name(run_id: &str, service: &str, index: u32) -> String {
+    format!("turbolift-{run_id}-{service}-{index}")
+}
+
+/// A certificate of the run's authority for `spec`'s service, for the names its
+/// containers are reached by: 127.0.0.1 (the published ports; always there), the service's
+/// name (its alias on the run's network) and each container's name, those of them that
+/// are valid DNS names (a very long service name makes labels of more than 63 bytes).
+/// The files are the run's ([`RunTls::service_files`], private, gone when it ends).
+fn service_tls(run: &RunTls, spec: &ServiceSpec, run_id: &str) -> Result<Arc<ServiceTls>> {
+    let names: Vec<String> = std::iter::once(spec.name.clone())
+        .chain((0..spec.replicas).map(|i| container_name(run_id, &spec.name, i)))
+        .filter(|n| ServerName::try_from(n.as_str()).is_ok())
+        .collect();
+    let files = run.service_files(&spec.name, &names)?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let archive = tls_archive::archive(&read(&files.ca)?, &read(&files.cert)?, &read(&files.key)?);
+    Ok(Arc::new(ServiceTls { archive }))
+}
+
+/// The secret as an env file for `docker create --env-file`, readable by this user only.
 fn write_secret(path: &Path, secret: &str) -> Result<()> {
     let _ = std::fs::remove_file(path);
     let mut file = std::fs::OpenOptions::new()

@@ -42,17 +42,45 @@ pub fn run(mut command: Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// Runs a docker command with `input` on its stdin, to its end; its stdout, trimmed, when
+/// it succeeds, else an error with `what` and docker's own message.
+pub fn run_with_input(mut command: Command, input: &[u8], what: &str) -> Result<String> {
+    use std::io::Write as _;
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| spawn_error(&e))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // Docker may stop reading early when it fails; its message says why, not the pipe.
+    let written = stdin.write_all(input);
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .map_err(|e| anyhow::anyhow!("{what}: cannot wait for `docker`: {e}"))?;
+    if !output.status.success() {
+        bail!("{what} failed: {}", stderr_of(&output));
+    }
+    if let Err(e) = written {
+        bail!("{what} failed: cannot write to `docker`: {e}");
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
 /// Runs a docker command and returns its output, whatever its exit status.
 pub fn capture(command: &mut Command) -> Result<Output> {
-    command.output().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow::anyhow!(
-                "cannot run `docker`: it is not installed or not on PATH; install Docker or use --platform local"
-            )
-        } else {
-            anyhow::anyhow!("cannot run `docker`: {e}")
-        }
-    })
+    command.output().map_err(|e| spawn_error(&e))
+}
+
+/// Why `docker` did not start, and what to do.
+fn spawn_error(e: &std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        anyhow::anyhow!(
+            "cannot run `docker`: it is not installed or not on PATH; install Docker or use --platform local"
+        )
+    } else {
+        anyhow::anyhow!("cannot run `docker`: {e}")
+    }
 }
 
 /// Docker's message on stderr, or the exit status when there is none.

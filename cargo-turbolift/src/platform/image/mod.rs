@@ -36,6 +36,9 @@ use crate::templates::{self, Value};
 
 /// The port a service listens on inside its container (`EXPOSE`, `TURBOLIFT_BIND`).
 pub const CONTAINER_PORT: u16 = 8080;
+/// The user the images run as (`USER`, the customary "nonroot"), who alone reads the TLS
+/// files in a container.
+pub const CONTAINER_USER: u32 = 65532;
 /// The repository prefix of images without `--registry`.
 pub const DEFAULT_REGISTRY: &str = "turbolift";
 
