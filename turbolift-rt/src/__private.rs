@@ -29,6 +29,7 @@ pub struct FnInfo {
     name: &'static str,
     signature: u64,
     timeout: Option<Duration>,
+    coalesce: bool,
     names: OnceLock<Names>,
     #[cfg(feature = "distributed")]
     pub(crate) remote: crate::client::RemoteCache,
@@ -44,7 +45,8 @@ struct Names {
 
 impl FnInfo {
     /// `module_path` as `module_path!()` gives it; `signature` from
-    /// `turbolift_syntax::signature_hash`; `timeout` from the attribute.
+    /// `turbolift_syntax::signature_hash`; `timeout` from the attribute. Its calls
+    /// coalesce unless [`FnInfo::coalescing`] says otherwise.
     pub const fn new(
         module_path: &'static str,
         name: &'static str,
@@ -56,12 +58,20 @@ impl FnInfo {
             name,
             signature,
             timeout,
+            coalesce: true,
             names: OnceLock::new(),
             #[cfg(feature = "distributed")]
             remote: crate::client::RemoteCache::new(),
             #[cfg(feature = "service")]
             placement: crate::service::Placement::new(),
         }
+    }
+
+    /// The same, with `coalesce` from the attribute (`coalesce = false` gives `false`).
+    pub const fn coalescing(self, on: bool) -> Self {
+        let mut info = self;
+        info.coalesce = on;
+        info
     }
 
     fn names(&self) -> &Names {
@@ -91,6 +101,12 @@ impl FnInfo {
     /// The timeout given in the attribute, if any.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// Whether concurrent calls may travel together in one batch request: the attribute's
+    /// `coalesce`, true unless it says `coalesce = false` (see docs/attribute.md).
+    pub fn coalesces(&self) -> bool {
+        self.coalesce
     }
 
     /// Where a service runs the function's calls (see `service::placement`).

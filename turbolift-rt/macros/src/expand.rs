@@ -7,7 +7,7 @@
 //! becomes
 //! ```text
 //! pub async fn square(u: u64) -> Result<u64, ::turbolift::Error> { /* local or remote call */ }
-//! static __TURBOLIFT_square_MUST_BE_DECLARED_AT_MODULE_LEVEL: FnInfo = /* id, signature hash, timeout */;
+//! static __TURBOLIFT_square_MUST_BE_DECLARED_AT_MODULE_LEVEL: FnInfo = /* id, signature hash, timeout, coalesce */;
 //! fn __turbolift_body_square(u: u64) -> u64 { u * u }   // what a service runs
 //! pub fn square_batch(inputs: impl IntoIterator<Item = u64>) -> turbolift::Batch<u64> { /* many calls */ }
 //! ::turbolift::__register_handler! { /* the service's entry for `square` */ }
@@ -94,6 +94,7 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
+    let coalesce = args.coalesces();
     let (call, invoke, batch, invoke_batch, info_arg) = if sig.asyncness.is_some() {
         (
             quote!(call_async),
@@ -183,7 +184,8 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
             #name_str,
             #signature,
             #timeout,
-        );
+        )
+        .coalescing(#coalesce);
 
         #[doc(hidden)]
         #[allow(clippy::too_many_arguments)]

@@ -1,11 +1,11 @@
-//! `#[turbolift::distribute(timeout = "30s", replicas = "1..=8", cpu = "500m", memory = "256Mi")]`
+//! `#[turbolift::distribute(timeout = "30s", replicas = "1..=8", cpu = "500m", memory = "256Mi", coalesce = false)]`
 
 use std::time::Duration;
 
 use proc_macro2::TokenStream;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, LitStr, Meta, Token};
+use syn::{Attribute, Ident, Lit, LitStr, Meta, Token};
 
 /// The arguments of `#[turbolift::distribute(...)]`, all optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub struct DistributeArgs {
     pub cpu: Option<String>,
     /// Memory request of one replica, as a Kubernetes quantity (`memory = "256Mi"`).
     pub memory: Option<String>,
+    /// Whether concurrent calls may travel together in one batch request
+    /// (`coalesce = false` or `coalesce = true`); see [`DistributeArgs::coalesces`].
+    pub coalesce: Option<bool>,
 }
 
 /// A replica count or an autoscaling range.
@@ -29,7 +32,10 @@ pub struct Replicas {
     pub max: u32,
 }
 
-const KEYS: &str = "`timeout`, `replicas`, `cpu` or `memory`";
+const KEYS: &str = "`timeout`, `replicas`, `cpu`, `memory` or `coalesce`";
+
+/// Every key the grammar knows.
+const KNOWN_KEYS: [&str; 5] = ["timeout", "replicas", "cpu", "memory", "coalesce"];
 
 impl DistributeArgs {
     /// Parses the tokens inside the attribute's parentheses (what a proc-macro receives).
@@ -50,6 +56,12 @@ impl DistributeArgs {
             )),
         }
     }
+
+    /// Whether concurrent calls of the function may travel together in one batch
+    /// request: `coalesce` as given, true when it is not.
+    pub fn coalesces(&self) -> bool {
+        self.coalesce.unwrap_or(true)
+    }
 }
 
 impl Parse for DistributeArgs {
@@ -61,31 +73,39 @@ impl Parse for DistributeArgs {
             Some(all) => all.combine(e),
             None => errors = Some(e),
         };
+        // Keys already given, valid or not: a second one is refused either way.
+        let mut seen: Vec<String> = Vec::new();
         for KeyValue { key, value } in pairs {
             let name = key.to_string();
-            let duplicate = match name.as_str() {
-                "timeout" => args.timeout.is_some(),
-                "replicas" => args.replicas.is_some(),
-                "cpu" => args.cpu.is_some(),
-                "memory" => args.memory.is_some(),
-                _ => false,
-            };
-            if duplicate {
+            if !KNOWN_KEYS.contains(&name.as_str()) {
+                push(syn::Error::new(
+                    key.span(),
+                    format!("unknown argument `{name}`; expected {KEYS}"),
+                ));
+                continue;
+            }
+            if seen.contains(&name) {
                 push(syn::Error::new(
                     key.span(),
                     format!("`{name}` is given twice"),
                 ));
                 continue;
             }
+            seen.push(name.clone());
             let result = match name.as_str() {
-                "timeout" => parse_timeout(&value).map(|t| args.timeout = Some(t)),
-                "replicas" => parse_replicas(&value).map(|r| args.replicas = Some(r)),
-                "cpu" => parse_quantity(&value, false).map(|q| args.cpu = Some(q)),
-                "memory" => parse_quantity(&value, true).map(|q| args.memory = Some(q)),
-                _ => Err(syn::Error::new(
-                    key.span(),
-                    format!("unknown argument `{name}`; expected {KEYS}"),
-                )),
+                "timeout" => string_value(&key, &value)
+                    .and_then(parse_timeout)
+                    .map(|t| args.timeout = Some(t)),
+                "replicas" => string_value(&key, &value)
+                    .and_then(parse_replicas)
+                    .map(|r| args.replicas = Some(r)),
+                "cpu" => string_value(&key, &value)
+                    .and_then(|lit| parse_quantity(lit, false))
+                    .map(|q| args.cpu = Some(q)),
+                "memory" => string_value(&key, &value)
+                    .and_then(|lit| parse_quantity(lit, true))
+                    .map(|q| args.memory = Some(q)),
+                _ => bool_value(&key, &value).map(|b| args.coalesce = Some(b)),
             };
             if let Err(e) = result {
                 push(e);
@@ -98,26 +118,60 @@ impl Parse for DistributeArgs {
     }
 }
 
+/// One `key = value`, the value any literal; whether it is the right kind for the key
+/// is checked afterwards, so that a wrong one is reported along with the other problems.
 struct KeyValue {
-    key: syn::Ident,
-    value: LitStr,
+    key: Ident,
+    value: Lit,
 }
 
 impl Parse for KeyValue {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let key: syn::Ident = input
+        let key: Ident = input
             .parse()
             .map_err(|e| syn::Error::new(e.span(), format!("expected an argument name: {KEYS}")))?;
         input
             .parse::<Token![=]>()
-            .map_err(|e| syn::Error::new(e.span(), format!("expected `{key} = \"...\"`")))?;
-        let value: LitStr = input.parse().map_err(|e| {
-            syn::Error::new(
-                e.span(),
-                format!("the value of `{key}` must be a string literal, e.g. `{key} = \"...\"`"),
-            )
-        })?;
+            .map_err(|e| syn::Error::new(e.span(), format!("expected {}", form(&key))))?;
+        let value: Lit = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), wrong_value(&key)))?;
         Ok(KeyValue { key, value })
+    }
+}
+
+/// How an argument is written, for messages.
+fn form(key: &Ident) -> String {
+    if key == "coalesce" {
+        "`coalesce = true` or `coalesce = false`".to_owned()
+    } else {
+        format!("`{key} = \"...\"`")
+    }
+}
+
+/// The message for a value of the wrong kind.
+fn wrong_value(key: &Ident) -> String {
+    if key == "coalesce" {
+        "the value of `coalesce` must be `true` or `false`, without quotes: `coalesce = false`"
+            .to_owned()
+    } else {
+        format!("the value of `{key}` must be a string literal, e.g. `{key} = \"...\"`")
+    }
+}
+
+/// The value of a key that takes a string literal.
+fn string_value<'v>(key: &Ident, value: &'v Lit) -> syn::Result<&'v LitStr> {
+    match value {
+        Lit::Str(lit) => Ok(lit),
+        other => Err(syn::Error::new(other.span(), wrong_value(key))),
+    }
+}
+
+/// The value of a key that takes `true` or `false`.
+fn bool_value(key: &Ident, value: &Lit) -> syn::Result<bool> {
+    match value {
+        Lit::Bool(lit) => Ok(lit.value),
+        other => Err(syn::Error::new(other.span(), wrong_value(key))),
     }
 }
 
@@ -224,6 +278,8 @@ mod tests {
         assert_eq!(args.replicas, Some(Replicas { min: 1, max: 8 }));
         assert_eq!(args.cpu.as_deref(), Some("500m"));
         assert_eq!(args.memory.as_deref(), Some("256Mi"));
+        assert_eq!(args.coalesce, None);
+        assert!(args.coalesces());
         assert_eq!(
             parse(quote!(replicas = "3")).unwrap().replicas,
             Some(Replicas { min: 3, max: 3 })
@@ -245,6 +301,57 @@ mod tests {
         assert!(messages[1].contains("at least one replica"));
         assert!(messages[2].contains("unknown argument `color`"));
         assert!(messages[3].contains("invalid quantity `lots`"));
+    }
+
+    #[test]
+    fn coalesce_takes_a_bool() {
+        let off = parse(quote!(coalesce = false)).unwrap();
+        assert_eq!(off.coalesce, Some(false));
+        assert!(!off.coalesces());
+        let on = parse(quote!(timeout = "1s", coalesce = true,)).unwrap();
+        assert_eq!(on.coalesce, Some(true));
+        assert!(on.coalesces());
+        assert_eq!(on.timeout, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn coalesce_refuses_anything_but_a_bool() {
+        let message = |tokens| parse(tokens).unwrap_err().to_string();
+        let expected =
+            "the value of `coalesce` must be `true` or `false`, without quotes: `coalesce = false`";
+        assert_eq!(message(quote!(coalesce = "no")), expected);
+        assert_eq!(message(quote!(coalesce = "false")), expected);
+        assert_eq!(message(quote!(coalesce = 0)), expected);
+        assert_eq!(message(quote!(coalesce = no)), expected);
+        assert_eq!(
+            message(quote!(coalesce)),
+            "expected `coalesce = true` or `coalesce = false`"
+        );
+        assert_eq!(
+            message(quote!(coalesce = false, coalesce = true)),
+            "`coalesce` is given twice"
+        );
+        assert_eq!(
+            message(quote!(timeout = true)),
+            "the value of `timeout` must be a string literal, e.g. `timeout = \"...\"`"
+        );
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_reported_with_the_rest() {
+        let err = parse(quote!(
+            coalesce = "no",
+            timeout = 30,
+            cpu = "lots",
+            coalesce = true
+        ))
+        .unwrap_err();
+        let messages: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
+        assert_eq!(messages.len(), 4, "{messages:?}");
+        assert!(messages[0].contains("`coalesce` must be `true` or `false`"));
+        assert!(messages[1].contains("`timeout` must be a string literal"));
+        assert!(messages[2].contains("invalid quantity `lots`"));
+        assert_eq!(messages[3], "`coalesce` is given twice");
     }
 
     #[test]
