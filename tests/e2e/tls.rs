@@ -1,5 +1,5 @@
-//! `cargo turbolift run --tls` on this machine: the program's output is the same as
-//! without, its calls reach the services over TLS, the keys are private while the run
+//! `cargo turbolift run --tls` and `test --tls` on this machine: the program's output is
+//! the same as without, its calls (and the tests') reach the services over TLS, the keys are private while the run
 //! lasts and gone after it; a replica answers no plain HTTP request and no client whose
 //! certificate another authority signed.
 
@@ -55,6 +55,46 @@ fn a_tls_run_prints_what_cargo_run_prints_and_its_keys_go_with_it() {
         running(&target_dir().join("debug/quickstart-square")),
         Vec::<u32>::new(),
         "no replica left running"
+    );
+}
+
+#[test]
+fn a_tls_test_run_calls_the_services_over_tls() {
+    let out = output(&mut turbolift(&fixture("graph"), &["test", "--tls"]));
+    assert_success("cargo turbolift test --tls", &out);
+    let stderr = text(&out.stderr);
+    let ready: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Ready"))
+        .collect();
+    assert!(
+        !ready.is_empty() && ready.iter().all(|l| l.ends_with(" (TLS)")),
+        "{stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains("test a_distributed_call_runs_in_another_process ... ok"),
+        "{}",
+        text(&out.stdout)
+    );
+    // One run of replicas per package tested, each with its `Stopped` line.
+    let runs: Vec<PathBuf> = stderr
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("Stopped"))
+        .map(|l| PathBuf::from(l.rsplit("logs in ").next().unwrap().trim()))
+        .collect();
+    assert!(!runs.is_empty(), "{stderr}");
+    let mut served = 0;
+    for logs in &runs {
+        served += served_calls(logs).iter().map(|(_, n)| n).sum::<u64>();
+        for entry in std::fs::read_dir(logs).unwrap() {
+            let log = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            assert!(log.contains("tls=true"), "{log}");
+        }
+        assert!(!run_tls_dir(logs).exists(), "the run's keys went with it");
+    }
+    assert!(
+        served > 0,
+        "the tests' calls reached the services: {stderr}"
     );
 }
 
