@@ -465,7 +465,7 @@ fn discover(shell: &Shell, project: &Project) -> Result<Vec<DistributedFn>> {
 }
 
 /// Calls over TLS need the `tls` feature of every `turbolift` in the package's graph.
-pub fn check_tls_feature(project: &Project) -> Result<()> {
+fn check_tls_feature(project: &Project) -> Result<()> {
     let without = project
         .metadata
         .packages
@@ -483,4 +483,59 @@ pub fn check_tls_feature(project: &Project) -> Result<()> {
 
 pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::BuildArgs;
+    use crate::project::{Project, Walk};
+
+    /// A package that depends on a `turbolift` whose features are `features`.
+    fn project(features: &str) -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, text) in [
+            (
+                "turbolift/Cargo.toml",
+                format!(
+                    "[package]\nname = \"turbolift\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[features]\n{features}\n"
+                ),
+            ),
+            ("turbolift/src/lib.rs", String::new()),
+            (
+                "Cargo.toml",
+                "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[dependencies]\nturbolift = { path = \"turbolift\" }\n".to_owned(),
+            ),
+            ("src/main.rs", "fn main() {}\n".to_owned()),
+        ] {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let metadata = cargo_metadata::MetadataCommand::new()
+            .manifest_path(root.join("Cargo.toml"))
+            .exec()
+            .unwrap();
+        let package = metadata
+            .packages
+            .iter()
+            .find(|p| p.name.as_str() == "app")
+            .unwrap()
+            .clone();
+        let project = Project::of(metadata, package, &BuildArgs::default(), Walk::Normal).unwrap();
+        (dir, project)
+    }
+
+    #[test]
+    fn tls_needs_a_turbolift_with_its_feature() {
+        let (_dir, with) = project("service = []\ntls = []");
+        assert!(super::check_tls_feature(&with).is_ok());
+        let (_dir, without) = project("service = []");
+        let error = super::check_tls_feature(&without).unwrap_err().to_string();
+        assert!(
+            error.contains("need the `tls` feature of `turbolift`, which turbolift 0.1.0 (")
+                && error.contains("or pass `--no-tls`"),
+            "{error}"
+        );
+    }
 }

@@ -162,9 +162,10 @@ fn build_tests(
     }
     select_targets(&mut cargo, args);
     if remote.is_some() {
+        let over = if args.build.tls() { " over TLS" } else { "" };
         shell.status(
             "Building",
-            format!("the tests of `{name}` with the remote call path"),
+            format!("the tests of `{name}` with the remote call path{over}"),
         );
     }
     cargo_run::run_tests(cargo)

@@ -1,6 +1,7 @@
 //! The program as a child process on this machine, against replicas that run here too
-//! (local processes or containers): its endpoints and the secret in its environment,
-//! signals passed on, its exit code returned.
+//! (local processes or containers): its endpoints and the secret in its environment (with
+//! TLS, `https://` endpoints and the program's certificate), signals passed on, its exit
+//! code returned.
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
