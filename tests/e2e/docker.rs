@@ -1,13 +1,16 @@
 //! `--platform docker` end to end, on the local Docker Engine: static `FROM scratch` images
-//! built from an empty image store, runs whose output equals `cargo run`'s, a container
-//! killed mid-run, Ctrl-C and SIGKILL of `cargo turbolift`, `cargo turbolift clean`, and
-//! the compose file on a one-node swarm.
+//! built from an empty image store, runs whose output equals `cargo run`'s (over TLS by
+//! default, and in plain HTTP with `--no-tls`), what a container holds of TLS and who can
+//! read it, a container killed mid-run, Ctrl-C and SIGKILL of `cargo turbolift`,
+//! `cargo turbolift clean`, and the compose file on a one-node swarm, deployed twice.
 //!
 //! Each test is `#[ignore = "needs Docker ..."]`: `./test.sh` runs them when a Docker
 //! daemon answers `docker info`, and always under `CI=true`; run without one, they fail
 //! and say why.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, Once};
@@ -202,9 +205,14 @@ fn example_in_containers(example: &str, package: &str, services: usize) {
     let stderr = text(&lifted.stderr);
     assert_eq!(text(&lifted.stdout), text(&plain.stdout), "{stderr}");
     assert!(!text(&plain.stdout).is_empty());
+    assert_ready_over_tls(&stderr, true);
     let logs = logs_dir(&stderr);
     let served = served_calls(&logs);
     assert_eq!(served.len(), services * 2, "two replicas each: {served:?}");
+    for (log, _) in &served {
+        let text = std::fs::read_to_string(logs.join(log)).unwrap();
+        assert!(text.contains("tls=true"), "{log} served over TLS: {text}");
+    }
     let mut per_service = std::collections::BTreeMap::<String, u64>::new();
     for (file, calls) in served {
         *per_service
@@ -216,6 +224,18 @@ fn example_in_containers(example: &str, package: &str, services: usize) {
         "every service served calls: {per_service:?}"
     );
     assert_nothing_left(&run_id(&stderr));
+}
+
+/// Whether every `Ready` line says the replicas serve TLS (`(TLS)` at its end), or none.
+fn assert_ready_over_tls(stderr: &str, tls: bool) {
+    let ready: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Ready"))
+        .collect();
+    assert!(!ready.is_empty(), "{stderr}");
+    for line in ready {
+        assert_eq!(line.ends_with(" (TLS)"), tls, "{line}");
+    }
 }
 
 #[test]
@@ -437,6 +457,156 @@ fn ctrl_c_sigkill_and_clean() {
     assert_nothing_left(&live_run);
 }
 
+#[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
+fn with_no_tls_a_docker_run_is_plain_http_and_prints_the_same() {
+    require_docker();
+    let _serial = serial();
+    let dir = fixture("examples/quickstart");
+    let plain = output(&mut cargo(&dir, &["run", "-q"]));
+    assert_success("cargo run", &plain);
+    let args = ["run", "--platform", "docker", "--no-tls"];
+    let lifted = output(&mut turbolift(&dir, &args));
+    assert_success("cargo turbolift run --platform docker --no-tls", &lifted);
+    let stderr = text(&lifted.stderr);
+    assert_eq!(text(&lifted.stdout), text(&plain.stdout), "{stderr}");
+    assert_ready_over_tls(&stderr, false);
+    let logs = logs_dir(&stderr);
+    let served = served_calls(&logs);
+    assert!(
+        served.len() == 2 && served.iter().all(|(_, n)| *n > 0),
+        "{served:?}"
+    );
+    for (log, _) in &served {
+        let text = std::fs::read_to_string(logs.join(log)).unwrap();
+        assert!(text.contains("listening on http://"), "{log}: {text}");
+        assert!(!text.contains("tls=true"), "{log}: {text}");
+    }
+    assert_nothing_left(&run_id(&stderr));
+}
+
+#[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
+fn a_docker_run_serves_tls_only_from_files_only_the_services_user_reads() {
+    require_docker();
+    let _serial = serial();
+    let mut run = spawn_lifecycle(&["wait"]);
+    let mut lines = BufReader::new(run.0.stdout.take().unwrap()).lines();
+    // The program's first call went over TLS.
+    read_until(&mut lines, "waiting 42");
+    let containers = lifecycle_containers();
+    assert_eq!(containers.len(), 2, "{containers:?}");
+    let (name, run_id) = containers[0].clone();
+
+    // A plain HTTP request to the published port gets no HTTP answer.
+    let published = docker_ok(&["port", &name, "8080/tcp"]);
+    let answer = plain_http(&published);
+    assert!(
+        !answer.starts_with("HTTP/"),
+        "{name} answered plain HTTP: {answer:?}"
+    );
+
+    // The files, as `docker cp` reads them out of the container: the service's user's,
+    // readable by it alone.
+    let entries = entries_in(&name, "/etc/turbolift/tls");
+    assert_eq!(
+        entries,
+        [
+            ("tls/".to_owned(), 0o500, 65532, 65532),
+            ("tls/ca.crt".to_owned(), 0o400, 65532, 65532),
+            ("tls/tls.crt".to_owned(), 0o400, 65532, 65532),
+            ("tls/tls.key".to_owned(), 0o400, 65532, 65532),
+        ],
+        "{name}"
+    );
+    // Named by paths in the environment, the keys themselves never; no bind mount.
+    let env = docker_ok(&["inspect", "--format", "{{json .Config.Env}}", &name]);
+    for var in [
+        "TURBOLIFT_TLS_CA=/etc/turbolift/tls/ca.crt",
+        "TURBOLIFT_TLS_CERT=/etc/turbolift/tls/tls.crt",
+        "TURBOLIFT_TLS_KEY=/etc/turbolift/tls/tls.key",
+    ] {
+        assert!(env.contains(var), "{env}");
+    }
+    assert!(!env.contains("BEGIN"), "a PEM in the environment: {env}");
+    let mounts = docker_ok(&["inspect", "--format", "{{json .Mounts}}", &name]);
+    assert_eq!(mounts, "[]", "{name}");
+
+    // The image's HEALTHCHECK (`/service --health-check`) asks over TLS.
+    wait_for(
+        "Docker's health check to pass",
+        Duration::from_secs(60),
+        || docker_ok(&["inspect", "--format", "{{.State.Health.Status}}", &name]) == "healthy",
+    );
+
+    kill(run.0.id(), "INT");
+    let status = run.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let mut stderr = String::new();
+    run.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_ready_over_tls(&stderr, true);
+    assert_nothing_left(&run_id);
+    let here = target_dir()
+        .join("turbolift/lifecycle-docker/tls")
+        .join(&run_id);
+    assert!(!here.exists(), "{} went with the run", here.display());
+    eprintln!(
+        "docker run over TLS: plain HTTP got {} bytes and no HTTP answer; /etc/turbolift/tls 0500 and its files 0400, all 65532:65532; healthy",
+        answer.len()
+    );
+}
+
+/// Sends a plain HTTP readiness request to `addr` and returns whatever comes back within
+/// five seconds (nothing, or a TLS alert, from a TLS server).
+fn plain_http(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(b"GET /v1/ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The entries of the tar stream `docker cp CONTAINER:PATH -` writes: name, permission
+/// bits, owner and group, from the ustar headers.
+fn entries_in(container: &str, path: &str) -> Vec<(String, u32, u32, u32)> {
+    let out = docker(&["cp", &format!("{container}:{path}"), "-"]);
+    assert_success("docker cp out of the container", &out);
+    let tar = out.stdout;
+    let octal = |field: &[u8]| -> u64 {
+        let digits = String::from_utf8_lossy(field);
+        let digits = digits.trim_matches(|c: char| c == '\0' || c == ' ');
+        u64::from_str_radix(digits, 8).unwrap_or(0)
+    };
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at + 512 <= tar.len() && tar[at..at + 512].iter().any(|b| *b != 0) {
+        let h = &tar[at..at + 512];
+        let size = octal(&h[124..136]) as usize;
+        // PAX extended headers ('x', 'g') describe the next entry.
+        if !matches!(h[156], b'x' | b'g') {
+            let name = String::from_utf8_lossy(&h[..100])
+                .trim_end_matches('\0')
+                .to_owned();
+            entries.push((
+                name,
+                octal(&h[100..108]) as u32 & 0o7777,
+                octal(&h[108..116]) as u32,
+                octal(&h[116..124]) as u32,
+            ));
+        }
+        at += 512 + size.next_multiple_of(512);
+    }
+    entries
+}
+
 /// `cargo turbolift clean`, which takes no package or target directory.
 fn clean_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-turbolift"));
@@ -561,46 +731,141 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
     });
 
     // The program, built statically, runs in a container on the stack's network (the image
-    // of the service serves as an empty root for it).
+    // of the service serves as an empty root for it), with its files of tls/.
     let triple = host();
-    let program = static_program(&dir, &triple, "quickstart");
+    let program = static_program_over_tls(&dir, &triple, "quickstart");
+    let plain = output(&mut cargo(&dir, &["run", "-q"]));
+    let lifted = program_on_stack(&stack, &docker_dir, &program);
+    assert_success("the program on the swarm network", &lifted);
+    assert_eq!(text(&lifted.stdout), text(&plain.stdout));
+    let secrets = docker_ok(&["secret", "ls", "--format", "{{.Name}}"]);
+    let key = format!("{stack}_quickstart-square.key.");
+    assert!(secrets.contains(&key), "{secrets}");
+
+    // A new build makes a new authority and secrets of new names: deployed again, the
+    // stack takes them (a secret of an old name could not change), and the program with
+    // the new files calls the updated replicas.
+    let build = output(&mut turbolift(&dir, &["build", "--platform", "docker"]));
+    assert_success("the second build", &build);
+    let again = std::fs::read_to_string(&compose).unwrap();
+    assert_ne!(again, compose_text, "a new authority, new secrets");
+    let deploy = docker(&[
+        "stack",
+        "deploy",
+        "--compose-file",
+        compose.to_str().unwrap(),
+        &stack,
+    ]);
+    assert_success("docker stack deploy, again", &deploy);
+    wait_for(
+        "the update of the service",
+        Duration::from_secs(120),
+        || {
+            docker_ok(&[
+                "service",
+                "inspect",
+                "--format",
+                "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                &service,
+            ]) == "completed"
+        },
+    );
+    wait_for("2 healthy replicas again", Duration::from_secs(90), || {
+        docker_ok(&[
+            "service",
+            "ls",
+            "--filter",
+            &format!("name={service}"),
+            "--format",
+            "{{.Replicas}}",
+        ]) == "2/2"
+    });
+    let lifted = program_on_stack(&stack, &docker_dir, &program);
+    assert_success("the program with the new files", &lifted);
+    assert_eq!(text(&lifted.stdout), text(&plain.stdout));
+    eprintln!(
+        "the compose file ran on a one-node swarm over TLS, deployed twice: {}",
+        text(&lifted.stdout).trim()
+    );
+}
+
+/// Builds the package in `dir` as an image would hold a program that calls over TLS:
+/// static, for `triple`, with turbolift's remote call path and its `tls` feature, into
+/// `target/e2e/turbolift-static`; returns the executable named `bin`.
+fn static_program_over_tls(dir: &Path, triple: &str, bin: &str) -> PathBuf {
+    let built = output(
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "--features",
+                "turbolift/service,turbolift/tls",
+            ])
+            .args(["--target", triple, "--target-dir"])
+            .arg(target_dir().join("turbolift-static"))
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "-Ctarget-feature=+crt-static\x1f-Cstrip=debuginfo",
+            )
+            .env_remove("RUSTFLAGS")
+            .current_dir(dir)
+            .stdin(Stdio::null()),
+    );
+    assert_success("the static build of the program, with TLS", &built);
+    target_dir().join(format!("turbolift-static/{triple}/debug/{bin}"))
+}
+
+/// Runs `program` in a container on the stack's network, as the header of compose.yaml
+/// says: the secret of turbolift.env, `TURBOLIFT_ENDPOINTS` from the header, and the
+/// program's files of tls/ mounted read-only at /etc/turbolift/tls, read as their owner.
+fn program_on_stack(stack: &str, docker_dir: &Path, program: &Path) -> Output {
+    let compose_text = std::fs::read_to_string(docker_dir.join("compose.yaml")).unwrap();
     let image = compose_text
         .lines()
         .find_map(|l| l.trim().strip_prefix("image: "))
         .unwrap()
         .trim_matches('"')
         .to_owned();
-    let endpoints = compose_text
-        .lines()
-        .find_map(|l| {
-            l.trim_start_matches('#')
-                .trim()
-                .strip_prefix("TURBOLIFT_ENDPOINTS=")
-        })
-        .unwrap()
-        .to_owned();
-    let mount = format!("{}:/program:ro", program.display());
-    let env_file = docker_dir.join("turbolift.env");
-    let lifted = docker(&[
+    let header = |var: &str| {
+        compose_text
+            .lines()
+            .find_map(|l| l.trim_start_matches('#').trim().strip_prefix(var))
+            .unwrap_or_else(|| panic!("no {var} in the header:\n{compose_text}"))
+            .to_owned()
+    };
+    let endpoints = header("TURBOLIFT_ENDPOINTS=");
+    assert!(endpoints.contains("=https://tasks."), "{endpoints}");
+    let tls = docker_dir.join("tls");
+    let owner = std::fs::metadata(&tls).unwrap();
+    let user = format!("{}:{}", owner.uid(), owner.gid());
+    let mut args: Vec<String> = [
         "run",
         "--rm",
         "--network",
         &format!("{stack}_turbolift"),
+        "--user",
+        &user,
         "--env-file",
-        env_file.to_str().unwrap(),
+        docker_dir.join("turbolift.env").to_str().unwrap(),
         "--env",
         &format!("TURBOLIFT_ENDPOINTS={endpoints}"),
         "--volume",
-        &mount,
-        "--entrypoint",
-        "/program",
-        &image,
-    ]);
-    assert_success("the program on the swarm network", &lifted);
-    let plain = output(&mut cargo(&dir, &["run", "-q"]));
-    assert_eq!(text(&lifted.stdout), text(&plain.stdout));
-    eprintln!(
-        "the compose file ran on a one-node swarm: {}",
-        text(&lifted.stdout).trim()
-    );
+        &format!("{}:/program:ro", program.display()),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (var, file) in [
+        ("TURBOLIFT_TLS_CA=", "ca.crt"),
+        ("TURBOLIFT_TLS_CERT=", "program.crt"),
+        ("TURBOLIFT_TLS_KEY=", "program.key"),
+    ] {
+        let inside = header(var);
+        args.push("--env".to_owned());
+        args.push(format!("{var}{inside}"));
+        args.push("--volume".to_owned());
+        args.push(format!("{}:{inside}:ro", tls.join(file).display()));
+    }
+    args.extend(["--entrypoint", "/program", &image].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker(&args)
 }
