@@ -118,6 +118,7 @@ mod with_rustls {
                 })
         }
 
+        #[cfg(feature = "service")]
         /// A service's side: shows its certificate, and verifies every client certificate
         /// it is shown against the authority. A client without one may connect (the
         /// kubelet's probes have none) but reaches only health and readiness: whether a
@@ -145,6 +146,7 @@ mod with_rustls {
                 })
         }
 
+        #[cfg(feature = "service")]
         /// A health check's side: believes only the authority, shows nothing.
         pub(crate) fn probe_config(&self) -> Result<rustls::ClientConfig, String> {
             Ok(rustls::ClientConfig::builder_with_provider(provider())
@@ -165,6 +167,7 @@ mod with_rustls {
         Ok(certs)
     }
 
+    #[cfg(feature = "service")]
     /// Whether the client of `connection` showed a certificate the authority signed (the
     /// handshake refused any other).
     pub(crate) fn client_verified(connection: &rustls::ServerConnection) -> bool {
@@ -205,7 +208,7 @@ mod tests {
         );
     }
 
-    #[cfg(feature = "tls")]
+    #[cfg(all(feature = "tls", feature = "service"))]
     #[test]
     fn files_that_do_not_hold_what_they_should_say_which() {
         let dir = std::env::temp_dir().join(format!("turbolift-tls-unit-{}", std::process::id()));

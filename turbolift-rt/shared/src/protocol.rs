@@ -85,6 +85,9 @@ pub mod env {
     /// Service: longest call of a synchronous function that runs inline on an I/O
     /// thread once the function has proven that short; `0` turns it off.
     pub const INLINE_MAX: &str = "TURBOLIFT_INLINE_MAX";
+    /// Program: `off` sends every call on its own request; `on` (the default) lets
+    /// concurrent calls of a function travel together in batch requests.
+    pub const COALESCE: &str = "TURBOLIFT_COALESCE";
     /// Path of a PEM file of the certificate authority of the run or deployment. A
     /// service with it takes only TLS connections and only calls from clients whose
     /// certificate this authority signed; a program with it verifies the service's

@@ -28,7 +28,7 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 const REQUESTS_PER_REPLICA: usize = 2;
 
 /// The encoded arguments of every call of a batch, one after another.
-struct Calls {
+pub(super) struct Calls {
     bytes: Bytes,
     /// Where each call's arguments are in `bytes`, or why they did not encode.
     spans: Vec<Result<Range<usize>, Error>>,
@@ -50,6 +50,22 @@ impl Calls {
                     })
                 }
             });
+        }
+        Calls {
+            bytes: Bytes::from(bytes),
+            spans,
+        }
+    }
+
+    /// The arguments of calls encoded one by one, copied into one buffer.
+    pub(super) fn gather<'a>(args: impl Iterator<Item = &'a Encoded>) -> Calls {
+        let mut bytes = Vec::new();
+        let mut spans = Vec::new();
+        for encoded in args {
+            let start = bytes.len();
+            bytes.extend_from_slice(&encoded.head);
+            bytes.extend_from_slice(&encoded.tail);
+            spans.push(Ok(start..bytes.len()));
         }
         Calls {
             bytes: Bytes::from(bytes),
@@ -138,7 +154,7 @@ fn run_encoded(remote: Arc<Remote>, calls: Calls) -> BoxStream<'static, Result<B
 
 /// The results of the calls at `positions`: sent as one request, and the calls that did
 /// not get an answer again, until each has its result or its error.
-async fn run_request(
+pub(super) async fn run_request(
     remote: Arc<Remote>,
     calls: Arc<Calls>,
     positions: Range<usize>,

@@ -32,6 +32,8 @@ pub struct Config {
     max_attempts: Option<u32>,
     /// The program's certificate and the authority it trusts, for `https://` endpoints.
     tls: Option<TlsFiles>,
+    /// `false`: no call is coalesced with others (`TURBOLIFT_COALESCE=off`).
+    no_coalescing: bool,
     /// The endpoints were read from `TURBOLIFT_ENDPOINTS`, which names every function that
     /// has a service in the run: a function it does not name is warned about.
     endpoints_from_var: bool,
@@ -46,6 +48,7 @@ impl fmt::Debug for Config {
             .field("timeouts", &self.timeouts)
             .field("max_attempts", &self.max_attempts)
             .field("tls", &self.tls)
+            .field("coalesce", &!self.no_coalescing)
             .field("endpoints_from_var", &self.endpoints_from_var)
             .finish()
     }
@@ -85,6 +88,18 @@ impl Config {
         }
         config.secret = var(env::SECRET).filter(|s| !s.is_empty());
         config.tls = TlsFiles::from_vars(&var).map_err(Error::Config)?;
+        if let Some(text) = var(env::COALESCE) {
+            config.no_coalescing = match text.trim() {
+                "on" | "1" | "true" => false,
+                "off" | "0" | "false" => true,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "{} must be `on` or `off`, not `{text}`",
+                        env::COALESCE
+                    )));
+                }
+            };
+        }
         if let Some(text) = var(env::TIMEOUT) {
             config.default_timeout = Some(
                 parse_duration(&text)
@@ -137,6 +152,13 @@ impl Config {
     /// certificate must carry: needed for `https://` endpoints (turbolift's `tls` feature).
     pub fn tls(mut self, files: TlsFiles) -> Self {
         self.tls = Some(files);
+        self
+    }
+
+    /// Whether concurrent calls of a function may travel together in one batch request
+    /// (the default; see `docs/performance.md`). `false` sends every call on its own.
+    pub fn coalesce(mut self, on: bool) -> Self {
+        self.no_coalescing = !on;
         self
     }
 
@@ -207,6 +229,10 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    pub(crate) fn coalesces(&self) -> bool {
+        !self.no_coalescing
     }
 
     pub(crate) fn tls_files(&self) -> Option<&TlsFiles> {
@@ -361,6 +387,11 @@ mod tests {
             (env::TIMEOUT, "soon", "TURBOLIFT_TIMEOUT"),
             (env::TIMEOUTS, "f=3", "TURBOLIFT_TIMEOUTS for `f`"),
             (env::MAX_ATTEMPTS, "0", "TURBOLIFT_MAX_ATTEMPTS"),
+            (
+                env::COALESCE,
+                "sometimes",
+                "TURBOLIFT_COALESCE must be `on` or `off`",
+            ),
         ] {
             let err = Config::from_vars(vars(&[(var, value)]))
                 .unwrap_err()

@@ -2,6 +2,7 @@
 //! timeouts. The client's own logging is kept from the program's subscriber ([`quiet`]).
 
 pub(crate) mod batch;
+mod coalesce;
 mod config;
 mod quiet;
 mod remote;
@@ -19,6 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use turbolift_shared::protocol::{self, ErrorKind};
 
+use coalesce::Entry;
 pub use config::Config;
 use quiet::{Quiet, QuietExecutor, quietly};
 use remote::Replica;
@@ -116,7 +118,7 @@ fn pooled(connector: Connector) -> HttpClient {
 /// Only the encoding of the arguments and the decoding of the result depend on the
 /// function's types; the exchange itself is compiled once, in this crate, and not again
 /// in every crate with a distributed function (see [`exchange`]).
-pub(crate) async fn call<A: Wire, R: Wire>(remote: &Remote, args: A) -> Result<R, Error> {
+pub(crate) async fn call<A: Wire, R: Wire>(remote: &Arc<Remote>, args: A) -> Result<R, Error> {
     let function = remote.info.id();
     let body = wire::encode_owned(args).map_err(|e| Error::Encode {
         function: function.to_owned(),
@@ -135,16 +137,37 @@ pub(crate) async fn call<A: Wire, R: Wire>(remote: &Remote, args: A) -> Result<R
 /// awaited only from generic code would be compiled into each caller's crate instead,
 /// hyper's client with it.
 fn exchange<'a>(
-    remote: &'a Remote,
+    remote: &'a Arc<Remote>,
     body: Encoded,
 ) -> Pin<Box<dyn Future<Output = Result<Bytes, Error>> + Send + 'a>> {
     Box::pin(async move {
-        match tokio::time::timeout(remote.timeout, attempts(remote, body)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                function: remote.info.id().to_owned(),
-                after: remote.timeout,
-            }),
+        let timeout = || Error::Timeout {
+            function: remote.info.id().to_owned(),
+            after: remote.timeout,
+        };
+        match coalesce::enter(remote, &body) {
+            Entry::Alone(mut slot) => {
+                match tokio::time::timeout(remote.timeout, attempts(remote, body)).await {
+                    Ok(answer) => {
+                        if answer.is_ok() {
+                            slot.answered();
+                        }
+                        answer
+                    }
+                    Err(_) => Err(timeout()),
+                }
+            }
+            Entry::Gathered(answer) => match tokio::time::timeout(remote.timeout, answer).await {
+                Ok(answer) => answer.unwrap_or_else(|_| Err(coalesce::abandoned(remote))),
+                Err(_) => {
+                    // Held up behind a slow call, or the function is slow: either way
+                    // its calls go alone from now on.
+                    remote
+                        .lane
+                        .stall(remote.info.id(), "a coalesced call timed out");
+                    Err(timeout())
+                }
+            },
         }
     })
 }

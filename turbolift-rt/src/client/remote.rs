@@ -110,6 +110,8 @@ pub(crate) struct Remote {
     pub(crate) headers: HeaderMap,
     /// The pooled client of the configuration (TLS or not).
     pub(crate) client: Arc<super::HttpClient>,
+    /// Calls waiting to be coalesced, and the requests in flight.
+    pub(crate) lane: super::coalesce::Lane,
     next: AtomicUsize,
 }
 
@@ -170,6 +172,8 @@ impl Remote {
         if let Some(secret) = secret {
             headers.insert(HeaderName::from_static(protocol::SECRET_HEADER), secret);
         }
+        let lane =
+            super::coalesce::Lane::new(replicas.len(), config.coalesces() && info.coalesces());
         Ok(Remote {
             info,
             timeout: config.timeout_for(info.id(), info.timeout()),
@@ -177,6 +181,7 @@ impl Remote {
             replicas,
             headers,
             client: super::http_client(config)?,
+            lane,
             next: AtomicUsize::new(0),
         })
     }

@@ -1,0 +1,287 @@
+//! Concurrent calls of one function, coalesced: the calls that wait at the same moment
+//! travel together in one batch request, without the caller doing anything.
+//!
+//! Each function has a few request slots ([`SLOTS_PER_REPLICA`] per replica). A call that
+//! finds one free leaves at once, alone, as an ordinary call: a lone call's latency is
+//! what it always was. A call that finds every slot taken waits in the function's lane;
+//! the next request to finish hands its slot to the waiting calls, which leave together
+//! as one batch request (at most [`MAX_CALLS`] calls and [`MAX_BYTES`] of arguments), on
+//! a task of their own that keeps taking what gathered meanwhile until the lane is empty.
+//! So a busy function sends a few large requests instead of one per call, while each
+//! call keeps its own result, error, timeout and retries (the batch protocol's frames are
+//! per call, and a batch request that fails is retried on another replica as a call is).
+//! A call whose future is dropped while it waits is not sent; one dropped after it was
+//! sent has its answer dropped.
+//!
+//! A batch's answers come back in the order of its calls, so a call coalesced behind a
+//! slow one waits for it (and a service runs the calls of a batch of a synchronous
+//! function one after another). Hence what is not coalesced: a call whose arguments
+//! exceed [`MAX_ALONE_BYTES`] (it would be copied into the batch; alone it is sent
+//! without a copy); the calls of a function whose calls take long ([`SLOW`] on average:
+//! batching saves nothing on them), learnt from the time calls take; and, for the rest of
+//! the process, the calls of a function once one of its coalesced requests stalled (took
+//! longer than [`STALL`], or had a call time out): the calls behind the slow one may
+//! have timed out with it, and later calls go alone. `coalesce = false` on the function,
+//! or `TURBOLIFT_COALESCE=off` for the program, turns coalescing off from the start.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::Remote;
+use super::batch::{self, Calls};
+use crate::Error;
+use crate::wire::Encoded;
+
+/// Requests of one function in flight per replica before calls wait to be coalesced.
+pub(crate) const SLOTS_PER_REPLICA: usize = 2;
+/// Most calls in one coalesced request.
+const MAX_CALLS: usize = 256;
+/// Most bytes of arguments in one coalesced request.
+const MAX_BYTES: usize = 1 << 20;
+/// Arguments larger than this always travel alone.
+const MAX_ALONE_BYTES: usize = 64 * 1024;
+/// Calls that take longer than this on average (a round trip alone, or a batch's time
+/// per call) are not coalesced.
+pub(crate) const SLOW: Duration = Duration::from_millis(10);
+/// Calls whose time must be seen before a function's calls are coalesced.
+const WARM_UP: u32 = 8;
+/// A coalesced request that takes longer than this stalled: the function's calls are
+/// not coalesced again.
+pub(crate) const STALL: Duration = Duration::from_millis(100);
+
+/// The calls of one function waiting for a request, and its requests in flight.
+pub(crate) struct Lane {
+    state: Mutex<State>,
+    slots: usize,
+    /// Whether this function's calls may be coalesced at all (attribute, environment).
+    enabled: bool,
+    /// Average time a call takes, in microseconds (exponentially weighted).
+    micros: AtomicU64,
+    /// Calls whose time went into `micros`, up to [`WARM_UP`].
+    seen: AtomicU32,
+    /// Set when a coalesced request stalled: no call is coalesced any more.
+    stalled: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    in_flight: usize,
+    waiting: VecDeque<Waiting>,
+}
+
+/// A call waiting in the lane: its arguments, and where its answer goes.
+struct Waiting {
+    args: Encoded,
+    answer: oneshot::Sender<Result<Bytes, Error>>,
+}
+
+/// How a call goes.
+pub(crate) enum Entry<'r> {
+    /// At once, on its own request, holding a slot until the slot is dropped.
+    Alone(Slot<'r>),
+    /// With others: its answer comes here.
+    Gathered(oneshot::Receiver<Result<Bytes, Error>>),
+}
+
+impl Lane {
+    pub(crate) fn new(replicas: usize, enabled: bool) -> Lane {
+        Lane {
+            state: Mutex::new(State::default()),
+            slots: (SLOTS_PER_REPLICA * replicas).max(SLOTS_PER_REPLICA),
+            enabled,
+            micros: AtomicU64::new(0),
+            seen: AtomicU32::new(0),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the function's calls are known to be short enough to coalesce.
+    fn short(&self) -> bool {
+        self.seen.load(Ordering::Relaxed) >= WARM_UP
+            && !self.stalled.load(Ordering::Relaxed)
+            && self.micros.load(Ordering::Relaxed) <= SLOW.as_micros() as u64
+    }
+
+    /// Stops coalescing the calls of `function` for the rest of the process, for `why`.
+    pub(crate) fn stall(&self, function: &str, why: &str) {
+        if !self.stalled.swap(true, Ordering::Relaxed) && self.enabled {
+            tracing::debug!(
+                target: "turbolift",
+                function,
+                "{why}; the function's calls go alone from now on"
+            );
+        }
+    }
+
+    /// Takes in that calls took `per_call` each.
+    fn observe(&self, per_call: Duration) {
+        let micros = u64::try_from(per_call.as_micros()).unwrap_or(u64::MAX);
+        if self.seen.load(Ordering::Relaxed) < WARM_UP {
+            // The mean of the first ones, so that the average follows them at once.
+            let n = i128::from(self.seen.fetch_add(1, Ordering::Relaxed)) + 1;
+            let old = i128::from(self.micros.load(Ordering::Relaxed));
+            let new = old + (i128::from(micros) - old) / n;
+            self.micros
+                .store(u64::try_from(new).unwrap_or(0), Ordering::Relaxed);
+            return;
+        }
+        let old = self.micros.load(Ordering::Relaxed);
+        let new = old - old / 8 + micros / 8;
+        self.micros.store(new, Ordering::Relaxed);
+    }
+}
+
+/// Where the call `args` of `remote`'s function goes: alone at once, or gathered with
+/// others.
+pub(crate) fn enter<'r>(remote: &'r Arc<Remote>, args: &Encoded) -> Entry<'r> {
+    let lane = &remote.lane;
+    let mut state = lane.state();
+    let alone = state.in_flight < lane.slots
+        || !lane.enabled
+        || args.len() > MAX_ALONE_BYTES
+        || !lane.short();
+    if alone {
+        state.in_flight += 1;
+        drop(state);
+        return Entry::Alone(Slot {
+            remote,
+            started: Instant::now(),
+            answered: false,
+        });
+    }
+    let (answer, receiver) = oneshot::channel();
+    state.waiting.push_back(Waiting {
+        args: args.clone(),
+        answer,
+    });
+    Entry::Gathered(receiver)
+}
+
+/// The error of a gathered call whose request was abandoned (the runtime shut down).
+pub(crate) fn abandoned(remote: &Remote) -> Error {
+    Error::Unavailable {
+        function: remote.info.id().to_owned(),
+        attempts: 0,
+        last: "the request that was to carry the call was abandoned (the runtime is shutting down)"
+            .to_owned(),
+    }
+}
+
+/// A request slot of a call sent alone. Dropped when the call ends (answered, failed,
+/// timed out or cancelled): the slot goes to the calls waiting, or back to the lane.
+pub(crate) struct Slot<'r> {
+    remote: &'r Arc<Remote>,
+    started: Instant,
+    answered: bool,
+}
+
+impl Slot<'_> {
+    /// The call got its answer: its time tells how long the function's calls take.
+    pub(crate) fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            self.remote.lane.observe(self.started.elapsed());
+        }
+        release(self.remote);
+    }
+}
+
+/// Hands the slot of a request that ended to the calls waiting, on a task of their own,
+/// or gives it back.
+fn release(remote: &Arc<Remote>) {
+    let Some(calls) = take_waiting(&remote.lane) else {
+        return;
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(drive(remote.clone(), calls));
+        }
+        // No runtime to send them on: their receivers see the senders dropped.
+        Err(_) => {
+            drop(calls);
+            give_back(&remote.lane);
+        }
+    }
+}
+
+/// The calls to send next, up to a request's worth, keeping the slot; `None` (and the
+/// slot given back) when none waits.
+fn take_waiting(lane: &Lane) -> Option<Vec<Waiting>> {
+    let mut state = lane.state();
+    // Calls whose callers went away are not sent.
+    while state.waiting.front().is_some_and(|w| w.answer.is_closed()) {
+        state.waiting.pop_front();
+    }
+    if state.waiting.is_empty() {
+        state.in_flight -= 1;
+        return None;
+    }
+    let mut calls = Vec::new();
+    let mut bytes = 0;
+    while let Some(next) = state.waiting.front() {
+        if calls.len() == MAX_CALLS || (!calls.is_empty() && bytes + next.args.len() > MAX_BYTES) {
+            break;
+        }
+        let call = state.waiting.pop_front().expect("a call is in front");
+        if call.answer.is_closed() {
+            continue;
+        }
+        bytes += call.args.len();
+        calls.push(call);
+    }
+    Some(calls)
+}
+
+fn give_back(lane: &Lane) {
+    lane.state().in_flight -= 1;
+}
+
+/// Sends gathered calls as batch requests, one after another, while calls keep waiting;
+/// then gives the slot back.
+async fn drive(remote: Arc<Remote>, mut calls: Vec<Waiting>) {
+    loop {
+        calls.retain(|w| !w.answer.is_closed());
+        if !calls.is_empty() {
+            let started = Instant::now();
+            let gathered = Calls::gather(calls.iter().map(|w| &w.args));
+            let count = calls.len();
+            let results = batch::run_request(remote.clone(), Arc::new(gathered), 0..count).await;
+            let took = started.elapsed();
+            let timed_out = results
+                .iter()
+                .any(|r| matches!(r, Err(Error::Timeout { .. })));
+            if timed_out {
+                remote
+                    .lane
+                    .stall(remote.info.id(), "a call of a coalesced request timed out");
+            } else if took > STALL {
+                remote
+                    .lane
+                    .stall(remote.info.id(), "a coalesced request took long");
+            } else if results.iter().all(Result::is_ok) {
+                remote.lane.observe(took / count as u32);
+            }
+            for (call, result) in calls.drain(..).zip(results) {
+                let _ = call.answer.send(result);
+            }
+        }
+        match take_waiting(&remote.lane) {
+            Some(next) => calls = next,
+            None => return,
+        }
+    }
+}
