@@ -1,7 +1,9 @@
-//! Kubernetes, without a cluster: the manifests of real builds checked against the official
-//! schemas (`kubernetes-validate --strict`, 1.30 and the newest it ships) and by
-//! `kubectl kustomize`; their probes hit on the real service binary; and `deploy`, `run`
-//! and `delete` driven against a fake `kubectl` that records its arguments.
+//! Kubernetes, without a cluster: the manifests of real builds, with TLS (the default) and
+//! with `--no-tls`, checked against the official schemas (`kubernetes-validate --strict`,
+//! 1.30 and the newest it ships) and by `kubectl kustomize`; the TLS Secrets and who mounts
+//! them; their probes hit over HTTPS, as a kubelet does, on the real service binary given
+//! the files of its Secret; and `deploy`, `run` and `delete` driven against a fake
+//! `kubectl` that records its arguments.
 //!
 //! Every command but `delete` builds the images first, with Docker, so those tests are
 //! `#[ignore = "needs Docker ..."]`: `./test.sh` runs them when a Docker daemon answers,
@@ -12,7 +14,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use turbolift::naming::is_dns1035_label;
 
@@ -61,8 +66,15 @@ fn require_kubectl() {
 
 /// Builds `example` for Kubernetes; returns the manifest directory.
 fn manifests_of(example: &str, package: &str) -> PathBuf {
+    manifests_with(example, package, &[])
+}
+
+/// Builds `example` for Kubernetes with the flags `extra`; returns the manifest directory.
+fn manifests_with(example: &str, package: &str, extra: &[&str]) -> PathBuf {
     let dir = fixture(example);
-    let out = output(&mut turbolift(&dir, &["build", "--platform", "kubernetes"]));
+    let mut args = vec!["build", "--platform", "kubernetes"];
+    args.extend_from_slice(extra);
+    let out = output(&mut turbolift(&dir, &args));
     assert_success("cargo turbolift build --platform kubernetes", &out);
     target_dir()
         .join("turbolift")
@@ -97,11 +109,22 @@ fn manifests_pass_the_official_schemas_strictly_and_kustomize() {
     require_kubectl();
     let _serial = serial();
     let validate = validator();
-    for (example, package) in [
-        ("examples/quickstart", "quickstart"),
-        ("examples/wordstats", "wordstats"),
+    for (example, package, flags) in [
+        ("examples/quickstart", "quickstart", &[][..]),
+        ("examples/wordstats", "wordstats", &[][..]),
+        ("examples/quickstart", "quickstart", &["--no-tls"][..]),
     ] {
-        let dir = manifests_of(example, package);
+        let dir = manifests_with(example, package, flags);
+        let tls_secrets = objects(&dir)
+            .iter()
+            .filter(|(_, o)| o["type"] == "kubernetes.io/tls")
+            .count();
+        let services = objects(&dir)
+            .iter()
+            .filter(|(_, o)| o["kind"] == "Deployment")
+            .count();
+        let expected = if flags.is_empty() { services + 1 } else { 0 };
+        assert_eq!(tls_secrets, expected, "{package} {flags:?}");
         let files: Vec<PathBuf> = objects(&dir)
             .into_iter()
             .map(|(f, _)| dir.join(f))
@@ -135,6 +158,98 @@ fn manifests_pass_the_official_schemas_strictly_and_kustomize() {
     }
 }
 
+/// The deployment's shared secret: the Secret of type `Opaque`.
+fn shared_secret(all: &[(String, Value)]) -> &Value {
+    &all.iter()
+        .find(|(_, o)| o["kind"] == "Secret" && o["type"] == "Opaque")
+        .unwrap()
+        .1
+}
+
+/// The `kubernetes.io/tls` Secret a pod of `object` (a Deployment or the Job) mounts.
+fn mounted_tls<'a>(all: &'a [(String, Value)], object: &Value) -> &'a Value {
+    let pod = &object["spec"]["template"]["spec"];
+    let name = &pod["volumes"][0]["secret"]["secretName"];
+    &all.iter()
+        .find(|(_, o)| o["kind"] == "Secret" && o["metadata"]["name"] == *name)
+        .unwrap_or_else(|| panic!("no Secret {name}"))
+        .1
+}
+
+#[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
+fn each_pod_mounts_its_own_tls_secret_and_probes_over_https() {
+    require_docker();
+    let _serial = serial();
+    let dir = manifests_of("examples/wordstats", "wordstats");
+    let all = objects(&dir);
+    let mut keys = Vec::new();
+    for (file, object) in all
+        .iter()
+        .filter(|(_, o)| o["kind"] == "Deployment" || o["kind"] == "Job")
+    {
+        let secret = mounted_tls(&all, object);
+        assert_eq!(secret["type"], "kubernetes.io/tls", "{file}");
+        let data = secret["stringData"].as_object().unwrap();
+        let mut names: Vec<&str> = data.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["ca.crt", "tls.crt", "tls.key"], "{file}");
+        let key = data["tls.key"].as_str().unwrap();
+        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{file}");
+        keys.push(key.to_owned());
+        let pod = &object["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["fsGroup"], 65532, "{file}");
+        assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o440, "{file}");
+        let container = &pod["containers"][0];
+        assert_eq!(
+            container["volumeMounts"][0]["mountPath"], "/etc/turbolift/tls",
+            "{file}"
+        );
+        assert_eq!(container["volumeMounts"][0]["readOnly"], true, "{file}");
+        let env = container["env"].as_array().unwrap();
+        for (name, value) in [
+            ("TURBOLIFT_TLS_CA", "/etc/turbolift/tls/ca.crt"),
+            ("TURBOLIFT_TLS_CERT", "/etc/turbolift/tls/tls.crt"),
+            ("TURBOLIFT_TLS_KEY", "/etc/turbolift/tls/tls.key"),
+        ] {
+            assert!(
+                env.iter().any(|e| e["name"] == name && e["value"] == value),
+                "{file}: {name}"
+            );
+        }
+        if object["kind"] == "Deployment" {
+            for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+                assert_eq!(container[probe]["httpGet"]["scheme"], "HTTPS", "{file}");
+            }
+        } else {
+            let endpoints = env
+                .iter()
+                .find(|e| e["name"] == "TURBOLIFT_ENDPOINTS")
+                .unwrap()["value"]
+                .as_str()
+                .unwrap();
+            assert_eq!(endpoints.matches("=https://").count(), 4, "{endpoints}");
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        5,
+        "a key of its own for each service and the program"
+    );
+    // A key is written only into its own Secret.
+    for (file, _) in &all {
+        let raw = std::fs::read_to_string(dir.join(file)).unwrap();
+        let holds = keys
+            .iter()
+            .filter(|k| raw.contains(k.lines().nth(1).unwrap()))
+            .count();
+        assert!(holds <= 1, "{file} holds {holds} keys");
+        assert_eq!(holds == 1, file.ends_with("-tls.secret.yaml"), "{file}");
+    }
+}
+
 #[test]
 #[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
 fn the_secret_is_referenced_never_inlined() {
@@ -142,7 +257,7 @@ fn the_secret_is_referenced_never_inlined() {
     let _serial = serial();
     let dir = manifests_of("examples/wordstats", "wordstats");
     let all = objects(&dir);
-    let (_, secret) = all.iter().find(|(_, o)| o["kind"] == "Secret").unwrap();
+    let secret = shared_secret(&all);
     let token = secret["stringData"]["secret"].as_str().unwrap().to_owned();
     assert_eq!(token.len(), 64, "a fresh 256-bit token");
     let secret_name = secret["metadata"]["name"].as_str().unwrap();
@@ -166,12 +281,21 @@ fn the_secret_is_referenced_never_inlined() {
         assert!(var.get("value").is_none(), "{file}");
     }
     // A second build makes a new deployment with a new secret.
-    let again = manifests_of("examples/wordstats", "wordstats");
-    let (_, secret) = objects(&again)
-        .into_iter()
-        .find(|(_, o)| o["kind"] == "Secret")
-        .unwrap();
-    assert_ne!(secret["stringData"]["secret"].as_str().unwrap(), token);
+    let tls_before = mounted_tls(
+        &all,
+        &all.iter().find(|(_, o)| o["kind"] == "Job").unwrap().1,
+    )["stringData"]["ca.crt"]
+        .clone();
+    let again = objects(&manifests_of("examples/wordstats", "wordstats"));
+    assert_ne!(
+        shared_secret(&again)["stringData"]["secret"]
+            .as_str()
+            .unwrap(),
+        token
+    );
+    // And a new authority.
+    let job = &again.iter().find(|(_, o)| o["kind"] == "Job").unwrap().1;
+    assert_ne!(mounted_tls(&again, job)["stringData"]["ca.crt"], tls_before);
 }
 
 #[test]
@@ -184,6 +308,12 @@ fn the_probes_hit_paths_the_service_really_serves() {
     let (_, deployment) = all.iter().find(|(_, o)| o["kind"] == "Deployment").unwrap();
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["ports"][0]["containerPort"], 8080);
+    // The files of the service's Secret, as the pod has them.
+    let secret = &mounted_tls(&all, deployment)["stringData"];
+    let files = tempfile::tempdir().unwrap();
+    for name in ["ca.crt", "tls.crt", "tls.key"] {
+        std::fs::write(files.path().join(name), secret[name].as_str().unwrap()).unwrap();
+    }
     // The binary the image holds, started here on 127.0.0.1.
     let host =
         String::from_utf8(Command::new("rustc").arg("-vV").output().unwrap().stdout).unwrap();
@@ -201,6 +331,9 @@ fn the_probes_hit_paths_the_service_really_serves() {
         Command::new(&binary)
             .env("TURBOLIFT_SECRET", "probe-test")
             .env("TURBOLIFT_BIND", "127.0.0.1:0")
+            .env("TURBOLIFT_TLS_CA", files.path().join("ca.crt"))
+            .env("TURBOLIFT_TLS_CERT", files.path().join("tls.crt"))
+            .env("TURBOLIFT_TLS_KEY", files.path().join("tls.key"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -210,24 +343,73 @@ fn the_probes_hit_paths_the_service_really_serves() {
     BufReader::new(service.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let addr = line.trim().rsplit("https://").next().unwrap().to_owned();
+    let ca = secret["ca.crt"].as_str().unwrap();
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
         let get = &container[probe]["httpGet"];
-        assert_eq!(get["port"], "http", "{probe} uses the named port");
+        assert_eq!(get["port"], "https", "{probe} uses the named port");
+        assert_eq!(get["scheme"], "HTTPS", "{probe}");
         let path = get["path"].as_str().unwrap();
-        let mut stream = TcpStream::connect(&addr).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        assert!(
-            answer.starts_with("HTTP/1.1 200"),
-            "{probe} {path}: {answer}"
-        );
+        // As a kubelet asks: no client certificate. The certificate checked for the
+        // names pods use (a kubelet checks none).
+        for name in [
+            "quickstart-square",
+            "quickstart-square.default.svc.cluster.local",
+        ] {
+            let answer = https_get(&addr, ca, name, path);
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "{probe} {path} for {name}: {answer}"
+            );
+        }
     }
+    // Plain HTTP is not answered.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let _ = write!(
+        stream,
+        "GET /v1/ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    );
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+}
+
+/// rustls's ring provider, as both ends have it (deprecated by rustls for its key exchange
+/// without post-quantum algorithms; see docs/security.md).
+#[allow(deprecated)]
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// `GET path` over TLS without a client certificate, believing `ca` for `name`; the answer.
+fn https_get(addr: &str, ca: &str, name: &str, path: &str) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut back = Vec::new();
+    // A server that closes without close_notify after its answer is fine here.
+    let _ = tls.read_to_end(&mut back);
+    String::from_utf8_lossy(&back).into_owned()
 }
 
 #[test]
@@ -248,12 +430,30 @@ fn the_quickstart_manifests() {
             "==== {} ====\n",
             file.file_name().unwrap().to_string_lossy()
         ));
-        for line in std::fs::read_to_string(&file).unwrap().lines() {
-            all.push_str(&redact(line));
-            all.push('\n');
-        }
+        all.push_str(&redact_all(&std::fs::read_to_string(&file).unwrap()));
     }
     insta::assert_snapshot!("kubernetes_quickstart", all);
+}
+
+/// The lines of `text` with what changes from build to build redacted: the deployment
+/// id, the secret, image tags, and the bodies of PEM blocks (certificates and keys).
+fn redact_all(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_pem = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if in_pem && !trimmed.starts_with("-----END ") {
+            continue;
+        }
+        in_pem = trimmed.starts_with("-----BEGIN ");
+        out.push_str(&redact(line));
+        out.push('\n');
+        if in_pem {
+            out.push_str(&line.replace(trimmed, "<base64>"));
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The values that change from build to build: the deployment id, the secret, image tags.
