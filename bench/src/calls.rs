@@ -6,18 +6,23 @@
 //! the next, so each round gives a figure to each side and the ratios of that round. The
 //! 10 MiB echo (3) is measured here for the peers (their clients on runtimes of their own)
 //! and by the fixture for turbolift, the three in a rotating order from repeat to repeat.
+//!
+//! What TLS costs (7) is measured after them: the fixture runs once more per repeat, with
+//! the same arguments, under `cargo turbolift run --tls` (built once, after every plain
+//! run, since switching would rebuild the services each time), next to the plain runs.
 
 use serde_json::Value;
 
 use crate::peer::{Blob, Peer};
 use crate::stats::{Figure, Row};
 use crate::tarpc_peer::TarpcPeer;
-use crate::{Env, Options, Sizes, bench_lines, field, turbolift_run};
+use crate::{Env, Options, Sizes, bench_lines, field, prepare_tls, turbolift_run_tls};
 
-/// The rows of 1-3 against the axum peer, and against tarpc.
+/// The rows of 1-3 against the axum peer, and against tarpc; those of 7, TLS against plain.
 pub struct Rows {
     pub peer: Vec<Row>,
     pub tarpc: Vec<Row>,
+    pub tls: Vec<Row>,
 }
 
 /// Measurements 1-3, turbolift and the peers taking turns.
@@ -29,6 +34,7 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
     let mut peer_blob: Vec<Blob> = Vec::new();
     let mut tarpc_blob: Vec<f64> = Vec::new();
     let mut same_process_p50: Vec<f64> = Vec::new();
+    let mut all_args: Vec<Vec<String>> = Vec::new();
     for r in 0..options.repeats {
         eprintln!(
             "turbolift-bench: 1-3 calls, repeat {}/{}",
@@ -55,7 +61,7 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
         // starts with the `r % 3`th.
         for k in 0..3 {
             match (r + k) % 3 {
-                0 => tl.push(bench_lines(turbolift_run(env, Some(1), &args))),
+                0 => tl.push(bench_lines(turbolift_run_tls(env, Some(1), false, &args))),
                 1 if options.wants(3) => peer_blob.push(peer.blob(sizes)),
                 2 if options.wants(3) => tarpc_blob.push(tarpc.blob(sizes)),
                 _ => {}
@@ -63,6 +69,21 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
         }
         if options.wants(1) {
             same_process_p50.push(same_process.sequential_p50(sizes.seq));
+        }
+        all_args.push(args);
+    }
+    // 7: the same runs over TLS, after all the plain ones (one rebuild with the `tls`
+    // feature), the peers still serving the fixture's rounds.
+    let mut tls: Vec<Vec<Value>> = Vec::new();
+    if options.wants(7) {
+        prepare_tls(env);
+        for (r, args) in all_args.iter().enumerate() {
+            eprintln!(
+                "turbolift-bench: 7 calls over TLS, repeat {}/{}",
+                r + 1,
+                options.repeats
+            );
+            tls.push(bench_lines(turbolift_run_tls(env, Some(1), true, args)));
         }
     }
     drop(peer);
@@ -123,6 +144,11 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
     let mut rows = Rows {
         peer: Vec::new(),
         tarpc: Vec::new(),
+        tls: if options.wants(7) {
+            tls_rows(&tl, &tls)
+        } else {
+            Vec::new()
+        },
     };
     if options.wants(1) {
         rows.peer = seq_rows("peer", Some(("≤ 1.15× peer", 1.15, false)));
@@ -173,6 +199,70 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
         );
     }
     rows
+}
+
+/// Measurement 7: turbolift over TLS (`tls`, the fixture's lines of each repeat) next to
+/// turbolift in plain HTTP (`plain`), both in the same benchmark run.
+fn tls_rows(plain: &[Vec<Value>], tls: &[Vec<Value>]) -> Vec<Row> {
+    let rounds = |runs: &[Vec<Value>], kind: &str, name: &str| -> Vec<f64> {
+        let lines = runs.iter().flatten().filter(|l| l["kind"] == kind);
+        lines.map(|l| l[name].as_f64().expect(name)).collect()
+    };
+    let pair = |name: &str, unit: &str, kind: &str, figure: &str, goal| {
+        Row::pair(
+            name,
+            unit,
+            Figure::of(rounds(tls, kind, figure)),
+            Figure::of(rounds(plain, kind, figure)),
+            goal,
+        )
+        .with_peer_name("plain")
+    };
+    // Turbolift over the axum peer of the same round: the machine's drift between the
+    // plain runs and the TLS runs cancels out.
+    let over_peer = |name: &str, kind: &str, ours: &str, theirs: &str| {
+        let of = |runs: &[Vec<Value>]| {
+            Figure::of(each_round(
+                &rounds(runs, kind, ours),
+                &rounds(runs, kind, theirs),
+            ))
+        };
+        Row::pair(name, "×", of(tls), of(plain), None).with_peer_name("plain")
+    };
+    let per_run = |runs: &[Vec<Value>], kind: &str, name: &str| -> Vec<f64> {
+        runs.iter().map(|l| field(l, kind, name)).collect()
+    };
+    vec![
+        pair(
+            "1. sequential p50",
+            "µs",
+            "seq",
+            "p50_us",
+            Some(("TLS p50 ≤ 1.2× plaintext", 1.2, false)),
+        ),
+        pair("1. sequential p99", "µs", "seq", "p99_us", None),
+        over_peer(
+            "1. sequential p50 over the peer's of the same round",
+            "seq",
+            "p50_us",
+            "peer_p50_us",
+        ),
+        pair("2. 64 in flight", "calls/s", "par", "calls_per_s", None),
+        over_peer(
+            "2. 64 in flight over the peer's of the same round",
+            "par",
+            "calls_per_s",
+            "peer_calls_per_s",
+        ),
+        Row::pair(
+            "3. 10 MiB echo",
+            "MB/s",
+            Figure::of(per_run(tls, "blob", "mb_per_s")),
+            Figure::of(per_run(plain, "blob", "mb_per_s")),
+            None,
+        )
+        .with_peer_name("plain"),
+    ]
 }
 
 /// Turbolift's figure over a peer's, round by round.

@@ -1,7 +1,7 @@
 //! The benchmark of issue #5: turbolift next to the peers, in one run.
 //!
 //! ```sh
-//! cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray]
+//! cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray] [--tls-cost]
 //! ```
 //!
 //! Measurements: (1) sequential round trips (p50, p99, calls/s), (2) calls/s with 64 in
@@ -14,7 +14,9 @@
 //! next), and the ratios of each round are printed too ([`calls`]); (4) launch to the first remote result under `cargo turbolift run`, next to a
 //! plain `cargo run` of the in-process build; (5) 40 calls of a ~50 ms CPU-bound function
 //! with 1 and 2 replicas; (6) cold and incremental builds, `cargo turbolift build` next
-//! to `cargo build`, of `examples/quickstart` and `examples/wordstats`.
+//! to `cargo build`, of `examples/quickstart` and `examples/wordstats`; (7, also
+//! `--tls-cost`) what TLS costs: the fixture's 1-3 once more under `cargo turbolift run
+//! --tls`, after the plain runs, next to them.
 //!
 //! Every figure is the median over repeats, with min–max; results go to stdout and to
 //! `target/bench/results.json`. Not part of the test suite: nothing here asserts timings.
@@ -55,11 +57,12 @@ impl Options {
             match arg.as_str() {
                 "--quick" => options.quick = true,
                 "--ray" => options.ray = true,
+                "--tls-cost" => options.only.push(7),
                 "--only" => options.only.push(
                     args.next()
                         .and_then(|n| n.parse().ok())
-                        .filter(|n| (1..=6).contains(n))
-                        .unwrap_or_else(|| usage("--only takes a number from 1 to 6")),
+                        .filter(|n| (1..=7).contains(n))
+                        .unwrap_or_else(|| usage("--only takes a number from 1 to 7")),
                 ),
                 "--repeats" => {
                     options.repeats = args
@@ -92,11 +95,13 @@ fn usage(problem: &str) -> ! {
         eprintln!("error: {problem}");
     }
     eprintln!(
-        "usage: cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray]\n\
+        "usage: cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray] [--tls-cost]\n\
          \n  --quick      fewer calls and repeats, and no build measurement (6)\
-         \n  --only N     only measurement N (1-6); may be repeated\
+         \n  --only N     only measurement N (1-7); may be repeated\
          \n  --repeats R  repeats of each measurement (default 5, 3 with --quick)\
-         \n  --ray        also measure the Ray equivalents of 1-5 (needs target/bench/venv with ray)"
+         \n  --ray        also measure the Ray equivalents of 1-5 (needs target/bench/venv with ray)\
+         \n  --tls-cost   the same as --only 7: 1-3 once more under `cargo turbolift run --tls`,\
+         \n               next to the plain runs of 1-3 (made too, printed if asked for)"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
@@ -163,13 +168,14 @@ fn main() {
         options.repeats,
         if options.quick { ", quick" } else { "" }
     );
-    let needs_fixture = (1..=5).any(|n| options.wants(n));
+    let needs_fixture = [1, 2, 3, 4, 5, 7].into_iter().any(|n| options.wants(n));
     if needs_fixture || options.wants(6) {
         prepare(&env, needs_fixture);
     }
 
     let mut rows: Vec<Row> = Vec::new();
     let mut tarpc_rows: Vec<Row> = Vec::new();
+    let mut tls_rows: Vec<Row> = Vec::new();
     let mut ray_rows: Vec<Row> = Vec::new();
     let ray = if options.ray {
         ray::Ray::find(&env)
@@ -182,10 +188,11 @@ fn main() {
         );
     }
 
-    if options.wants(1) || options.wants(2) || options.wants(3) {
+    if [1, 2, 3, 7].into_iter().any(|n| options.wants(n)) {
         let calls = calls::calls(&env, &options, sizes);
         rows.extend(calls.peer);
         tarpc_rows = calls.tarpc;
+        tls_rows = calls.tls;
     }
     if options.wants(4) {
         rows.extend(launch(&env, &options));
@@ -200,7 +207,7 @@ fn main() {
         ray_rows = ray.run(&options.only, options.repeats, sizes, options.quick, &rows);
     }
 
-    stats::print(&rows, &tarpc_rows, &ray_rows);
+    stats::print(&rows, &tarpc_rows, &ray_rows, &tls_rows);
     let json = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "cores": cores,
@@ -212,6 +219,7 @@ fn main() {
         "results": rows.iter().map(Row::json).collect::<Vec<Value>>(),
         "tarpc": tarpc_rows.iter().map(Row::json).collect::<Vec<Value>>(),
         "ray": ray_rows.iter().map(Row::json).collect::<Vec<Value>>(),
+        "tls": tls_rows.iter().map(Row::tls_json).collect::<Vec<Value>>(),
     });
     let path = env.out.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).expect("JSON"))
@@ -250,6 +258,27 @@ fn prepare(env: &Env, fixture: bool) {
     );
 }
 
+/// Builds the fixture with `cargo turbolift build --release --tls` (not timed): the same
+/// target directory as the plain build, its services and program rebuilt with turbolift's
+/// `tls` feature.
+fn prepare_tls(env: &Env) {
+    eprintln!("turbolift-bench: building bench/fixture with cargo turbolift build --release --tls");
+    run_ok(
+        Command::new(&env.cargo_turbolift)
+            .args([
+                "turbolift",
+                "build",
+                "--release",
+                "-q",
+                "--tls",
+                "--manifest-path",
+            ])
+            .arg(&env.fixture_manifest)
+            .arg("--target-dir")
+            .arg(&env.tl_target),
+    );
+}
+
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
@@ -263,12 +292,20 @@ fn run_ok(command: &mut Command) {
 
 /// `cargo turbolift run --release` of the fixture with these program arguments.
 fn turbolift_run(env: &Env, replicas: Option<u32>, args: &[String]) -> Command {
+    turbolift_run_tls(env, replicas, false, args)
+}
+
+/// [`turbolift_run`], over TLS (`--tls`) if `tls`.
+fn turbolift_run_tls(env: &Env, replicas: Option<u32>, tls: bool, args: &[String]) -> Command {
     let mut command = Command::new(&env.cargo_turbolift);
     command
         .args(["turbolift", "run", "--release", "-q", "--manifest-path"])
         .arg(&env.fixture_manifest)
         .arg("--target-dir")
         .arg(&env.tl_target);
+    if tls {
+        command.arg("--tls");
+    }
     if let Some(n) = replicas {
         command.arg("--replicas").arg(n.to_string());
     }

@@ -177,6 +177,18 @@ impl Row {
         })
     }
 
+    /// [`Row::json`] of a row of the TLS table: its figures named `tls` and `plain`.
+    pub fn tls_json(&self) -> Value {
+        let mut value = self.json();
+        let object = value.as_object_mut().expect("a row is an object");
+        for (from, to) in [("turbolift", "tls"), ("peer", "plain")] {
+            let figure = object.remove(from).unwrap_or(Value::Null);
+            object.insert(to.to_owned(), figure);
+        }
+        object.remove("peer_name");
+        value
+    }
+
     /// The row's cells; the other side's figure is named unless it is `column`'s.
     fn cells(&self, column: &str) -> [String; 6] {
         [
@@ -234,8 +246,8 @@ fn table(title: [&str; 6], column: &str, rows: &[Row]) {
 }
 
 /// The results as Markdown tables on stdout: against the axum peer (and the rest), against
-/// tarpc, against Ray.
-pub fn print(rows: &[Row], tarpc: &[Row], ray: &[Row]) {
+/// tarpc, against Ray, and turbolift over TLS against turbolift in plain HTTP.
+pub fn print(rows: &[Row], tarpc: &[Row], ray: &[Row], tls: &[Row]) {
     println!();
     table(
         [
@@ -278,6 +290,21 @@ pub fn print(rows: &[Row], tarpc: &[Row], ray: &[Row]) {
             // The figures in its third column are named: "(turbolift)".
             "",
             ray,
+        );
+    }
+    if !tls.is_empty() {
+        println!();
+        table(
+            [
+                "TLS measurement",
+                "TLS median [min–max]",
+                "plain median [min–max]",
+                "TLS / plain",
+                "goal",
+                "",
+            ],
+            "plain",
+            tls,
         );
     }
 }
