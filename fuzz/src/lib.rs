@@ -177,18 +177,22 @@ pub fn exercise(data: &[u8]) -> u16 {
     status
 }
 
-/// A 200 to a batch: one frame per call, in order, each the right value.
+/// A 200 to a batch: one frame per call, each naming its call once, each the right value.
 fn check_batch(body: &[u8], answer: &[u8]) {
     use turbolift::wire::frames::{FrameReader, OK};
     let calls: Vec<(Order, u8)> =
         turbolift::wire::decode(body).expect("a 200 only for a batch that decodes");
     let mut reader = FrameReader::new();
     reader.push(answer);
-    for (order, discount) in &calls {
-        let (tag, payload) = reader
-            .next_frame()
-            .expect("frames")
-            .expect("one frame per call");
+    let mut frames = Vec::new();
+    while let Some(frame) = reader.next_frame().expect("frames") {
+        frames.push(frame);
+    }
+    frames.sort_by_key(|f| f.index);
+    assert_eq!(frames.len(), calls.len(), "one frame per call");
+    for ((position, (order, discount)), frame) in calls.iter().enumerate().zip(frames) {
+        assert_eq!(frame.index, position as u64, "each call answered once");
+        let (tag, payload) = (frame.tag, frame.payload);
         assert_eq!(tag, OK, "`total` does not panic");
         let result: Result<i64, String> =
             turbolift::wire::decode(&payload).expect("a frame carries the encoded result");

@@ -88,10 +88,19 @@ fn frames_of(body: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut reader = frames::FrameReader::new();
     reader.push(body);
     let mut all = Vec::new();
-    while let Some((tag, payload)) = reader.next_frame().unwrap() {
-        all.push((tag, payload.to_vec()));
+    while let Some(frame) = reader.next_frame().unwrap() {
+        all.push((frame.index, frame.tag, frame.payload.to_vec()));
     }
     assert!(!reader.has_partial(), "no partial frame");
+    // Frames come as the calls finish; each names its call, once.
+    all.sort_by_key(|(index, _, _)| *index);
+    for (position, (index, _, _)) in all.iter().enumerate() {
+        assert_eq!(*index, position as u64, "one frame per call");
+    }
+    let all: Vec<(u8, Vec<u8>)> = all
+        .into_iter()
+        .map(|(_, tag, payload)| (tag, payload))
+        .collect();
     all
 }
 

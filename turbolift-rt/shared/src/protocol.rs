@@ -2,7 +2,7 @@
 
 /// Version of the wire protocol. Sent with every call in [`PROTOCOL_HEADER`]; a service
 /// refuses calls of another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Media type of call and result bodies: postcard-encoded serde values.
 pub const CONTENT_TYPE: &str = "application/vnd.turbolift.postcard";

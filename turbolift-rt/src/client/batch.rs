@@ -146,58 +146,104 @@ fn run_encoded(remote: Arc<Remote>, calls: Calls) -> BoxStream<'static, Result<B
         requests.push(start..calls.spans.len());
     }
     stream::iter(requests)
-        .map(move |positions| run_request(remote.clone(), calls.clone(), positions))
+        .map(move |positions| {
+            let (remote, calls) = (remote.clone(), calls.clone());
+            async move {
+                let mut results = Collected {
+                    first: positions.start,
+                    results: positions.clone().map(|_| None).collect(),
+                };
+                run_request(remote, calls, positions, &mut results).await;
+                results.finish()
+            }
+        })
         .buffered(in_flight)
         .flat_map(stream::iter)
         .boxed()
 }
 
-/// The results of the calls at `positions`: sent as one request, and the calls that did
-/// not get an answer again, until each has its result or its error.
+/// Where the calls of a request get their results, as they come.
+pub(super) trait Answers: Send {
+    /// The result of the call at `position` of the calls.
+    fn answer(&mut self, position: usize, result: Result<Bytes, Error>);
+    /// Whether the call at `position` still wants its result (its caller is waiting).
+    fn wanted(&self, _position: usize) -> bool {
+        true
+    }
+    /// How long a request may go without a frame before it counts as held up by slow
+    /// calls ([`Answers::held_up`]); `None`: never.
+    fn held_up_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The request went [`Answers::held_up_after`] without a frame (said once per request).
+    fn held_up(&mut self) {}
+}
+
+/// The results of the calls from `first` on, in order.
+struct Collected {
+    first: usize,
+    results: Vec<Option<Result<Bytes, Error>>>,
+}
+
+impl Answers for Collected {
+    fn answer(&mut self, position: usize, result: Result<Bytes, Error>) {
+        self.results[position - self.first] = Some(result);
+    }
+}
+
+impl Collected {
+    fn finish(self) -> Vec<Result<Bytes, Error>> {
+        self.results
+            .into_iter()
+            .map(|r| r.expect("every call of a batch gets a result or an error"))
+            .collect()
+    }
+}
+
+/// Runs the calls at `positions`: sent as one request, and those that got no answer
+/// again, until each has its result or its error, given to `answers` as it comes. The
+/// answer's frames come in the order the calls finish, each naming its call.
 pub(super) async fn run_request(
     remote: Arc<Remote>,
     calls: Arc<Calls>,
     positions: Range<usize>,
-) -> Vec<Result<Bytes, Error>> {
+    answers: &mut dyn Answers,
+) {
     let function = remote.info.id();
-    let first = positions.start;
-    let mut results: Vec<Option<Result<Bytes, Error>>> = positions
-        .clone()
-        .map(|p| calls.spans[p].as_ref().err().cloned().map(Err))
-        .collect();
-    let todo: Vec<usize> = positions.filter(|&p| calls.spans[p].is_ok()).collect();
-    let mut next = 0;
+    let mut todo = Vec::with_capacity(positions.len());
+    for p in positions {
+        match &calls.spans[p] {
+            Ok(_) => todo.push(p),
+            Err(error) => answers.answer(p, Err(error.clone())),
+        }
+    }
+    let fail = |answers: &mut dyn Answers, todo: &[usize], error: &Error| {
+        for &p in todo {
+            answers.answer(p, Err(error.clone()));
+        }
+    };
     let mut retry = Retry::new(&remote);
-    // Each call has the function's timeout from the moment the previous result arrived
-    // (the first, from now).
+    // The calls have the function's timeout from the moment the previous result arrived
+    // (the first, from now): a request that answers nothing for that long timed out.
     let mut deadline = Instant::now() + remote.timeout;
-    // Whether the deadline that may pass is that of a call a replica is running (the
-    // answer has begun): then only that call timed out, and the rest go on.
-    let mut running = false;
-    while next < todo.len() {
+    loop {
+        todo.retain(|&p| answers.wanted(p));
+        if todo.is_empty() {
+            return;
+        }
         if Instant::now() >= deadline {
             let timeout = Error::Timeout {
                 function: function.to_owned(),
                 after: remote.timeout,
             };
-            if running {
-                results[todo[next] - first] = Some(Err(timeout));
-                next += 1;
-                deadline = Instant::now() + remote.timeout;
-                running = false;
-                continue;
-            }
-            // No replica took the calls within the timeout: none of them ran.
-            fail_all(&mut results, first, &todo[next..], &timeout);
-            break;
+            return fail(answers, &todo, &timeout);
         }
         let Some(index) = retry.next(Some(deadline)).await else {
-            fail_all(&mut results, first, &todo[next..], &retry.unavailable());
-            break;
+            return fail(answers, &todo, &retry.unavailable());
         };
         let replica = &remote.replicas[index];
         let _in_flight = replica.begin();
-        let body = calls.body(&todo[next..]);
+        let body = calls.body(&todo);
         let answer =
             match timeout_at(deadline, post(&remote, replica, &replica.batch_uri, body)).await {
                 Ok(answer) => answer,
@@ -210,26 +256,42 @@ pub(super) async fn run_request(
                     tracing::debug!(function, replica = %replica.base, %reason, "retrying the rest of a batch on another replica");
                 }
                 if let Err(error) = retry.refused(index, refusal, Some(deadline)).await {
-                    fail_all(&mut results, first, &todo[next..], &error);
-                    break;
+                    return fail(answers, &todo, &error);
                 }
                 continue;
             }
         };
-        // The answer: one frame per call sent, in order, as they finish.
-        let sent = todo.len() - next;
-        let mut received = 0;
+        // The answer: one frame per call sent, each naming the call by its place in
+        // `todo`, as the calls finish.
+        let mut answered = vec![false; todo.len()];
+        let mut left = todo.len();
         let mut reader = FrameReader::new();
-        running = true;
+        let mut held_up = answers.held_up_after();
         let lost = loop {
-            let piece = match timeout_at(deadline, answer.frame()).await {
-                Err(_) => break None, // the running call timed out: marked at the top
-                Ok(None) if received < sent => {
+            let piece = loop {
+                if let Some(after) = held_up {
+                    let by = deadline.min(Instant::now() + after);
+                    // Cancel-safe: a frame not yet read stays in the body.
+                    match timeout_at(by, answer.frame()).await {
+                        Ok(piece) => break Ok(piece),
+                        Err(_) if Instant::now() < deadline => {
+                            held_up = None;
+                            answers.held_up();
+                            continue;
+                        }
+                        Err(elapsed) => break Err(elapsed),
+                    }
+                }
+                break timeout_at(deadline, answer.frame()).await;
+            };
+            let piece = match piece {
+                Err(_) => break None, // nothing more within the timeout: marked at the top
+                Ok(None) => {
                     break Some(format!(
-                        "the answer ended after {received} of {sent} results"
+                        "the answer ended with {left} of {} results missing",
+                        todo.len()
                     ));
                 }
-                Ok(None) => break None,
                 Ok(Some(Err(e))) => break Some(format!("connection lost in the answer: {e}")),
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -242,54 +304,58 @@ pub(super) async fn run_request(
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
                     Err(e) => {
-                        let error = Error::Decode {
-                            function: function.to_owned(),
-                            detail: format!("the answer to a batch is not frames: {e}"),
-                        };
-                        fail_all(&mut results, first, &todo[next..], &error);
-                        return finish(results);
+                        let error = decode_error(function, &format!("it is not frames: {e}"));
+                        return fail(answers, &unanswered(&todo, &answered), &error);
                     }
                 };
-                if received == sent {
-                    break; // more frames than calls: ignored
-                }
-                results[todo[next] - first] = Some(result_of(function, frame));
-                received += 1;
-                next += 1;
+                let slot = usize::try_from(frame.index)
+                    .ok()
+                    .filter(|&i| i < todo.len() && !answered[i]);
+                let Some(slot) = slot else {
+                    let why = format!(
+                        "a frame names call {} of {}, or one answered",
+                        frame.index,
+                        todo.len()
+                    );
+                    let error = decode_error(function, &why);
+                    return fail(answers, &unanswered(&todo, &answered), &error);
+                };
+                answered[slot] = true;
+                left -= 1;
+                answers.answer(todo[slot], result_of(function, frame.tag, frame.payload));
                 deadline = Instant::now() + remote.timeout;
                 // Progress: the replicas are answering again.
                 retry.progress();
             }
+            if left == 0 {
+                return;
+            }
         };
+        todo = unanswered(&todo, &answered);
         if let Some(reason) = lost {
-            running = false;
             retry.elsewhere(index, &reason);
         }
     }
-    finish(results)
 }
 
-/// Gives each call at `positions` (indices from `first`) the same error.
-fn fail_all(
-    results: &mut [Option<Result<Bytes, Error>>],
-    first: usize,
-    positions: &[usize],
-    error: &Error,
-) {
-    for &p in positions {
-        results[p - first] = Some(Err(error.clone()));
-    }
-}
-
-fn finish(results: Vec<Option<Result<Bytes, Error>>>) -> Vec<Result<Bytes, Error>> {
-    results
-        .into_iter()
-        .map(|r| r.expect("every call of a batch gets a result or an error"))
+/// The calls of `todo` not `answered`.
+fn unanswered(todo: &[usize], answered: &[bool]) -> Vec<usize> {
+    todo.iter()
+        .zip(answered)
+        .filter(|(_, answered)| !**answered)
+        .map(|(p, _)| *p)
         .collect()
 }
 
+fn decode_error(function: &str, why: &str) -> Error {
+    Error::Decode {
+        function: function.to_owned(),
+        detail: format!("the answer to a batch is broken: {why}"),
+    }
+}
+
 /// One call's outcome from its frame: its encoded result, or its error.
-fn result_of(function: &str, (tag, payload): (u8, Bytes)) -> Result<Bytes, Error> {
+fn result_of(function: &str, tag: u8, payload: Bytes) -> Result<Bytes, Error> {
     let text = || String::from_utf8_lossy(&payload).into_owned();
     match tag {
         frames::OK => Ok(payload),

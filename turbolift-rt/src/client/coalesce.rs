@@ -13,16 +13,18 @@
 //! A call whose future is dropped while it waits is not sent; one dropped after it was
 //! sent has its answer dropped.
 //!
-//! A batch's answers come back in the order of its calls, so a call coalesced behind a
-//! slow one waits for it (and a service runs the calls of a batch of a synchronous
-//! function one after another). Hence what is not coalesced: a call whose arguments
-//! exceed [`MAX_ALONE_BYTES`] (it would be copied into the batch; alone it is sent
-//! without a copy); the calls of a function whose calls take long ([`SLOW`] on average:
-//! batching saves nothing on them), learnt from the time calls take; and, for the rest of
-//! the process, the calls of a function once one of its coalesced requests stalled (took
-//! longer than [`STALL`], or had a call time out): the calls behind the slow one may
-//! have timed out with it, and later calls go alone. `coalesce = false` on the function,
-//! or `TURBOLIFT_COALESCE=off` for the program, turns coalescing off from the start.
+//! A batch's answers come back as its calls finish, each answered as its frame arrives,
+//! and a service runs a batch's calls side by side (64 at once for an async function, on
+//! two blocking threads for a synchronous one), so a slow call holds up only the calls
+//! that wait for the same thread; and a request that goes [`HELD_UP`] without an answer
+//! does not keep the calls that gathered meanwhile waiting: they leave on a request of
+//! their own, beyond the slots. What is not coalesced: a call whose arguments exceed
+//! [`MAX_ALONE_BYTES`] (it would be copied into the batch; alone it is sent without a
+//! copy); the calls of a function whose calls take long ([`SLOW`] on average: batching
+//! saves nothing on them), learnt from the time calls take; and, for the rest of the
+//! process, the calls of a function once a coalesced call of it timed out (it may have
+//! been held up by the calls it travelled with). `coalesce = false` on the function, or
+//! `TURBOLIFT_COALESCE=off` for the program, turns coalescing off from the start.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -33,7 +35,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::Remote;
-use super::batch::{self, Calls};
+use super::batch::{self, Answers, Calls};
 use crate::Error;
 use crate::wire::Encoded;
 
@@ -48,11 +50,12 @@ const MAX_ALONE_BYTES: usize = 64 * 1024;
 /// Calls that take longer than this on average (a round trip alone, or a batch's time
 /// per call) are not coalesced.
 pub(crate) const SLOW: Duration = Duration::from_millis(10);
+/// A coalesced request that goes this long without a frame (or eight times a call's
+/// usual time, if longer) is held up by slow calls: the calls waiting behind it leave on
+/// a request of their own.
+const HELD_UP: Duration = Duration::from_millis(5);
 /// Calls whose time must be seen before a function's calls are coalesced.
 const WARM_UP: u32 = 8;
-/// A coalesced request that takes longer than this stalled: the function's calls are
-/// not coalesced again.
-pub(crate) const STALL: Duration = Duration::from_millis(100);
 
 /// The calls of one function waiting for a request, and its requests in flight.
 pub(crate) struct Lane {
@@ -257,31 +260,71 @@ async fn drive(remote: Arc<Remote>, mut calls: Vec<Waiting>) {
         calls.retain(|w| !w.answer.is_closed());
         if !calls.is_empty() {
             let started = Instant::now();
-            let gathered = Calls::gather(calls.iter().map(|w| &w.args));
             let count = calls.len();
-            let results = batch::run_request(remote.clone(), Arc::new(gathered), 0..count).await;
-            let took = started.elapsed();
-            let timed_out = results
-                .iter()
-                .any(|r| matches!(r, Err(Error::Timeout { .. })));
-            if timed_out {
+            let gathered = Calls::gather(calls.iter().map(|w| &w.args));
+            let mut waiters = Waiters {
+                answers: calls.drain(..).map(|w| Some(w.answer)).collect(),
+                timed_out: false,
+                remote: remote.clone(),
+            };
+            batch::run_request(remote.clone(), Arc::new(gathered), 0..count, &mut waiters).await;
+            if waiters.timed_out {
                 remote
                     .lane
                     .stall(remote.info.id(), "a call of a coalesced request timed out");
-            } else if took > STALL {
-                remote
-                    .lane
-                    .stall(remote.info.id(), "a coalesced request took long");
-            } else if results.iter().all(Result::is_ok) {
-                remote.lane.observe(took / count as u32);
-            }
-            for (call, result) in calls.drain(..).zip(results) {
-                let _ = call.answer.send(result);
+            } else {
+                remote.lane.observe(started.elapsed() / count as u32);
             }
         }
         match take_waiting(&remote.lane) {
             Some(next) => calls = next,
             None => return,
+        }
+    }
+}
+
+/// The callers of a coalesced request, each answered as its frame arrives.
+struct Waiters {
+    answers: Vec<Option<oneshot::Sender<Result<Bytes, Error>>>>,
+    timed_out: bool,
+    remote: Arc<Remote>,
+}
+
+impl Answers for Waiters {
+    fn answer(&mut self, position: usize, result: Result<Bytes, Error>) {
+        self.timed_out |= matches!(result, Err(Error::Timeout { .. }));
+        if let Some(answer) = self.answers[position].take() {
+            let _ = answer.send(result);
+        }
+    }
+
+    fn wanted(&self, position: usize) -> bool {
+        self.answers[position]
+            .as_ref()
+            .is_some_and(|answer| !answer.is_closed())
+    }
+
+    fn held_up_after(&self) -> Option<Duration> {
+        let usual = Duration::from_micros(self.remote.lane.micros.load(Ordering::Relaxed));
+        Some((usual * 8).max(HELD_UP))
+    }
+
+    /// The request waits for slow calls: the calls waiting in the lane go on a request of
+    /// their own, beyond the slots, rather than wait for them.
+    fn held_up(&mut self) {
+        let lane = &self.remote.lane;
+        let calls = {
+            let mut state = lane.state();
+            if state.waiting.is_empty() {
+                return;
+            }
+            state.in_flight += 1;
+            drop(state);
+            take_waiting(lane)
+        };
+        // `take_waiting` gave the extra slot back if every waiting call was gone.
+        if let Some(calls) = calls {
+            tokio::spawn(drive(self.remote.clone(), calls));
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::batch::BatchSink;
 use crate::__private::{FnInfo, Wire};
@@ -159,14 +159,20 @@ const FLUSH_BYTES: usize = 64 * 1024;
 const FLUSH_AFTER: Duration = Duration::from_millis(1);
 /// Calls of an async function that a batch runs at once.
 const ASYNC_BATCH_CONCURRENCY: usize = 64;
+/// Blocking-pool threads that run the calls of one batch of a synchronous function: more
+/// than one, so that one slow call does not hold up the calls after it.
+const BLOCKING_BATCH_WORKERS: usize = 2;
 
 /// One call of a batch as it ended: its encoded result (or why it did not encode), or
 /// the message of its panic.
 type Outcome = Result<Result<Vec<u8>, String>, String>;
 
-/// Checks a batch of a synchronous function and runs its calls one after another on the
-/// blocking pool (one hand-off for the whole batch), their arguments decoded as
-/// [`BatchArgs`] hands them out, streaming their frames in order.
+/// One call of a batch of a synchronous function, ready to run.
+type BatchCall = Box<dyn FnOnce() -> Outcome + Send>;
+
+/// Checks a batch of a synchronous function and runs its calls on the blocking pool
+/// ([`BLOCKING_BATCH_WORKERS`] threads taking them in turn), their arguments decoded as
+/// [`BatchArgs`] hands them out, streaming each call's frame as it finishes.
 pub fn invoke_blocking_batch<A, R, F>(
     body: Bytes,
     sink: BatchSink,
@@ -175,47 +181,70 @@ pub fn invoke_blocking_batch<A, R, F>(
 where
     A: Wire,
     R: Wire,
-    F: Fn(A) -> R + Send + 'static,
+    F: Fn(A) -> R + Send + Sync + 'static,
 {
     let calls = decode_batch::<A>(body)?;
     let count = calls.len();
-    let outcomes = calls.map(move |args| match args {
-        Ok(args) => catch_unwind(AssertUnwindSafe(|| f(args)))
-            .map(|value| encode_frame(&value))
-            .map_err(|payload| panic_message(&*payload)),
-        Err(why) => Ok(Err(why)),
+    let f = std::sync::Arc::new(f);
+    let calls = calls.map(move |args| -> BatchCall {
+        let f = f.clone();
+        Box::new(move || match args {
+            Ok(args) => catch_unwind(AssertUnwindSafe(|| f(args)))
+                .map(|value| encode_frame(&value))
+                .map_err(|payload| panic_message(&*payload)),
+            Err(why) => Ok(Err(why)),
+        })
     });
-    run_blocking_batch(sink, Box::new(outcomes));
+    run_blocking_batch(sink, count, Box::new(calls));
     Ok(count)
 }
 
-/// Runs the calls (each runs when `calls` yields it) on one blocking-pool thread.
-fn run_blocking_batch(sink: BatchSink, mut calls: Box<dyn Iterator<Item = Outcome> + Send>) {
-    tokio::task::spawn_blocking(move || {
-        let mut frames = Vec::new();
-        let mut since = Instant::now();
-        loop {
-            let started = Instant::now();
-            let Some(outcome) = calls.next() else { break };
-            push_result(&sink, &mut frames, outcome);
-            let now = Instant::now();
-            if frames.len() >= FLUSH_BYTES
-                || now - since >= FLUSH_AFTER
-                || now - started >= FLUSH_AFTER
-            {
-                if !sink.send_blocking(std::mem::take(&mut frames)) {
-                    return; // the caller went away: the rest is not wanted
+/// The calls of a batch not yet taken, and the index of the next.
+type Pending = std::sync::Mutex<(Box<dyn Iterator<Item = BatchCall> + Send>, usize)>;
+
+/// Runs the calls on up to [`BLOCKING_BATCH_WORKERS`] blocking-pool threads, each taking
+/// the next call when it is done with one.
+fn run_blocking_batch(
+    sink: BatchSink,
+    count: usize,
+    calls: Box<dyn Iterator<Item = BatchCall> + Send>,
+) {
+    let shared = std::sync::Arc::new((sink, Pending::new((calls, 0))));
+    for _ in 0..count.clamp(1, BLOCKING_BATCH_WORKERS) {
+        let shared = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let (sink, pending) = &*shared;
+            let mut frames = Vec::new();
+            let mut since = Instant::now();
+            loop {
+                let next = {
+                    let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+                    let index = pending.1;
+                    pending.1 += 1;
+                    pending.0.next().map(|call| (index, call))
+                };
+                let Some((index, call)) = next else { break };
+                let started = Instant::now();
+                push_result(sink, &mut frames, index, call());
+                let now = Instant::now();
+                if frames.len() >= FLUSH_BYTES
+                    || now - since >= FLUSH_AFTER
+                    || now - started >= FLUSH_AFTER
+                {
+                    if !sink.send_blocking(std::mem::take(&mut frames)) {
+                        return; // the caller went away: the rest is not wanted
+                    }
+                    since = now;
                 }
-                since = now;
             }
-        }
-        sink.send_blocking(frames);
-    });
+            sink.send_blocking(frames);
+        });
+    }
 }
 
 /// Checks a batch of an async function and runs up to 64 of its calls at once on the
 /// service's runtime, their arguments decoded as [`BatchArgs`] hands them out, streaming
-/// their frames in order.
+/// each call's frame as it finishes.
 pub fn invoke_async_batch<A, R, F, Fut>(
     body: Bytes,
     sink: BatchSink,
@@ -237,18 +266,23 @@ where
     Ok(count)
 }
 
-/// Runs up to 64 of the calls at once, streaming their frames in order.
+/// Runs up to 64 of the calls at once, streaming each call's frame as it finishes.
 fn run_async_batch(
     sink: BatchSink,
-    mut calls: Box<dyn Iterator<Item = BoxFuture<'static, Result<Vec<u8>, String>>> + Send>,
+    calls: Box<dyn Iterator<Item = BoxFuture<'static, Result<Vec<u8>, String>>> + Send>,
 ) {
     tokio::spawn(async move {
-        let mut running = FuturesOrdered::new();
+        let mut calls = calls.enumerate();
+        let mut running = FuturesUnordered::new();
         let mut frames = Vec::new();
         loop {
             while running.len() < ASYNC_BATCH_CONCURRENCY {
                 match calls.next() {
-                    Some(call) => running.push_back(AssertUnwindSafe(call).catch_unwind()),
+                    Some((index, call)) => running.push(
+                        AssertUnwindSafe(call)
+                            .catch_unwind()
+                            .map(move |outcome| (index, outcome)),
+                    ),
                     None => break,
                 }
             }
@@ -262,8 +296,13 @@ fn run_async_batch(
                     running.next().await
                 }
             };
-            let Some(outcome) = next else { break };
-            push_result(&sink, &mut frames, outcome.map_err(|p| panic_message(&*p)));
+            let Some((index, outcome)) = next else { break };
+            push_result(
+                &sink,
+                &mut frames,
+                index,
+                outcome.map_err(|p| panic_message(&*p)),
+            );
             if frames.len() >= FLUSH_BYTES && !sink.send(std::mem::take(&mut frames)).await {
                 return;
             }
@@ -277,14 +316,14 @@ fn encode_frame<R: Wire>(value: &R) -> Result<Vec<u8>, String> {
     wire::encode(value).map_err(|e| format!("the result could not be encoded: {e}"))
 }
 
-/// Appends the frame of one call's outcome.
-fn push_result(sink: &BatchSink, frames: &mut Vec<u8>, outcome: Outcome) {
+/// Appends the frame of the outcome of the call at `index`.
+fn push_result(sink: &BatchSink, frames: &mut Vec<u8>, index: usize, outcome: Outcome) {
     match outcome {
-        Ok(Ok(encoded)) => frames::push_frame(frames, frames::OK, &encoded),
-        Ok(Err(message)) => frames::push_frame(frames, frames::FAILED, message.as_bytes()),
+        Ok(Ok(encoded)) => frames::push_frame(frames, index, frames::OK, &encoded),
+        Ok(Err(message)) => frames::push_frame(frames, index, frames::FAILED, message.as_bytes()),
         Err(message) => {
             sink.panicked(&message);
-            frames::push_frame(frames, frames::PANIC, message.as_bytes());
+            frames::push_frame(frames, index, frames::PANIC, message.as_bytes());
         }
     }
 }

@@ -3,10 +3,11 @@
 //! A batch request is the arguments of many calls: postcard's encoding of a
 //! `Vec<(A, ..)>`, a varint count (at most [`MAX_BATCH_CALLS`]) followed by the argument
 //! tuples, which a service decodes as the calls run ([`BatchArgs`]). The answer is one
-//! frame per call, in the order of the arguments, streamed as the calls finish:
+//! frame per call, streamed as the calls finish, in the order they finish; each frame
+//! names its call by its position among the arguments:
 //!
 //! ```text
-//! frame := tag:u8 length:varint payload[length]
+//! frame := index:varint tag:u8 length:varint payload[length]
 //! tag   := 0 the result, encoded | 1 a panic's message (UTF-8)
 //!        | 2 why the result could not be encoded (UTF-8)
 //! ```
@@ -36,8 +37,9 @@ pub fn push_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-/// Appends one frame.
-pub fn push_frame(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
+/// Appends the frame of the call at `index` of its batch.
+pub fn push_frame(out: &mut Vec<u8>, index: usize, tag: u8, payload: &[u8]) {
+    push_varint(out, index as u64);
     out.push(tag);
     push_varint(out, payload.len() as u64);
     out.extend_from_slice(payload);
@@ -161,6 +163,35 @@ impl<A: DeserializeOwned> Iterator for BatchArgs<A> {
     }
 }
 
+/// One call's frame of a batch's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The call's position among the batch's arguments.
+    pub index: u64,
+    /// [`OK`], [`PANIC`] or [`FAILED`].
+    pub tag: u8,
+    /// The encoded result, or the message.
+    pub payload: Bytes,
+}
+
+/// The varint at `at` in `bytes` and where it ends; `None` while it is incomplete.
+fn varint_at(bytes: &[u8], at: usize, what: &str) -> Result<Option<(u64, usize)>, WireError> {
+    let mut value = 0u64;
+    for (i, byte) in bytes.iter().skip(at).enumerate() {
+        if i >= 10 {
+            return Err(WireError(format!("a batch frame {what} is not a varint")));
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((value, at + i + 1)));
+        }
+    }
+    if bytes.len().saturating_sub(at) >= 10 {
+        return Err(WireError(format!("a batch frame {what} is not a varint")));
+    }
+    Ok(None)
+}
+
 /// Splits a streamed answer into frames, whatever the pieces it arrives in.
 #[derive(Debug, Default)]
 pub struct FrameReader {
@@ -178,30 +209,21 @@ impl FrameReader {
         self.buffer.extend_from_slice(piece);
     }
 
-    /// The next whole frame as `(tag, payload)`, `None` until one has fully arrived, or
-    /// an error when the bytes cannot be frames.
-    pub fn next_frame(&mut self) -> Result<Option<(u8, Bytes)>, WireError> {
-        let Some(&tag) = self.buffer.first() else {
+    /// The next whole frame, `None` until one has fully arrived, or an error when the
+    /// bytes cannot be frames.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        let Some((index, at)) = varint_at(&self.buffer, 0, "index")? else {
+            return Ok(None);
+        };
+        let Some(&tag) = self.buffer.get(at) else {
             return Ok(None);
         };
         if tag > FAILED {
             return Err(WireError(format!("unknown batch frame tag {tag}")));
         }
-        let mut length = 0u64;
-        let mut header = 1;
-        loop {
-            let Some(&byte) = self.buffer.get(header) else {
-                return Ok(None);
-            };
-            if header > 10 {
-                return Err(WireError("a batch frame length is not a varint".into()));
-            }
-            length |= u64::from(byte & 0x7f) << (7 * (header - 1));
-            header += 1;
-            if byte & 0x80 == 0 {
-                break;
-            }
-        }
+        let Some((length, header)) = varint_at(&self.buffer, at + 1, "length")? else {
+            return Ok(None);
+        };
         if length > MAX_PAYLOAD {
             return Err(WireError(format!("a batch frame claims {length} bytes")));
         }
@@ -210,7 +232,11 @@ impl FrameReader {
             return Ok(None);
         }
         self.buffer.advance(header);
-        Ok(Some((tag, self.buffer.split_to(length as usize).freeze())))
+        Ok(Some(Frame {
+            index,
+            tag,
+            payload: self.buffer.split_to(length as usize).freeze(),
+        }))
     }
 
     /// Whether bytes of an unfinished frame are left.
@@ -226,10 +252,10 @@ mod tests {
     #[test]
     fn frames_come_back_whatever_the_pieces() {
         let mut stream = Vec::new();
-        push_frame(&mut stream, OK, &[1, 2, 3]);
-        push_frame(&mut stream, PANIC, b"boom");
-        push_frame(&mut stream, OK, &vec![7u8; 300]);
-        push_frame(&mut stream, FAILED, b"");
+        push_frame(&mut stream, 2, OK, &[1, 2, 3]);
+        push_frame(&mut stream, 0, PANIC, b"boom");
+        push_frame(&mut stream, 300, OK, &vec![7u8; 300]);
+        push_frame(&mut stream, 1, FAILED, b"");
         for piece in [1, 2, 5, stream.len()] {
             let mut reader = FrameReader::new();
             let mut got = Vec::new();
@@ -241,10 +267,15 @@ mod tests {
             }
             assert!(!reader.has_partial());
             assert_eq!(got.len(), 4, "pieces of {piece}");
-            assert_eq!(got[0], (OK, Bytes::from_static(&[1, 2, 3])));
-            assert_eq!(got[1], (PANIC, Bytes::from_static(b"boom")));
-            assert_eq!(got[2].1.len(), 300);
-            assert_eq!(got[3], (FAILED, Bytes::new()));
+            let frame = |index, tag, payload: &'static [u8]| Frame {
+                index,
+                tag,
+                payload: Bytes::from_static(payload),
+            };
+            assert_eq!(got[0], frame(2, OK, &[1, 2, 3]));
+            assert_eq!(got[1], frame(0, PANIC, b"boom"));
+            assert_eq!((got[2].index, got[2].payload.len()), (300, 300));
+            assert_eq!(got[3], frame(1, FAILED, b""));
         }
     }
 
@@ -308,15 +339,18 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_frame() {
         let mut reader = FrameReader::new();
-        reader.push(&[9, 1, 2]);
+        reader.push(&[0, 9, 1, 2]);
         assert!(reader.next_frame().is_err());
         let mut reader = FrameReader::new();
         reader.push(&[
-            0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
         ]);
         assert!(reader.next_frame().is_err());
         let mut reader = FrameReader::new();
-        reader.push(&[0, 5, 1]);
+        reader.push(&[0xff; 11]);
+        assert!(reader.next_frame().is_err());
+        let mut reader = FrameReader::new();
+        reader.push(&[3, 0, 5, 1]);
         assert_eq!(reader.next_frame().unwrap(), None);
         assert!(reader.has_partial());
     }
