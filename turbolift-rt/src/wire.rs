@@ -40,9 +40,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
 
 /// An encoded value as it travels: `head`, then `tail`.
 ///
-/// A `Vec<u8>` (a result, or the only argument) is encoded as its length prefix in `head`
-/// and its own buffer, moved and not copied, in `tail`: the same bytes as [`encode`], one
-/// copy fewer. Every other value is all in `head`.
+/// A byte buffer alone (`Vec<u8>`, `serde_bytes::ByteBuf`, `bytes::Bytes`: a result, or
+/// the only argument) is encoded as its length prefix in `head` and its own buffer, moved
+/// and not copied, in `tail`: the same bytes as [`encode`], one copy fewer. Every other
+/// value is all in `head`.
 #[derive(Debug, Clone, Default)]
 pub struct Encoded {
     /// The encoding, or its first part.
@@ -75,69 +76,112 @@ impl Encoded {
     }
 }
 
-/// Encodes `value`, moving the buffer of a `Vec<u8>` or `(Vec<u8>,)` into the encoding.
+/// Encodes `value`. A byte buffer alone (`Vec<u8>`, `serde_bytes::ByteBuf`,
+/// `bytes::Bytes`, or a one-tuple of one: a result, or the only argument) is moved into
+/// the encoding, not copied; anything else is encoded into one buffer of its exact size.
 pub fn encode_owned<T: Serialize + 'static>(value: T) -> Result<Encoded, WireError> {
-    match take_byte_vec(value) {
+    match take_bytes(value) {
         Ok(bytes) => Ok(Encoded {
-            // postcard writes a sequence's length as a varint `usize`, then a `u8` as
-            // itself: the prefix, then the bytes.
+            // postcard writes a byte sequence's length as a varint `usize`, then the bytes
+            // as they are (a `Vec<u8>`'s `u8`s each as itself): the prefix, then the bytes.
             head: Bytes::from(encode(&bytes.len())?),
-            tail: Bytes::from(bytes),
+            tail: bytes,
         }),
         Err(value) => Ok(Encoded {
-            head: Bytes::from(encode(&value)?),
+            head: Bytes::from(encode_sized(&value)?),
             tail: Bytes::new(),
         }),
     }
 }
 
-/// Decodes exactly one `T` from `body`, like [`decode`]; a `Vec<u8>` or `(Vec<u8>,)` takes
-/// the body's buffer when it can instead of being rebuilt byte by byte.
+/// Encodes `value` into a buffer allocated once at its exact size: a large value (a
+/// struct with a big byte field) is copied into the body once, not again at each doubling
+/// of a growing buffer.
+fn encode_sized<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> {
+    let size =
+        postcard::experimental::serialized_size(value).map_err(|e| WireError(e.to_string()))?;
+    let mut out = Vec::with_capacity(size);
+    postcard::to_io(value, &mut out).map_err(|e| WireError(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes exactly one `T` from `body`, like [`decode`]; a byte buffer alone (see
+/// [`encode_owned`]) takes the body's buffer instead of being rebuilt byte by byte: a
+/// `bytes::Bytes` shares it, a `Vec<u8>` or `ByteBuf` takes it over when the body is the
+/// only owner (else it is copied once).
 pub fn decode_owned<T: DeserializeOwned + 'static>(body: Bytes) -> Result<T, WireError> {
-    if is_byte_vec::<T>()
+    if is_bytes::<T>()
         && let Ok((len, rest)) = postcard::take_from_bytes::<usize>(&body)
         && rest.len() == len
     {
         // Exactly a length prefix and that many bytes: what postcard would decode, too.
         let prefix = body.len() - len;
-        let mut bytes = Vec::from(body);
-        bytes.drain(..prefix);
-        if let Some(value) = give_byte_vec(bytes) {
+        if let Some(value) = give_bytes(body.slice(prefix..)) {
             return Ok(value);
         }
-        unreachable!("is_byte_vec said T is a byte vector");
+        unreachable!("is_bytes said T is a byte buffer");
     }
-    // Anything else, including a malformed byte vector, takes the general path, with its
+    // Anything else, including a malformed byte buffer, takes the general path, with its
     // errors.
     decode(&body)
 }
 
-fn is_byte_vec<T: 'static>() -> bool {
+fn is_bytes<T: 'static>() -> bool {
     let t = TypeId::of::<T>();
-    t == TypeId::of::<Vec<u8>>() || t == TypeId::of::<(Vec<u8>,)>()
+    [
+        TypeId::of::<Vec<u8>>(),
+        TypeId::of::<(Vec<u8>,)>(),
+        TypeId::of::<serde_bytes::ByteBuf>(),
+        TypeId::of::<(serde_bytes::ByteBuf,)>(),
+        TypeId::of::<Bytes>(),
+        TypeId::of::<(Bytes,)>(),
+    ]
+    .contains(&t)
 }
 
-/// The buffer of a `Vec<u8>` or `(Vec<u8>,)`, else the value back.
-fn take_byte_vec<T: 'static>(value: T) -> Result<Vec<u8>, T> {
+/// The buffer of a byte buffer alone (see [`encode_owned`]), else the value back.
+fn take_bytes<T: 'static>(value: T) -> Result<Bytes, T> {
     let mut slot = Some(value);
     let any = &mut slot as &mut dyn Any;
     if let Some(v) = any.downcast_mut::<Option<Vec<u8>>>() {
-        return Ok(v.take().unwrap_or_default());
+        return Ok(Bytes::from(v.take().unwrap_or_default()));
     }
     if let Some(v) = any.downcast_mut::<Option<(Vec<u8>,)>>() {
+        return Ok(Bytes::from(v.take().map(|(b,)| b).unwrap_or_default()));
+    }
+    if let Some(v) = any.downcast_mut::<Option<serde_bytes::ByteBuf>>() {
+        return Ok(Bytes::from(v.take().unwrap_or_default().into_vec()));
+    }
+    if let Some(v) = any.downcast_mut::<Option<(serde_bytes::ByteBuf,)>>() {
+        return Ok(Bytes::from(
+            v.take().map(|(b,)| b.into_vec()).unwrap_or_default(),
+        ));
+    }
+    if let Some(v) = any.downcast_mut::<Option<Bytes>>() {
+        return Ok(v.take().unwrap_or_default());
+    }
+    if let Some(v) = any.downcast_mut::<Option<(Bytes,)>>() {
         return Ok(v.take().map(|(b,)| b).unwrap_or_default());
     }
     Err(slot.expect("the value is still there"))
 }
 
-/// `bytes` as a `T` that is `Vec<u8>` or `(Vec<u8>,)`.
-fn give_byte_vec<T: 'static>(bytes: Vec<u8>) -> Option<T> {
+/// `bytes` as a `T` that is a byte buffer alone (see [`is_bytes`]).
+fn give_bytes<T: 'static>(bytes: Bytes) -> Option<T> {
     let mut slot: Option<T> = None;
     let any = &mut slot as &mut dyn Any;
-    if let Some(s) = any.downcast_mut::<Option<Vec<u8>>>() {
+    if let Some(s) = any.downcast_mut::<Option<Bytes>>() {
         *s = Some(bytes);
-    } else if let Some(s) = any.downcast_mut::<Option<(Vec<u8>,)>>() {
+    } else if let Some(s) = any.downcast_mut::<Option<(Bytes,)>>() {
         *s = Some((bytes,));
+    } else if let Some(s) = any.downcast_mut::<Option<Vec<u8>>>() {
+        *s = Some(Vec::from(bytes));
+    } else if let Some(s) = any.downcast_mut::<Option<(Vec<u8>,)>>() {
+        *s = Some((Vec::from(bytes),));
+    } else if let Some(s) = any.downcast_mut::<Option<serde_bytes::ByteBuf>>() {
+        *s = Some(serde_bytes::ByteBuf::from(Vec::from(bytes)));
+    } else if let Some(s) = any.downcast_mut::<Option<(serde_bytes::ByteBuf,)>>() {
+        *s = Some((serde_bytes::ByteBuf::from(Vec::from(bytes)),));
     }
     slot
 }
@@ -171,6 +215,11 @@ mod tests {
         both_ways((0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>());
         both_ways(vec![1u16, 2, 3]);
         both_ways((vec![1u8], 5u64));
+        both_ways(serde_bytes::ByteBuf::from(vec![4u8; 1000]));
+        both_ways((serde_bytes::ByteBuf::from(Vec::new()),));
+        both_ways(Bytes::from(vec![5u8; 70_000]));
+        both_ways((Bytes::from_static(b"abc"),));
+        both_ways((Bytes::from_static(b"abc"), 1u8));
         both_ways(String::from("hé"));
         both_ways(());
         both_ways((7u64,));
@@ -190,6 +239,13 @@ mod tests {
             assert_eq!(general, owned, "{body:?}");
             let general = decode::<Vec<u8>>(&body).unwrap_err();
             let owned = decode_owned::<Vec<u8>>(Bytes::from(body.clone())).unwrap_err();
+            assert_eq!(general, owned, "{body:?}");
+            let general = decode::<Bytes>(&body).unwrap_err();
+            let owned = decode_owned::<Bytes>(Bytes::from(body.clone())).unwrap_err();
+            assert_eq!(general, owned, "{body:?}");
+            let general = decode::<serde_bytes::ByteBuf>(&body).unwrap_err();
+            let owned =
+                decode_owned::<serde_bytes::ByteBuf>(Bytes::from(body.clone())).unwrap_err();
             assert_eq!(general, owned, "{body:?}");
         }
     }
