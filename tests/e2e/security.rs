@@ -22,7 +22,7 @@ pub(crate) fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn built() {
+pub(crate) fn built() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
         let out = output(&mut turbolift(&fixture("faults"), &["build"]));
@@ -554,7 +554,7 @@ fn twenty_thousand_idle_connections_are_capped_and_their_memory_returns() {
 }
 
 /// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -565,7 +565,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Connections to `port` of 127.0.0.1 that its server accepted: established, with a
 /// socket of their own (those still waiting in the backlog have none, inode 0).
-fn accepted(port: u16) -> usize {
+pub(crate) fn accepted(port: u16) -> usize {
     let local = format!("0100007F:{port:04X}");
     std::fs::read_to_string("/proc/net/tcp")
         .unwrap()
@@ -577,7 +577,7 @@ fn accepted(port: u16) -> usize {
 }
 
 /// Polls `count` until it stays the same for a second (at most 30 s); its last value.
-fn wait_steady(count: impl Fn() -> usize) -> usize {
+pub(crate) fn wait_steady(count: impl Fn() -> usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = count();
     let mut since = Instant::now();
@@ -834,13 +834,13 @@ impl Squatter {
 /// Processes that each open thousands of idle connections to a service (non-blocking
 /// connects, nothing sent), hold them until stopped, then exit, which closes them all. A
 /// process holds at most as many as its limit of open files allows.
-struct Openers {
+pub(crate) struct Openers {
     children: Vec<Forked>,
-    opened: usize,
+    pub(crate) opened: usize,
 }
 
 impl Openers {
-    fn start(addr: SocketAddr, total: usize) -> Openers {
+    pub(crate) fn start(addr: SocketAddr, total: usize) -> Openers {
         let mut limit = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
@@ -904,7 +904,7 @@ impl Openers {
     }
 
     /// Closes every connection: the processes exit.
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         for child in &self.children {
             child.stop();
         }

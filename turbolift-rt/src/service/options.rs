@@ -16,11 +16,17 @@ pub const DEFAULT_MAX_QUEUE: usize = 4096;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a client has to send a request's body.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default number of connections a service holds open at once: an idle connection costs
-/// about 8 KiB, one whose request head is arriving up to 40 KiB, so these stay within
-/// about 80 MiB, under Kubernetes' default memory limit of 128 MiB; further connections
-/// wait in the listening socket's backlog.
+/// Default number of connections a service serving plain HTTP holds open at once: an idle
+/// connection costs about 11 KB, one whose request head is arriving up to about 19 KB, so
+/// these stay within about 80 MiB, under Kubernetes' default memory limit of 128 MiB;
+/// further connections wait in the listening socket's backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default number of connections a service serving TLS holds open at once (when
+/// `TURBOLIFT_MAX_CONNECTIONS` is not set): a TLS connection also holds rustls' state and
+/// its buffer of records, so an idle one costs about 21 KB once its handshake is done, and
+/// one whose client sends most of a 64 KB ClientHello and never the rest (no certificate
+/// needed) about 80 KB; these stay within about 90 MiB (measured, docs/security.md).
+pub const DEFAULT_MAX_CONNECTIONS_TLS: usize = 1024;
 
 /// How a service runs.
 #[derive(Clone)]
@@ -45,6 +51,8 @@ pub struct ServiceOptions {
     /// serve on instead of binding `bind` (`TURBOLIFT_LISTEN_FD`).
     pub listen_fd: Option<i32>,
     /// Connections held open at once; further ones wait in the listening socket's backlog.
+    /// [`DEFAULT_MAX_CONNECTIONS`], or [`DEFAULT_MAX_CONNECTIONS_TLS`] when
+    /// [`ServiceOptions::from_env`] finds TLS files and no `TURBOLIFT_MAX_CONNECTIONS`.
     pub max_connections: usize,
     /// Longest call of a synchronous function that may run inline on an I/O thread, once
     /// the function has proven that short; `Duration::ZERO` runs every call on the
@@ -123,9 +131,7 @@ impl ServiceOptions {
                 )
             })?);
         }
-        if let Some(n) = positive(env::MAX_CONNECTIONS)? {
-            options.max_connections = n;
-        }
+        let max_connections = positive(env::MAX_CONNECTIONS)?;
         if let Some(n) = positive(env::MAX_BODY)? {
             options.max_body = n;
         }
@@ -159,6 +165,11 @@ impl ServiceOptions {
             };
         }
         options.tls = crate::TlsFiles::from_vars(|name| std::env::var(name).ok())?;
+        options.max_connections = match (max_connections, &options.tls) {
+            (Some(n), _) => n,
+            (None, Some(_)) => DEFAULT_MAX_CONNECTIONS_TLS,
+            (None, None) => DEFAULT_MAX_CONNECTIONS,
+        };
         if options.tls.is_some() && !cfg!(feature = "tls") {
             return Err(format!(
                 "{} is set, but this service was built without turbolift's `tls` feature; build it with `cargo turbolift build --tls` (or unset the TURBOLIFT_TLS_* variables to serve plain HTTP)",
