@@ -22,10 +22,26 @@ pub const MAX_REPLICAS: u32 = 256;
 /// The command line of this process. A command line that does not parse is an error that
 /// exits with 1, as cargo's own do; `--help` and `--version` print and exit with 0.
 pub fn parse() -> Cargo {
-    Cargo::try_parse().unwrap_or_else(|error| {
-        let _ = error.print();
-        std::process::exit(if error.use_stderr() { 1 } else { 0 });
-    })
+    Cargo::try_parse()
+        .unwrap_or_else(|error| {
+            let _ = error.print();
+            std::process::exit(if error.use_stderr() { 1 } else { 0 });
+        })
+        .settled()
+}
+
+impl Cargo {
+    /// Hands the run options the platforms need to [`BuildArgs`], which is what they are
+    /// given ([`BuildArgs::service_output`]).
+    fn settled(mut self) -> Cargo {
+        let Cargo::Turbolift(args) = &mut self;
+        match &mut args.command {
+            Command::Run(run) => run.build.service_output = run.service_output,
+            Command::Test(test) => test.build.service_output = test.service_output,
+            _ => {}
+        }
+        self
+    }
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +156,16 @@ impl Platform {
             Platform::Docker | Platform::Kubernetes => true,
         }
     }
+}
+
+/// `--service-output`: where the lines the replicas write go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum ServiceOutput {
+    // To the terminal (stderr), each line prefixed with its replica's name, and to the logs.
+    #[default]
+    Stream,
+    // To the replicas' log files only.
+    Log,
 }
 
 /// `--arch`: the architectures of static builds and images.
@@ -293,6 +319,11 @@ pub struct BuildArgs {
     /// Calls in plain HTTP, with the shared secret alone, on any platform
     #[arg(long, conflicts_with = "tls", help_heading = "Platform Options")]
     pub no_tls: bool,
+
+    /// `run` and `test`: their `--service-output`, set once the command line is parsed
+    /// (`cli::parse`); the platforms read it here, with the rest of what they start.
+    #[arg(skip)]
+    pub service_output: ServiceOutput,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +338,11 @@ pub struct RunArgs {
     /// Kubernetes: how long the rollout and the program's Job may take
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, help_heading = "Run Options")]
     pub timeout: std::time::Duration,
+
+    /// Where the replicas' output goes: each line to stderr prefixed with its replica's
+    /// name, and to the logs; or to the logs only
+    #[arg(long, value_enum, value_name = "WHERE", default_value_t = ServiceOutput::Stream, help_heading = "Run Options")]
+    pub service_output: ServiceOutput,
 
     /// Arguments for the program
     #[arg(last = true, value_name = "ARGS")]
@@ -341,6 +377,11 @@ pub struct TestArgs {
     /// Test all targets that have `test = true` set
     #[arg(long, help_heading = "Target Selection")]
     pub tests: bool,
+
+    /// Where the replicas' output goes: each line to stderr prefixed with its replica's
+    /// name, and to the logs; or to the logs only
+    #[arg(long, value_enum, value_name = "WHERE", default_value_t = ServiceOutput::Stream, help_heading = "Run Options")]
+    pub service_output: ServiceOutput,
 
     /// Arguments for the test binary
     #[arg(last = true, value_name = "ARGS")]
@@ -507,6 +548,39 @@ mod tests {
         deploy.no_tls = true;
         assert!(!deploy.tls());
         assert!(Cargo::try_parse_from(["cargo", "turbolift", "clean", "--tls"]).is_err());
+    }
+
+    #[test]
+    fn service_output_is_for_run_and_test_and_reaches_the_platforms() {
+        let output = |args: &[&str]| {
+            let mut full = vec!["cargo", "turbolift"];
+            full.extend_from_slice(args);
+            Cargo::try_parse_from(full).map(|c| {
+                let Cargo::Turbolift(args) = c.settled();
+                match args.command {
+                    Command::Run(run) => run.build.service_output,
+                    Command::Test(test) => test.build.service_output,
+                    _ => panic!("run or test"),
+                }
+            })
+        };
+        for command in ["run", "test"] {
+            assert_eq!(output(&[command]).unwrap(), ServiceOutput::Stream);
+            let log = output(&[command, "--service-output", "log"]).unwrap();
+            assert_eq!(log, ServiceOutput::Log, "{command}");
+            let bad = output(&[command, "--service-output", "tty"]).unwrap_err();
+            assert!(
+                bad.to_string().contains("[possible values: stream, log]"),
+                "{bad}"
+            );
+        }
+        for command in ["build", "deploy"] {
+            let refused = output(&[command, "--service-output", "log"]).unwrap_err();
+            assert!(
+                refused.to_string().contains("unexpected argument"),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

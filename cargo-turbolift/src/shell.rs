@@ -88,6 +88,17 @@ impl Shell {
         let _ = write!(self.stderr(), "{text}");
     }
 
+    /// Whether what is written to stderr is coloured, as cargo decides: `--color`, and
+    /// for `auto`, `NO_COLOR`, `CLICOLOR`, `CLICOLOR_FORCE` and whether stderr is a
+    /// terminal that shows colour (anstream's rules, which the status lines follow too).
+    pub fn stderr_has_color(&self) -> bool {
+        let choice = match self.color {
+            anstream::ColorChoice::Auto => anstream::AutoStream::choice(&std::io::stderr()),
+            chosen => chosen,
+        };
+        choice != anstream::ColorChoice::Never
+    }
+
     pub fn use_color(&self) -> bool {
         match self.color {
             anstream::ColorChoice::Always | anstream::ColorChoice::AlwaysAnsi => true,

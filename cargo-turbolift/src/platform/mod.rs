@@ -19,6 +19,7 @@ pub mod docker;
 pub mod image;
 pub mod kubernetes;
 pub mod local;
+pub mod output;
 pub mod program;
 mod run_tls;
 

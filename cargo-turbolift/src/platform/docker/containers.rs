@@ -9,7 +9,9 @@
 //! run's authority by `docker cp` (`tls_archive`: owned by the containers' user, mode
 //! 0400), and only then started; readiness is probed over TLS. Containers and network
 //! carry the run's labels, so that a run that could not clean up is cleaned up by the
-//! next one or by `cargo turbolift clean`.
+//! next one or by `cargo turbolift clean`. With `--service-output stream`, each
+//! container's lines are shown on the terminal while it runs (`follow`), and saved to the
+//! run's logs when it stops.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -24,10 +26,13 @@ use rustls::pki_types::ServerName;
 use turbolift_shared::protocol::tls_in_container;
 use turbolift_shared::{probe, protocol};
 
+use super::follow::Follower;
 use super::{clean, tls_archive};
 use crate::build::arch::Arch;
+use crate::cli::ServiceOutput;
 use crate::platform::image::engine::{self, docker, label};
 use crate::platform::image::{CONTAINER_PORT, Image};
+use crate::platform::output::Terminal;
 use crate::platform::program::Replicas;
 use crate::platform::{RunTls, ServiceSpec, Start, TlsFiles};
 use crate::shell::Shell;
@@ -60,6 +65,8 @@ pub struct Containers {
     /// With TLS: readiness probes that believe only the run's authority, and the
     /// program's files.
     tls: Option<(Prober, TlsFiles)>,
+    /// What shows the containers' lines on the terminal, one per container.
+    followers: Vec<Follower>,
 }
 
 /// What a container of a service is given to serve TLS: the run's authority and the
@@ -118,6 +125,7 @@ impl Containers {
             secret_file: clean::secret_file(run_id),
             removed: false,
             tls,
+            followers: Vec::new(),
         };
         write_secret(&containers.secret_file, secret)?;
 
@@ -171,6 +179,9 @@ impl Containers {
         }
         if let Some(e) = failure {
             return Err(e);
+        }
+        if start.args.service_output == ServiceOutput::Stream {
+            containers.follow(shell);
         }
         containers.wait_ready()?;
         Ok(containers)
@@ -259,6 +270,17 @@ impl Containers {
         }
     }
 
+    /// Shows every container's lines on the terminal from its start on, each prefixed
+    /// with the replica's name (`<service>-<index>`, as its log is named).
+    fn follow(&mut self, shell: &Shell) {
+        let names: Vec<&str> = self.replicas.iter().map(|r| stem(&r.name)).collect();
+        let terminal = Terminal::new(shell, ServiceOutput::Stream, names.iter().copied());
+        let followers = self.replicas.iter().enumerate().filter_map(|(index, r)| {
+            Follower::start(&r.name, terminal.replica(stem(&r.name), index))
+        });
+        self.followers = followers.collect();
+    }
+
     /// Whether a replica answers its readiness endpoint, over TLS when the run has it.
     fn ready(&self, replica: &Replica) -> bool {
         match &self.tls {
@@ -332,6 +354,9 @@ impl Containers {
             stop.args(&names);
             let _ = engine::capture(&mut stop);
         }
+        for follower in self.followers.drain(..) {
+            follower.stop();
+        }
         let mut restarts = 0;
         for name in &names {
             let count = engine::run(
@@ -350,8 +375,7 @@ impl Containers {
 
     /// Copies a container's output (its stdout and stderr) into `<logs>/<service>-<i>.log`.
     fn save_log(&self, name: &str, restarts: u32) {
-        let stem = name.splitn(3, '-').nth(2).unwrap_or(name);
-        let path = self.logs.join(format!("{stem}.log"));
+        let path = self.logs.join(format!("{}.log", stem(name)));
         let Ok(file) = std::fs::File::create(&path) else {
             return;
         };
@@ -422,6 +446,10 @@ impl Containers {
                 "warning: {e:#}\n(`cargo turbolift clean` removes what is left once this process has exited)"
             );
         }
+        // Their `docker logs` end with the containers.
+        for follower in self.followers.drain(..) {
+            follower.stop();
+        }
     }
 }
 
@@ -449,6 +477,12 @@ impl Drop for Containers {
 /// `turbolift-<run>-<service>-<index>`.
 fn container_name(run_id: &str, service: &str, index: u32) -> String {
     format!("turbolift-{run_id}-{service}-{index}")
+}
+
+/// The replica's name in a container's name, `<service>-<index>`: what its log and its
+/// lines on the terminal are named.
+fn stem(container: &str) -> &str {
+    container.splitn(3, '-').nth(2).unwrap_or(container)
 }
 
 /// A certificate of the run's authority for `spec`'s service, for the names its

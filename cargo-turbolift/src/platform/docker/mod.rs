@@ -7,6 +7,7 @@ pub mod clean;
 mod compose;
 mod compose_tls;
 mod containers;
+mod follow;
 mod tls_archive;
 
 use std::time::Instant;

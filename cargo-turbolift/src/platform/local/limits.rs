@@ -10,11 +10,12 @@ use anyhow::{Result, bail};
 use super::super::ServiceSpec;
 
 /// Threads of a replica besides one per core (tokio's workers): its main thread, a few
-/// of tokio's blocking pool, and the supervisor's thread that watches it.
-const THREADS_BESIDES_WORKERS: u64 = 4;
-/// Files the supervisor holds per replica: its port, its stdout, its log (twice while it
-/// starts).
-const FILES_PER_REPLICA: u64 = 4;
+/// of tokio's blocking pool, and the supervisor's two threads that watch it and read its
+/// stderr.
+const THREADS_BESIDES_WORKERS: u64 = 5;
+/// Files the supervisor holds per replica: its port, its stdout, its stderr, its log
+/// (twice).
+const FILES_PER_REPLICA: u64 = 5;
 /// Files the supervisor needs besides its replicas'.
 const FILES_BESIDES: u64 = 64;
 

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use super::output::Terminal;
 use super::program::{OnThisMachine, Replicas};
 use super::{Running, Start, specs};
 use crate::build::Built;
@@ -30,12 +31,22 @@ pub fn start(shell: &Shell, built: &Built, start: &Start<'_>) -> Result<Box<dyn 
     let supervisor = if specs.is_empty() {
         Supervisor::none()
     } else {
+        let names: Vec<String> = specs
+            .iter()
+            .flat_map(|s| (0..s.replicas).map(|i| format!("{}-{i}", s.name)))
+            .collect();
+        let terminal = Terminal::new(
+            shell,
+            start.args.service_output,
+            names.iter().map(String::as_str),
+        );
         Supervisor::start(
             shell,
             &specs,
             &start.secret,
             &start.logs,
             start.tls.as_ref(),
+            &terminal,
         )?
     };
     drop(spinner);

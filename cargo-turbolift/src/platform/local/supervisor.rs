@@ -3,9 +3,14 @@
 //! when it dies, and given up when it keeps failing. With TLS, each service has a
 //! certificate of the run's authority for 127.0.0.1, and readiness is probed over TLS,
 //! believing only that authority.
+//!
+//! A replica's stdout and stderr are pipes the supervisor reads line by line (stderr on a
+//! thread of its own, so that neither stream waits for the other): each line goes to the
+//! replica's log and, with `--service-output stream`, to the terminal ([`Echo`]); the
+//! listening line goes to neither.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -19,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use turbolift_shared::{probe, protocol};
 
+use super::super::output::{Echo, Lines, Terminal};
 use super::super::{RunTls, ServiceSpec, TlsFiles};
 use super::port::Port;
 use crate::process;
@@ -77,17 +83,21 @@ struct Watch {
     pid: Arc<Mutex<Option<u32>>>,
     /// With TLS, the service's certificate, key and the run's authority.
     tls: Option<TlsFiles>,
+    /// Where its lines go on the terminal.
+    echo: Echo,
 }
 
 impl Supervisor {
     /// Starts every replica and waits until each is ready; on any failure, stops what
     /// started and says why. With `tls`, every service gets a certificate of its own.
+    /// Their lines go to their logs and, as `terminal` says, to stderr.
     pub fn start(
         shell: &Shell,
         specs: &[ServiceSpec],
         secret: &str,
         logs: &Path,
         tls: Option<&RunTls>,
+        terminal: &Terminal,
     ) -> Result<Supervisor> {
         super::limits::check(specs)?;
         // The logs hold what the services print: readable by this user only.
@@ -121,14 +131,15 @@ impl Supervisor {
             for replica in 0..spec.replicas {
                 let name = format!("{}-{replica}", spec.name);
                 let log = logs.join(format!("{name}.log"));
+                let index = supervisor.replicas.len();
                 let launched = launch(
                     &shared,
                     spec,
                     files.clone(),
-                    &name,
+                    (&name, terminal.replica(&name, index)),
                     &log,
                     tx.clone(),
-                    supervisor.replicas.len(),
+                    index,
                 );
                 match launched {
                     Ok(replica) => supervisor.replicas.push(replica),
@@ -234,7 +245,7 @@ fn launch(
     shared: &Arc<Shared>,
     spec: &ServiceSpec,
     tls: Option<TlsFiles>,
-    name: &str,
+    (name, echo): (&str, Echo),
     log: &Path,
     started: Sender<(usize, Started)>,
     index: usize,
@@ -252,6 +263,7 @@ fn launch(
         port: port.clone(),
         pid: pid.clone(),
         tls,
+        echo,
     };
     let monitor = std::thread::Builder::new()
         .name(format!("watch {name}"))
@@ -344,7 +356,7 @@ impl Watch {
             Ok(f) => f,
             Err(e) => return format!("cannot open its log {}: {e}", log.display()),
         };
-        let stderr = match log_file.try_clone() {
+        let stderr_log = match log_file.try_clone() {
             Ok(f) => f,
             Err(e) => return format!("cannot open its log: {e}"),
         };
@@ -359,7 +371,7 @@ impl Watch {
             .env(protocol::env::REPLICA, &self.name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
+            .stderr(Stdio::piped());
         match &self.tls {
             Some(files) => {
                 command.envs(files.env());
@@ -396,12 +408,24 @@ impl Watch {
             }
         };
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let echo = self.echo.clone();
+        let stderr_reader = std::thread::Builder::new()
+            .name(format!("stderr {}", self.name))
+            .spawn(move || copy_lines(stderr, stderr_log, &echo));
+        let stderr_reader = match stderr_reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return format!("could not start a thread to read its stderr: {e}");
+            }
+        };
+        let mut lines = Lines::new(stdout);
         let mut ready = Some(ready);
         let mut log_file = log_file;
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            if line.starts_with(protocol::LISTENING_LINE)
+        while let Some(line) = lines.next_line() {
+            if line.starts_with(protocol::LISTENING_LINE.as_bytes())
                 && let Some(ready) = ready.take()
             {
                 if wait_ready(self.port.addr(), &mut child, &shared.tls) {
@@ -412,12 +436,25 @@ impl Watch {
                 }
                 continue;
             }
-            let _ = writeln!(log_file, "{line}");
+            let _ = log_file.write_all(line);
+            self.echo.line(line);
         }
-        match child.wait() {
+        let status = child.wait();
+        let _ = stderr_reader.join();
+        match status {
             Ok(status) => format!("exited ({status})"),
             Err(e) => format!("could not be waited for: {e}"),
         }
+    }
+}
+
+/// Copies a replica's lines from `stream` to its log and to the terminal, each line in one
+/// write, until the stream ends.
+fn copy_lines(stream: impl Read, mut log: File, echo: &Echo) {
+    let mut lines = Lines::new(stream);
+    while let Some(line) = lines.next_line() {
+        let _ = log.write_all(line);
+        echo.line(line);
     }
 }
 

@@ -1,0 +1,150 @@
+//! What the services print reaches the terminal: under `cargo turbolift run`, each line a
+//! replica writes (stdout and stderr) is on `cargo turbolift`'s stderr prefixed with the
+//! replica's name, and in its log; the program's stdout is `cargo run`'s; turbolift's own
+//! lines show only with `-v`; `--service-output log` keeps them in the logs alone. The
+//! fixture `output` has one distributed function, `greet`, that prints marker lines and a
+//! line of 100,000 bytes when it runs as a service.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support::*;
+
+/// `cargo run`'s stdout, which `cargo turbolift run`'s must equal.
+fn plain_stdout() -> String {
+    let out = output(&mut cargo(&fixture("output"), &["run", "-q"]));
+    assert_success("cargo run", &out);
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout, "greeted 10\ndone\n");
+    stdout
+}
+
+fn run(args: &[&str]) -> Output {
+    let mut full = vec!["run"];
+    full.extend_from_slice(args);
+    let out = output(&mut turbolift(&fixture("output"), &full));
+    assert_success(&format!("cargo turbolift {}", full.join(" ")), &out);
+    out
+}
+
+/// The replica that served the call, named by the marker on the stream `stream` in
+/// `stderr`, whose line must carry that replica's prefix.
+fn streamed_by(stderr: &str, stream: &str) -> String {
+    let marker = format!("output-marker on {stream}: call 1 served by ");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&marker))
+        .unwrap_or_else(|| panic!("no {stream} marker on stderr:\n{stderr}"));
+    let (prefix, text) = line.split_once(" | ").expect("a prefixed line");
+    let replica = text
+        .strip_prefix(&marker)
+        .expect("the marker after the prefix");
+    assert_eq!(prefix.trim_end(), replica, "{line}");
+    assert!(replica.starts_with("output-fixture-greet-"), "{line}");
+    replica.to_owned()
+}
+
+/// The log of `replica` in the run's logs directory.
+fn log_of(stderr: &str, replica: &str) -> String {
+    let path: PathBuf = logs_dir(stderr).join(format!("{replica}.log"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every log of the run, concatenated.
+fn all_logs(dir: &Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        all += &std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    }
+    all
+}
+
+/// What a streaming run shows and keeps, on any platform.
+fn assert_streamed(out: &Output, plain: &str) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(stdout, plain, "the program's stdout is `cargo run`'s");
+    let replica = streamed_by(&stderr, "stdout");
+    assert_eq!(streamed_by(&stderr, "stderr"), replica);
+    // The long line: cut, its prefix and the marker on one line.
+    let long = stderr
+        .lines()
+        .find(|l| l.contains("long line x"))
+        .unwrap_or_else(|| panic!("no long line on stderr:\n{stderr}"));
+    assert!(
+        long.starts_with(&format!("{replica} | long line ")),
+        "{}",
+        &long[..80]
+    );
+    assert!(
+        long.ends_with(" more bytes of this line left out]"),
+        "{}",
+        &long[long.len() - 80..]
+    );
+    assert!(long.len() < 64 * 1024 + 200, "{} bytes", long.len());
+    // turbolift's own lines stay in the logs.
+    assert!(!stderr.contains("turbolift::service"), "{stderr}");
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    let log = log_of(&stderr, &replica);
+    for marker in ["stdout", "stderr"] {
+        assert!(
+            log.contains(&format!(
+                "output-marker on {marker}: call 1 served by {replica}"
+            )),
+            "{log}"
+        );
+    }
+    assert!(log.contains("turbolift::service: serving"), "{log}");
+}
+
+/// What a run with `--service-output log` shows and keeps.
+fn assert_only_logged(out: &Output, plain: &str) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(stdout, plain);
+    assert!(!stderr.contains("output-marker"), "{stderr}");
+    let prefixed = |l: &&str| l.starts_with("output-fixture-greet-");
+    assert_eq!(stderr.lines().find(prefixed), None, "{stderr}");
+    let logs = all_logs(&logs_dir(&stderr));
+    for marker in ["stdout", "stderr"] {
+        assert!(
+            logs.contains(&format!("output-marker on {marker}: call 1 served by ")),
+            "{logs}"
+        );
+    }
+}
+
+#[test]
+fn a_replicas_lines_are_on_stderr_prefixed_with_its_name() {
+    let plain = plain_stdout();
+    assert_streamed(&run(&[]), &plain);
+}
+
+#[test]
+fn with_service_output_log_they_are_in_the_logs_only() {
+    let plain = plain_stdout();
+    assert_only_logged(&run(&["--service-output", "log"]), &plain);
+}
+
+#[test]
+fn verbose_shows_turbolifts_own_lines_too() {
+    let out = run(&["-v"]);
+    let stderr = text(&out.stderr);
+    let serving = stderr
+        .lines()
+        .find(|l| l.contains("INFO turbolift::service: serving"))
+        .unwrap_or_else(|| panic!("no `serving` line with -v:\n{stderr}"));
+    assert!(serving.starts_with("output-fixture-greet-"), "{serving}");
+    assert!(stderr.contains(" | output-marker on stdout"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs Docker (a daemon that answers `docker info`)"]
+fn on_docker_a_containers_lines_are_on_stderr_prefixed_with_its_name() {
+    crate::docker::require_docker();
+    let _serial = crate::docker::serial();
+    let plain = plain_stdout();
+    assert_streamed(&run(&["--platform", "docker"]), &plain);
+    assert_only_logged(
+        &run(&["--platform", "docker", "--service-output", "log"]),
+        &plain,
+    );
+}
