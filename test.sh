@@ -2,11 +2,13 @@
 # The whole test suite: formatting, lints, packaging, unit, UI and end-to-end tests.
 # Needs only a Rust toolchain (rustup's stable, with rustfmt and clippy) and access to
 # crates.io; it installs the components it misses, and (as root, with apt-get) python3's
-# venv, kubectl, the arm64 target, Debian's cross linker and qemu-user-static.
+# venv, kubectl, the arm64 target, Debian's cross linker and qemu-user-static; it unpacks
+# Debian's docker-registry and promtool into target/tools.
 #
-# The end-to-end tests that need Docker (and kubectl, or the arm64 cross tools) are
-# #[ignore]d: they run here when what they need is present, and are counted as not run
-# when it is not. Under CI=true they always run, so a missing tool fails them.
+# The end-to-end tests that need Docker (and kubectl, or the arm64 cross tools), and the
+# test that needs promtool, are #[ignore]d: they run here when what they need is present,
+# and are counted as not run when it is not. Under CI=true they always run, so a missing
+# tool fails them.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -60,7 +62,7 @@ if [ ! -x target/k8s-venv/bin/kubernetes-validate ]; then
   target/k8s-venv/bin/pip install --quiet kubernetes-validate
 fi
 
-step "tools of the end-to-end tests: Docker, kubectl, the arm64 cross tools, a registry"
+step "tools of the end-to-end tests: Docker, kubectl, the arm64 cross tools, a registry, promtool"
 docker_problem=
 if ! command -v docker >/dev/null; then
   docker_problem="Docker is not installed (\`apt-get install docker.io\`, or https://docs.docker.com/engine/install/)"
@@ -97,6 +99,24 @@ if ! command -v docker-registry >/dev/null && [ ! -x "$registry" ] && command -v
   fi
   rm -rf target/tools/download
 fi
+# Debian's promtool (package prometheus), only its executable unpacked: no Prometheus
+# server is installed or started. For `promtool check metrics` in turbolift-rt/tests/metrics.rs.
+promtool=$(command -v promtool || echo "$PWD/target/tools/prometheus/usr/bin/promtool")
+if [ ! -x "$promtool" ] && command -v apt-get >/dev/null; then
+  rm -rf target/tools/download && mkdir -p target/tools/download target/tools/prometheus
+  if (cd target/tools/download && { apt-get download prometheus >/dev/null 2>&1 \
+        || { [ "$(id -u)" = 0 ] && apt-get update -qq && apt-get download prometheus >/dev/null; }; }) \
+    && dpkg-deb --fsys-tarfile target/tools/download/prometheus_*.deb \
+      | tar -x -C target/tools/prometheus ./usr/bin/promtool; then
+    echo "unpacked promtool into target/tools"
+  else
+    echo "note: could not fetch promtool (\`apt-get download prometheus\`)"
+  fi
+  rm -rf target/tools/download
+fi
+promtool_problem=
+[ -x "$promtool" ] \
+  || promtool_problem="promtool is missing (./test.sh unpacks it with \`apt-get download prometheus\`)"
 arm64_problem=
 libdir=$(rustc --print target-libdir --target aarch64-unknown-linux-gnu 2>/dev/null || true)
 if ! ls "$libdir"/libcore-* >/dev/null 2>&1; then
@@ -113,6 +133,7 @@ kubectl_problem=
 command -v kubectl >/dev/null \
   || kubectl_problem="kubectl is missing (\`apt-get install kubernetes-client\`, or https://kubernetes.io/docs/tasks/tools/)"
 echo "arm64 cross tools: ${arm64_problem:-present}; registry: ${registry_problem:-present}"
+echo "promtool: ${promtool_problem:-$promtool}"
 
 step "cargo test (unit, UI, end-to-end, fault injection, seeded fuzz inputs)"
 rm -f target/faults-summary.txt
@@ -153,6 +174,14 @@ to_run=$((${#ignored[@]} - ${#skip[@]} / 2))
 if [ "$to_run" -gt 0 ]; then
   [ "$ci" = true ] && echo "CI=true: all ${#ignored[@]} of them run; a missing tool fails them"
   cargo test --workspace --locked --test e2e -- --ignored --exact "${skip[@]}"
+fi
+
+step "the test that needs promtool (#[ignore]d above)"
+if [ "$ci" = true ] || [ -z "$promtool_problem" ]; then
+  PROMTOOL=$promtool cargo test --locked -p turbolift --test metrics -- --ignored
+else
+  not_run[$promtool_problem]=$((${not_run[$promtool_problem]:-0} + 1))
+  echo "not run: $promtool_problem"
 fi
 not_run_lines=()
 for problem in "${!not_run[@]}"; do

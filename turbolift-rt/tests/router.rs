@@ -433,3 +433,127 @@ async fn a_bad_batch_is_refused_before_any_call_runs() {
         "`router::add`",
     );
 }
+
+/// `GET /v1/metrics` with `secret` (none: no header) and `accept`; the status, the
+/// content type and the text.
+async fn scrape(
+    router: axum::Router,
+    secret: Option<&str>,
+    accept: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut request = Request::get(protocol::METRICS_PATH);
+    if let Some(secret) = secret {
+        request = request.header(protocol::SECRET_HEADER, secret);
+    }
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = router
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let status = response.status();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, content_type, text(&body))
+}
+
+fn metrics_service(public: bool) -> axum::Router {
+    let mut options = ServiceOptions::new(SECRET);
+    options.replica = "router-test".to_owned();
+    Service::new(&[handler("add"), handler("explode")], &options)
+        .public_metrics(public)
+        .router()
+}
+
+#[tokio::test]
+async fn metrics_need_the_secret_unless_public() {
+    let router = metrics_service(false);
+    for wrong in [None, Some("router-test-secreT")] {
+        let (status, _, body) = scrape(router.clone(), wrong, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(body.contains(protocol::SECRET_HEADER), "{body}");
+        assert!(!body.contains("turbolift_calls"), "{body}");
+    }
+    let (status, content_type, body) = scrape(router.clone(), Some(SECRET), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(
+        body.contains("turbolift_calls_total{function=\"router::add\"} 0\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("turbolift_errors_total{kind=\"unauthorized\"} 2\n"),
+        "the two refused scrapes are counted: {body}"
+    );
+
+    let public = metrics_service(true);
+    let (status, _, body) = scrape(public, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("# TYPE turbolift_calls_total counter"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_openmetrics_when_asked_for() {
+    // What Prometheus sends.
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (status, content_type, body) = scrape(metrics_service(true), None, Some(accept)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(body.contains("# TYPE turbolift_calls counter\n"), "{body}");
+    assert!(
+        body.contains("# TYPE turbolift_service_time_seconds histogram\n"),
+        "{body}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+}
+
+#[tokio::test]
+async fn metrics_count_calls_panics_and_batches() {
+    let router = metrics_service(false);
+    for n in 0..3u64 {
+        let answer = send_to(
+            router.clone(),
+            call("add", wire::encode(&(n, 1u64)).unwrap(), |_| {}),
+        )
+        .await;
+        assert_eq!(answer.0, StatusCode::OK);
+    }
+    let answer = send_to(
+        router.clone(),
+        call("explode", wire::encode(&(7u32,)).unwrap(), |_| {}),
+    )
+    .await;
+    assert_eq!(answer.1.as_deref(), Some("panic"));
+    let calls = vec![(1u64, 2u64), (3, 4)];
+    let answer = send_to(
+        router.clone(),
+        batch("add", wire::encode(&calls).unwrap(), |_| {}),
+    )
+    .await;
+    assert_eq!(answer.0, StatusCode::OK);
+    let (_, _, body) = scrape(router, Some(SECRET), None).await;
+    for line in [
+        "turbolift_calls_total{function=\"router::add\"} 5",
+        "turbolift_calls_total{function=\"router::explode\"} 1",
+        "turbolift_errors_total{function=\"router::explode\",kind=\"panic\"} 1",
+        "turbolift_errors_total{function=\"router::add\",kind=\"panic\"} 0",
+        "turbolift_batches_total{function=\"router::add\"} 1",
+        "turbolift_batch_calls_total{function=\"router::add\"} 2",
+        "turbolift_calls_in_flight{function=\"router::add\"} 0",
+        "turbolift_service_time_seconds_count{function=\"router::add\"} 5",
+        "turbolift_calls_waiting 0",
+    ] {
+        assert!(body.contains(&format!("{line}\n")), "`{line}` in:\n{body}");
+    }
+}

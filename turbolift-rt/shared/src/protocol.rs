@@ -22,6 +22,9 @@ pub const REPLICA_HEADER: &str = "x-turbolift-replica";
 pub const HEALTH_PATH: &str = "/v1/health";
 /// Readiness endpoint: 200 when calls are accepted, 503 while starting or draining.
 pub const READY_PATH: &str = "/v1/ready";
+/// Metrics endpoint: the service's counters in Prometheus' text format (OpenMetrics when
+/// asked for), behind [`SECRET_HEADER`] unless [`env::METRICS_PUBLIC`] is `1`.
+pub const METRICS_PATH: &str = "/v1/metrics";
 /// Prefix of the call endpoints; see [`crate::naming::route`].
 pub const CALL_PREFIX: &str = "/v1/call/";
 /// Prefix of the batch endpoints: many calls of one function in one request; see
@@ -79,6 +82,9 @@ pub mod env {
     pub const BODY_TIMEOUT: &str = "TURBOLIFT_BODY_TIMEOUT";
     /// Name of the replica of the service, echoed in [`super::REPLICA_HEADER`].
     pub const REPLICA: &str = "TURBOLIFT_REPLICA";
+    /// Service: `1` answers [`super::METRICS_PATH`] without the secret (and, with TLS,
+    /// to clients without a certificate); unset or `0` asks for the secret.
+    pub const METRICS_PUBLIC: &str = "TURBOLIFT_METRICS_PUBLIC";
     /// Log filter of a service: `TARGET=LEVEL` or `LEVEL` directives, comma-separated
     /// (tracing-subscriber's `Targets` syntax).
     pub const LOG: &str = "TURBOLIFT_LOG";

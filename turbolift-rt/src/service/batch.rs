@@ -3,24 +3,28 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::State;
+use super::metrics::FunctionMetrics;
 
 /// Pieces of a batch's answer that may wait between the calls and the connection.
 const QUEUED_PIECES: usize = 8;
 
 /// Where the calls of a batch write their frames. Holds the batch's place among the
-/// calls the service runs at once until the last call is done.
+/// calls the service runs at once until the last call is done, and counts as a call in
+/// flight of its function until then.
 pub struct BatchSink {
     sender: mpsc::Sender<Bytes>,
     state: Arc<State>,
     function: &'static str,
+    /// The function's place in `state.metrics.functions`.
+    index: usize,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -29,6 +33,7 @@ impl BatchSink {
     pub(crate) fn new(
         state: Arc<State>,
         function: &'static str,
+        index: usize,
         permit: OwnedSemaphorePermit,
     ) -> (Self, FrameBody) {
         let (sender, receiver) = mpsc::channel(QUEUED_PIECES);
@@ -36,9 +41,15 @@ impl BatchSink {
             sender,
             state,
             function,
+            index,
             _permit: permit,
         };
+        sink.metrics().start_running();
         (sink, FrameBody { receiver })
+    }
+
+    fn metrics(&self) -> &FunctionMetrics {
+        &self.state.metrics.functions[self.index]
     }
 
     /// Sends frames from a blocking thread; `false` when the caller is gone.
@@ -53,8 +64,19 @@ impl BatchSink {
 
     /// Counts and logs a call of the batch that panicked.
     pub(crate) fn panicked(&self, message: &str) {
-        self.state.panicked.fetch_add(1, Ordering::Relaxed);
+        self.metrics().panicked();
         tracing::warn!(function = self.function, %message, "the function panicked in a batch");
+    }
+
+    /// Times a call of the batch.
+    pub(crate) fn took(&self, took: Duration) {
+        self.metrics().batch_call_took(took);
+    }
+}
+
+impl Drop for BatchSink {
+    fn drop(&mut self) {
+        self.metrics().stop_running();
     }
 }
 

@@ -225,8 +225,10 @@ fn run_blocking_batch(
                 };
                 let Some((index, call)) = next else { break };
                 let started = Instant::now();
-                push_result(sink, &mut frames, index, call());
+                let outcome = call();
                 let now = Instant::now();
+                sink.took(now - started);
+                push_result(sink, &mut frames, index, outcome);
                 if frames.len() >= FLUSH_BYTES
                     || now - since >= FLUSH_AFTER
                     || now - started >= FLUSH_AFTER
@@ -278,11 +280,14 @@ fn run_async_batch(
         loop {
             while running.len() < ASYNC_BATCH_CONCURRENCY {
                 match calls.next() {
-                    Some((index, call)) => running.push(
-                        AssertUnwindSafe(call)
-                            .catch_unwind()
-                            .map(move |outcome| (index, outcome)),
-                    ),
+                    Some((index, call)) => {
+                        let started = Instant::now();
+                        running.push(
+                            AssertUnwindSafe(call)
+                                .catch_unwind()
+                                .map(move |outcome| (index, outcome, started)),
+                        )
+                    }
                     None => break,
                 }
             }
@@ -296,7 +301,10 @@ fn run_async_batch(
                     running.next().await
                 }
             };
-            let Some((index, outcome)) = next else { break };
+            let Some((index, outcome, started)) = next else {
+                break;
+            };
+            sink.took(started.elapsed());
             push_result(
                 &sink,
                 &mut frames,

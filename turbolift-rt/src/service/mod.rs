@@ -6,6 +6,7 @@
 mod batch;
 mod check;
 pub(crate) mod handler;
+mod metrics;
 mod options;
 pub(crate) mod placement;
 mod refusals;
@@ -50,10 +51,12 @@ pub(crate) struct State {
     draining: AtomicBool,
     replica: HeaderValue,
     functions: Vec<String>,
-    served: AtomicU64,
+    /// Calls served and panicked, per function, and what else `GET /v1/metrics` tells.
+    metrics: metrics::Metrics,
     refusals: refusals::Refusals,
-    panicked: AtomicU64,
     busy: AtomicU64,
+    /// Calls refused because the service is stopping (`draining`).
+    drained: AtomicU64,
     /// The service's TLS files: TLS only, calls only from certified clients.
     tls: Option<crate::TlsFiles>,
 }
@@ -97,12 +100,18 @@ impl State {
         }
         let permit = self.limiter.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
-        permit.map_err(|_| {
-            router::refusal(
-                ErrorKind::Draining,
-                "the service is shutting down; retry on another replica",
-            )
-        })
+        permit.map_err(|_| self.draining("the service is shutting down; retry on another replica"))
+    }
+
+    /// A `draining` refusal, counted.
+    fn draining(&self, reason: &'static str) -> Response {
+        self.drained.fetch_add(1, Ordering::Relaxed);
+        router::refusal(ErrorKind::Draining, reason)
+    }
+
+    /// Whether `GET /v1/metrics` is answered without the secret.
+    fn metrics_public(&self) -> bool {
+        self.metrics.public.load(Ordering::Relaxed)
     }
 
     /// A refusal, counted and logged (at most one line of its kind a second).
@@ -150,10 +159,10 @@ impl Service {
             draining: AtomicBool::new(false),
             replica,
             functions: handlers.iter().map(|h| h.info().id().to_owned()).collect(),
-            served: AtomicU64::new(0),
+            metrics: metrics::Metrics::new(handlers.iter().map(|h| h.info().id())),
             refusals: refusals::Refusals::new(),
-            panicked: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            drained: AtomicU64::new(0),
             tls: options.tls.clone(),
         });
         placement::set_inline_max(options.inline_max);
@@ -164,6 +173,13 @@ impl Service {
             router,
             probes,
         }
+    }
+
+    /// Answers `GET /v1/metrics` without the shared secret when `public` (and, with TLS,
+    /// to clients without a certificate too); see `TURBOLIFT_METRICS_PUBLIC`.
+    pub fn public_metrics(self, public: bool) -> Self {
+        self.state.metrics.public.store(public, Ordering::Relaxed);
+        self
     }
 
     /// The router, for in-process tests (`tower::ServiceExt::oneshot`). It reports ready.
@@ -183,6 +199,9 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
+        if let Ok(addr) = listener.local_addr() {
+            let _ = state.metrics.port.set(addr.port());
+        }
         let teller = state.clone();
         let telling = tokio::spawn(async move { teller.refusals.tell_untold_later().await });
         let served = serve::serve(self.state, self.router, self.probes, listener, shutdown).await;
@@ -190,10 +209,10 @@ impl Service {
         state.refusals.tell_untold(true);
         served?;
         tracing::info!(
-            served = state.served.load(Ordering::Relaxed),
+            served = state.metrics.served(),
             rejected = state.refusals.total(),
             refusals = %state.refusals,
-            panicked = state.panicked.load(Ordering::Relaxed),
+            panicked = state.metrics.panicked(),
             busy = state.busy.load(Ordering::Relaxed),
             "stopped"
         );
@@ -258,6 +277,13 @@ pub fn main_for(id: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let public_metrics = match metrics_public_from_env() {
+        Ok(public) => public,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     // A socket handed over by `cargo turbolift run`, which keeps the port for the replica.
     let inherited = match options.listen_fd.map(serve::inherited_listener).transpose() {
         Ok(inherited) => inherited,
@@ -287,6 +313,7 @@ pub fn main_for(id: &str) -> ExitCode {
         announce(addr, options.tls.is_some());
         tracing::info!(function = handler.info().id(), %addr, replica = %options.replica, tls = options.tls.is_some(), "serving");
         Service::new(&[handler], &options)
+            .public_metrics(public_metrics)
             .serve(listener, shutdown_signal())
             .await
             .map_err(|e| format!("serving failed: {e}"))
@@ -297,6 +324,20 @@ pub fn main_for(id: &str) -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `TURBOLIFT_METRICS_PUBLIC`: `1` (or `true`) answers metrics without the secret; unset,
+/// empty, `0` or `false` does not.
+fn metrics_public_from_env() -> Result<bool, String> {
+    let value = std::env::var(env::METRICS_PUBLIC).unwrap_or_default();
+    match value.trim() {
+        "1" | "true" => Ok(true),
+        "" | "0" | "false" => Ok(false),
+        other => Err(format!(
+            "{}=`{other}` is neither 1 (metrics without the secret) nor 0",
+            env::METRICS_PUBLIC
+        )),
     }
 }
 

@@ -132,6 +132,11 @@ impl Refusals {
         }
     }
 
+    /// The refusals of `kind`.
+    pub(crate) fn count(&self, kind: ErrorKind) -> u64 {
+        self.kinds[index(kind)].total.load(Ordering::Relaxed)
+    }
+
     /// Every refusal, of any kind.
     pub(crate) fn total(&self) -> u64 {
         self.kinds

@@ -1,14 +1,16 @@
-//! The HTTP face of a service: call endpoints, health, readiness, and every refusal.
+//! The HTTP face of a service: call endpoints, health, readiness, metrics, and every
+//! refusal.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State as Extract};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,21 +24,24 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::State;
 use super::batch::BatchSink;
 use super::handler::{Handler, InvokeError};
+use super::metrics;
 use crate::wire::body::{Chunks, read_all};
 use crate::wire::frames;
 
 pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router {
     let mut router = Router::new()
         .route(protocol::HEALTH_PATH, get(health))
-        .route(protocol::READY_PATH, get(ready));
-    for &handler in handlers {
+        .route(protocol::READY_PATH, get(ready))
+        .route(protocol::METRICS_PATH, get(metrics));
+    // `index`: the function's place in `state.metrics.functions`.
+    for (index, &handler) in handlers.iter().enumerate() {
         let id = handler.info().id();
         router = router
             .route(
                 &naming::route(id),
                 post(
                     move |Extract(state): Extract<Arc<State>>, request: Request| {
-                        call(state, handler, request)
+                        call(state, handler, index, request)
                     },
                 ),
             )
@@ -44,7 +49,7 @@ pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router 
                 &naming::batch_route(id),
                 post(
                     move |Extract(state): Extract<Arc<State>>, request: Request| {
-                        batch(state, handler, request)
+                        batch(state, handler, index, request)
                     },
                 ),
             );
@@ -58,22 +63,15 @@ pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router 
         .with_state(state)
 }
 
-/// Names the replica on every answer, including axum's own (405, say).
 /// The router of a TLS connection whose client showed no certificate (a kubelet's probe,
-/// a health check): health and readiness, and every other request refused.
+/// a health check): health and readiness, metrics when they are public, and every other
+/// request refused.
 pub(super) fn probes_only(state: Arc<State>) -> Router {
     Router::new()
         .route(protocol::HEALTH_PATH, get(health))
         .route(protocol::READY_PATH, get(ready))
-        .fallback(|Extract(state): Extract<Arc<State>>| async move {
-            state.reject(
-                ErrorKind::Unauthorized,
-                format!(
-                    "this service takes calls only from clients with a certificate of its authority ({}); this connection showed none",
-                    protocol::env::TLS_CA
-                ),
-            )
-        })
+        .route(protocol::METRICS_PATH, get(public_metrics))
+        .fallback(|Extract(state): Extract<Arc<State>>| async move { no_certificate(&state) })
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             stamp,
@@ -81,6 +79,17 @@ pub(super) fn probes_only(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
+fn no_certificate(state: &State) -> Response {
+    state.reject(
+        ErrorKind::Unauthorized,
+        format!(
+            "this service takes calls only from clients with a certificate of its authority ({}); this connection showed none",
+            protocol::env::TLS_CA
+        ),
+    )
+}
+
+/// Names the replica on every answer, including axum's own (405, say).
 async fn stamp(Extract(state): Extract<Arc<State>>, mut response: Response) -> Response {
     response
         .headers_mut()
@@ -102,6 +111,45 @@ async fn ready(Extract(state): Extract<Arc<State>>) -> Response {
     }
 }
 
+/// The service's metrics, with the secret or when they are public.
+async fn metrics(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -> Response {
+    if !state.metrics_public()
+        && let Err(refused) = state.check_secret(&headers)
+    {
+        return refused;
+    }
+    metrics_answer(&state, &headers)
+}
+
+/// The service's metrics to a TLS client without a certificate: only when public.
+async fn public_metrics(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -> Response {
+    if state.metrics_public() {
+        metrics_answer(&state, &headers)
+    } else {
+        no_certificate(&state)
+    }
+}
+
+/// OpenMetrics when the scraper accepts it (Prometheus does), else Prometheus' text format.
+fn metrics_answer(state: &Arc<State>, headers: &HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    match metrics::encode(state, openmetrics) {
+        Ok(text) => {
+            let content_type = if openmetrics {
+                metrics::OPENMETRICS
+            } else {
+                metrics::PROMETHEUS_TEXT
+            };
+            ([(CONTENT_TYPE, content_type)], text).into_response()
+        }
+        Err(_) => refusal(ErrorKind::Internal, "the metrics could not be encoded"),
+    }
+}
+
 async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Response {
     let path = request.uri().path();
     if path.starts_with(protocol::CALL_PREFIX) || path.starts_with(protocol::BATCH_PREFIX) {
@@ -119,9 +167,10 @@ async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Resp
         (
             StatusCode::NOT_FOUND,
             format!(
-                "no such endpoint `{path}`; a turbolift service answers {}, {}, POST {}<function> and POST {}<function>\n",
+                "no such endpoint `{path}`; a turbolift service answers {}, {}, {}, POST {}<function> and POST {}<function>\n",
                 protocol::HEALTH_PATH,
                 protocol::READY_PATH,
+                protocol::METRICS_PATH,
                 protocol::CALL_PREFIX,
                 protocol::BATCH_PREFIX
             ),
@@ -130,24 +179,48 @@ async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Resp
     }
 }
 
-async fn call(state: Arc<State>, handler: &'static Handler, request: Request) -> Response {
+async fn call(
+    state: Arc<State>,
+    handler: &'static Handler,
+    index: usize,
+    request: Request,
+) -> Response {
     let (body, _permit) = match admit(&state, handler, request).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    let info = handler.info();
+    let metrics = &state.metrics.functions[index];
+    let running = metrics.running();
+    let started = Instant::now();
     let outcome = handler.invoke(body).await;
+    let took = started.elapsed();
+    drop(running);
     match outcome {
         Ok(result) => {
-            state.served.fetch_add(1, Ordering::Relaxed);
+            metrics.served(took);
             encoded_answer(Body::new(Chunks::new(result)))
         }
-        Err(e) => invoke_error(&state, info.id(), e),
+        Err(e) => {
+            match e {
+                InvokeError::Panic(_) => {
+                    metrics.served(took);
+                    metrics.panicked();
+                }
+                InvokeError::Encode(_) => metrics.served(took),
+                InvokeError::BadArguments(_) | InvokeError::ShuttingDown => {}
+            }
+            invoke_error(&state, handler.info().id(), e)
+        }
     }
 }
 
 /// Many calls of one function: their frames stream back in order as they finish.
-async fn batch(state: Arc<State>, handler: &'static Handler, request: Request) -> Response {
+async fn batch(
+    state: Arc<State>,
+    handler: &'static Handler,
+    index: usize,
+    request: Request,
+) -> Response {
     let (body, permit) = match admit(&state, handler, request).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
@@ -164,10 +237,10 @@ async fn batch(state: Arc<State>, handler: &'static Handler, request: Request) -
         );
         return state.reject(ErrorKind::TooLarge, reason);
     }
-    let (sink, answer) = BatchSink::new(state.clone(), function, permit);
+    let (sink, answer) = BatchSink::new(state.clone(), function, index, permit);
     match handler.start_batch(body, sink) {
         Ok(calls) => {
-            state.served.fetch_add(calls as u64, Ordering::Relaxed);
+            state.metrics.functions[index].batch_started(calls as u64);
             encoded_answer(Body::new(answer))
         }
         Err(InvokeError::BadArguments(detail)) => state.reject(
@@ -201,10 +274,7 @@ async fn admit(
 ) -> Result<(Bytes, OwnedSemaphorePermit), Response> {
     let info = handler.info();
     if state.draining.load(Ordering::Acquire) {
-        return Err(refusal(
-            ErrorKind::Draining,
-            "the service is shutting down; retry on another replica",
-        ));
+        return Err(state.draining("the service is shutting down; retry on another replica"));
     }
     let headers = request.headers();
     state.check_secret(headers)?;
@@ -276,15 +346,13 @@ fn invoke_error(state: &State, function: &str, error: InvokeError) -> Response {
             ErrorKind::BadRequest,
             format!("the body is not an encoded argument tuple of `{function}`: {detail}"),
         ),
+        // Counted by the caller, in the function's metrics.
         InvokeError::Panic(message) => {
-            state.panicked.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(function, %message, "the function panicked");
             refusal(ErrorKind::Panic, message)
         }
-        InvokeError::ShuttingDown => refusal(
-            ErrorKind::Draining,
-            "the service shut down before the call finished; retry on another replica",
-        ),
+        InvokeError::ShuttingDown => state
+            .draining("the service shut down before the call finished; retry on another replica"),
         InvokeError::Encode(detail) => state.reject(
             ErrorKind::Internal,
             format!("the result of `{function}` could not be encoded: {detail}"),

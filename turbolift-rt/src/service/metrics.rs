@@ -1,0 +1,423 @@
+//! A service's metrics, answered at `GET /v1/metrics` in Prometheus' text format, or in
+//! OpenMetrics when the scraper asks for it (Prometheus does).
+//!
+//! The call path only adds to atomics held here (no lock, no allocation): per function,
+//! the calls served, the calls that panicked, the calls running, the batches and their
+//! calls, and a histogram of service time. A scrape reads them, and the counters the
+//! service keeps anyway (refusals by kind, calls waiting in line, `busy` refusals), the
+//! process's resident memory and its open connections, and encodes them with
+//! `prometheus-client` through a [`Collector`].
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+use turbolift_shared::protocol::ErrorKind;
+
+use super::State;
+
+/// The content type of OpenMetrics' text format.
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of Prometheus' text format, version 0.0.4.
+pub(crate) const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Upper bounds of the service-time buckets in nanoseconds: 1 µs to 10 s, in steps of
+/// 1, 2.5 and 5 (a call run inline takes microseconds, one on the blocking pool tens of
+/// microseconds more, a real computation milliseconds to seconds).
+const BOUNDS: [u64; 22] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// The metrics of a service.
+pub(crate) struct Metrics {
+    /// One per served function, in the order the router was built with.
+    pub(crate) functions: Box<[FunctionMetrics]>,
+    /// Answers `GET /v1/metrics` without the secret (`TURBOLIFT_METRICS_PUBLIC=1`).
+    pub(crate) public: AtomicBool,
+    /// The port the service listens on, whose connections are counted; unknown for a
+    /// router driven in-process.
+    pub(crate) port: OnceLock<u16>,
+}
+
+impl Metrics {
+    pub(crate) fn new(functions: impl IntoIterator<Item = &'static str>) -> Self {
+        Metrics {
+            functions: functions.into_iter().map(FunctionMetrics::new).collect(),
+            public: AtomicBool::new(false),
+            port: OnceLock::new(),
+        }
+    }
+
+    /// Calls served, by every function.
+    pub(crate) fn served(&self) -> u64 {
+        self.functions.iter().map(|f| f.calls.load(Relaxed)).sum()
+    }
+
+    /// Calls that panicked, of every function.
+    pub(crate) fn panicked(&self) -> u64 {
+        self.functions.iter().map(|f| f.panics.load(Relaxed)).sum()
+    }
+}
+
+/// What one function's calls add to.
+pub(crate) struct FunctionMetrics {
+    id: &'static str,
+    /// Calls that ran, alone (whatever their outcome but bad arguments) or in a batch
+    /// (counted when it starts).
+    calls: AtomicU64,
+    panics: AtomicU64,
+    /// Calls and batches holding a place among the calls that run at once.
+    in_flight: AtomicU64,
+    batches: AtomicU64,
+    batch_calls: AtomicU64,
+    service_time: ServiceTime,
+}
+
+impl FunctionMetrics {
+    fn new(id: &'static str) -> Self {
+        FunctionMetrics {
+            id,
+            calls: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batch_calls: AtomicU64::new(0),
+            service_time: ServiceTime::default(),
+        }
+    }
+
+    /// A call that ran for `took`.
+    pub(crate) fn served(&self, took: Duration) {
+        self.calls.fetch_add(1, Relaxed);
+        self.service_time.observe(took);
+    }
+
+    /// A batch of `calls` calls, started.
+    pub(crate) fn batch_started(&self, calls: u64) {
+        self.batches.fetch_add(1, Relaxed);
+        self.batch_calls.fetch_add(calls, Relaxed);
+        self.calls.fetch_add(calls, Relaxed);
+    }
+
+    /// A call of a batch that ran for `took` (counted when its batch started).
+    pub(crate) fn batch_call_took(&self, took: Duration) {
+        self.service_time.observe(took);
+    }
+
+    pub(crate) fn panicked(&self) {
+        self.panics.fetch_add(1, Relaxed);
+    }
+
+    /// A call or batch is running until the guard drops.
+    pub(crate) fn running(&self) -> Running<'_> {
+        self.start_running();
+        Running(self)
+    }
+
+    pub(crate) fn start_running(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn stop_running(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A call in flight; see [`FunctionMetrics::running`].
+pub(crate) struct Running<'a>(&'a FunctionMetrics);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.stop_running();
+    }
+}
+
+/// A histogram of durations: a count per bucket (not cumulative, the last one above
+/// every bound) and the sum, in nanoseconds.
+#[derive(Default)]
+struct ServiceTime {
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl ServiceTime {
+    fn observe(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BOUNDS.partition_point(|&bound| bound < nanos);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// The buckets as `prometheus-client` takes them (upper bound in seconds, count),
+    /// their total, and the sum in seconds.
+    fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let bounds = BOUNDS
+            .iter()
+            .map(|&b| Duration::from_nanos(b).as_secs_f64())
+            .chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds
+            .zip(&self.buckets)
+            .map(|(bound, count)| (bound, count.load(Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = Duration::from_nanos(self.sum_nanos.load(Relaxed)).as_secs_f64();
+        (buckets, count, sum)
+    }
+}
+
+/// The metrics of the service in Prometheus' text format, or OpenMetrics'.
+pub(crate) fn encode(state: &Arc<State>, openmetrics: bool) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape(state.clone())));
+    let mut text = String::with_capacity(8 * 1024);
+    if openmetrics {
+        prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
+    }
+    Ok(text)
+}
+
+/// Reads the service's numbers when the registry is encoded.
+struct Scrape(Arc<State>);
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+type Function<'a> = [(&'static str, &'a str); 1];
+
+fn function(id: &str) -> Function<'_> {
+    [("function", id)]
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = &*self.0;
+        let functions = &state.metrics.functions;
+        let per_function = |encoder: &mut DescriptorEncoder,
+                            name: &str,
+                            help: &str,
+                            kind: MetricType,
+                            value: &dyn Fn(&FunctionMetrics) -> u64|
+         -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for f in functions.iter() {
+                let labels = function(f.id);
+                let metric = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(value(f)).encode(metric)?,
+                    _ => ConstGauge::new(value(f)).encode(metric)?,
+                }
+            }
+            Ok(())
+        };
+        per_function(
+            &mut encoder,
+            "turbolift_calls",
+            "Calls served: calls that ran alone, and the calls of batches that started.",
+            MetricType::Counter,
+            &|f| f.calls.load(Relaxed),
+        )?;
+
+        let mut errors = encoder.encode_descriptor(
+            "turbolift_errors",
+            "Calls that failed, by kind: panics per function; refusals (every other kind) by the whole service.",
+            None,
+            MetricType::Counter,
+        )?;
+        for f in functions.iter() {
+            let labels = [("function", f.id), ("kind", ErrorKind::Panic.as_str())];
+            ConstCounter::new(f.panics.load(Relaxed)).encode(errors.encode_family(&labels)?)?;
+        }
+        for kind in ErrorKind::ALL {
+            let count = match kind {
+                ErrorKind::Panic => continue,
+                ErrorKind::Busy => state.busy.load(Relaxed),
+                ErrorKind::Draining => state.drained.load(Relaxed),
+                kind => state.refusals.count(kind),
+            };
+            let labels = [("kind", kind.as_str())];
+            ConstCounter::new(count).encode(errors.encode_family(&labels)?)?;
+        }
+
+        per_function(
+            &mut encoder,
+            "turbolift_calls_in_flight",
+            "Calls running now; a batch counts as one until its last call is done.",
+            MetricType::Gauge,
+            &|f| f.in_flight.load(Relaxed),
+        )?;
+        let waiting = state.waiting.load(Relaxed) as u64;
+        ConstGauge::new(waiting).encode(encoder.encode_descriptor(
+            "turbolift_calls_waiting",
+            "Calls and batches waiting in line for a place among the calls that run at once (TURBOLIFT_MAX_CONCURRENCY).",
+            None,
+            MetricType::Gauge,
+        )?)?;
+
+        let mut histogram = encoder.encode_descriptor(
+            "turbolift_service_time",
+            "Time a call took from its arguments decoded to its result encoded, alone or in a batch, not counting its wait in line.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for f in functions.iter() {
+            let (buckets, count, sum) = f.service_time.snapshot();
+            let labels = function(f.id);
+            histogram
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+
+        per_function(
+            &mut encoder,
+            "turbolift_batches",
+            "Batch requests started.",
+            MetricType::Counter,
+            &|f| f.batches.load(Relaxed),
+        )?;
+        per_function(
+            &mut encoder,
+            "turbolift_batch_calls",
+            "Calls in the batch requests started.",
+            MetricType::Counter,
+            &|f| f.batch_calls.load(Relaxed),
+        )?;
+
+        if let Some(port) = state.metrics.port.get()
+            && let Some(open) = open_connections(*port)
+        {
+            ConstGauge::new(open).encode(encoder.encode_descriptor(
+                "turbolift_open_connections",
+                "TCP connections open to the service's port, as the kernel counts them.",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        if let Some(bytes) = resident_memory() {
+            ConstGauge::new(bytes).encode(encoder.encode_descriptor(
+                "process_resident_memory",
+                "Resident memory of the service's process.",
+                Some(&Unit::Bytes),
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The process's resident memory: the second field of `/proc/self/statm`, in pages.
+fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// The TCP connections of this process whose local port is `port`: its sockets (the
+/// `socket:[inode]` links of `/proc/self/fd`) that `/proc/self/net/tcp` and `tcp6` list
+/// on that port in any state but listening.
+fn open_connections(port: u16) -> Option<u64> {
+    let mut ours = HashSet::new();
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let inode = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<u64>().ok());
+        ours.extend(inode);
+    }
+    const LISTEN: &str = "0A";
+    let mut open = 0;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid
+        // timeout inode ...`, addresses as `HEXADDR:HEXPORT`.
+        for line in text.lines().skip(1) {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1);
+            let state = fields.nth(1);
+            let inode = fields.nth(5).and_then(|i| i.parse::<u64>().ok());
+            let local_port = local
+                .and_then(|l| l.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port)
+                && state != Some(LISTEN)
+                && inode.is_some_and(|i| ours.contains(&i))
+            {
+                open += 1;
+            }
+        }
+    }
+    Some(open)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_fall_in_the_bucket_of_the_least_bound_not_below_them() {
+        let time = ServiceTime::default();
+        time.observe(Duration::from_nanos(1_000)); // le 1 µs
+        time.observe(Duration::from_nanos(1_001)); // le 2.5 µs
+        time.observe(Duration::from_millis(3)); // le 5 ms
+        time.observe(Duration::from_secs(60)); // +Inf
+        let (buckets, count, sum) = time.snapshot();
+        assert_eq!(count, 4);
+        assert!((sum - 60.003_002_001).abs() < 1e-9, "{sum}");
+        let counted: Vec<(f64, u64)> = buckets.into_iter().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(
+            counted,
+            [
+                (0.000_001, 1),
+                (0.000_002_5, 1),
+                (0.005, 1),
+                (f64::INFINITY, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn resident_memory_is_read() {
+        assert!(resident_memory().is_some_and(|bytes| bytes > 1024 * 1024));
+    }
+}
