@@ -363,6 +363,50 @@ fn the_probes_hit_paths_the_service_really_serves() {
             );
         }
     }
+    // Prometheus, led by the pod's annotations, scrapes without a client certificate:
+    // the service answers because the Deployment makes its metrics public.
+    let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "8080");
+    assert_eq!(annotations["prometheus.io/scheme"], "https");
+    let public = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "TURBOLIFT_METRICS_PUBLIC")
+        .expect("the Deployment sets TURBOLIFT_METRICS_PUBLIC");
+    assert_eq!(public["value"], "1");
+    let path = annotations["prometheus.io/path"].as_str().unwrap();
+    let answer = https_get(&addr, ca, "quickstart-square", path);
+    assert!(answer.starts_with("HTTP/1.1 401"), "not public: {answer}");
+    drop(service);
+    let mut service = Running(
+        Command::new(&binary)
+            .env("TURBOLIFT_SECRET", "probe-test")
+            .env("TURBOLIFT_BIND", "127.0.0.1:0")
+            .env("TURBOLIFT_TLS_CA", files.path().join("ca.crt"))
+            .env("TURBOLIFT_TLS_CERT", files.path().join("tls.crt"))
+            .env("TURBOLIFT_TLS_KEY", files.path().join("tls.key"))
+            .env(
+                "TURBOLIFT_METRICS_PUBLIC",
+                public["value"].as_str().unwrap(),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(service.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("https://").next().unwrap().to_owned();
+    let answer = https_get(&addr, ca, "quickstart-square", path);
+    assert!(
+        answer.starts_with("HTTP/1.1 200")
+            && answer.contains("turbolift_calls_total{function=\"quickstart::square\"} 0"),
+        "{path}: {answer}"
+    );
     // Plain HTTP is not answered.
     let mut stream = TcpStream::connect(&addr).unwrap();
     stream

@@ -129,6 +129,18 @@ impl Plan {
         Value::Array(env)
     }
 
+    /// A service pod's annotations for Prometheus' `kubernetes_sd_configs` (role `pod`):
+    /// scrape it, at the container's port, path and scheme.
+    fn scrape_annotations(&self) -> Value {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        json!({
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": image::CONTAINER_PORT.to_string(),
+            "prometheus.io/path": protocol::METRICS_PATH,
+            "prometheus.io/scheme": scheme,
+        })
+    }
+
     fn labels(&self, name: &str) -> Value {
         json!({
             "app.kubernetes.io/name": name,
@@ -214,6 +226,9 @@ pub fn manifests(plan: &Plan) -> Result<Vec<Manifest>> {
         let env = plan.env(vec![
             json!({ "name": protocol::env::BIND, "value": format!("0.0.0.0:{}", image::CONTAINER_PORT) }),
             json!({ "name": protocol::env::REPLICA, "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } }),
+            // Prometheus scrapes without the secret (and, with TLS, without a client
+            // certificate): metrics tell call counts and times, never arguments or results.
+            json!({ "name": protocol::env::METRICS_PUBLIC, "value": "1" }),
         ]);
         let mut vars = common.to_vec();
         vars.extend([
@@ -227,6 +242,7 @@ pub fn manifests(plan: &Plan) -> Result<Vec<Manifest>> {
             ("cpu", Some(json!(service.cpu))),
             ("memory", Some(json!(service.memory))),
             ("node_selector", Some(plan.node_selector())),
+            ("annotations", Some(plan.scrape_annotations())),
         ]);
         vars.extend(plan.tls_pod_values(&plan.service_tls_name(service)));
         out.push(render(templates::DEPLOYMENT, "Deployment", &name, &vars)?);
@@ -579,6 +595,34 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn service_pods_are_annotated_for_prometheus_and_serve_public_metrics() {
+        for (plan, scheme) in [(plan(), "http"), (plan_with_tls(), "https")] {
+            let all = manifests(&plan).unwrap();
+            for m in all.iter().filter(|m| m.kind == "Deployment") {
+                let deployment: Value = serde_saphyr::from_str(&m.yaml).unwrap();
+                let pod = &deployment["spec"]["template"];
+                assert_eq!(
+                    pod["metadata"]["annotations"],
+                    json!({
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": "8080",
+                        "prometheus.io/path": "/v1/metrics",
+                        "prometheus.io/scheme": scheme,
+                    }),
+                    "{}",
+                    m.yaml
+                );
+                let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
+                assert!(
+                    env.contains(&json!({ "name": "TURBOLIFT_METRICS_PUBLIC", "value": "1" })),
+                    "{}",
+                    m.yaml
+                );
+            }
+        }
     }
 
     #[test]
