@@ -33,8 +33,8 @@ pub use handler::{Handler, InvokeError, registered};
 pub use placement::{DEFAULT_INLINE_MAX, Placement};
 
 pub use options::{
-    DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUE,
-    ServiceOptions,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_TLS, DEFAULT_MAX_QUEUE, ServiceOptions,
 };
 
 /// Shared state of a running service.
