@@ -733,7 +733,12 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
     // The program, built statically, runs in a container on the stack's network (the image
     // of the service serves as an empty root for it), with its files of tls/.
     let triple = host();
-    let program = static_program_over_tls(&dir, &triple, "quickstart");
+    let program = static_program_with(
+        &dir,
+        &triple,
+        "quickstart",
+        "turbolift/service,turbolift/tls",
+    );
     let plain = output(&mut cargo(&dir, &["run", "-q"]));
     let lifted = program_on_stack(&stack, &docker_dir, &program);
     assert_success("the program on the swarm network", &lifted);
@@ -787,32 +792,6 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
         "the compose file ran on a one-node swarm over TLS, deployed twice: {}",
         text(&lifted.stdout).trim()
     );
-}
-
-/// Builds the package in `dir` as an image would hold a program that calls over TLS:
-/// static, for `triple`, with turbolift's remote call path and its `tls` feature, into
-/// `target/e2e/turbolift-static`; returns the executable named `bin`.
-fn static_program_over_tls(dir: &Path, triple: &str, bin: &str) -> PathBuf {
-    let built = output(
-        Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "--features",
-                "turbolift/service,turbolift/tls",
-            ])
-            .args(["--target", triple, "--target-dir"])
-            .arg(target_dir().join("turbolift-static"))
-            .env(
-                "CARGO_ENCODED_RUSTFLAGS",
-                "-Ctarget-feature=+crt-static\x1f-Cstrip=debuginfo",
-            )
-            .env_remove("RUSTFLAGS")
-            .current_dir(dir)
-            .stdin(Stdio::null()),
-    );
-    assert_success("the static build of the program, with TLS", &built);
-    target_dir().join(format!("turbolift-static/{triple}/debug/{bin}"))
 }
 
 /// Runs `program` in a container on the stack's network, as the header of compose.yaml

@@ -453,37 +453,44 @@ fn replicas_beyond_256_are_a_clear_error() {
     }
 }
 
-#[test]
-fn twenty_thousand_idle_connections_are_capped_and_their_memory_returns() {
-    let _serial = serial();
-    built();
+/// The fault fixture's `double` service started alone on 127.0.0.1 for a storm of
+/// connections, with its connection cap left to its default and `env` added: the
+/// process, its log, and the scheme and address of its listening line.
+pub(crate) fn storm_service(
+    env: &[(&str, String)],
+) -> (Running, tempfile::NamedTempFile, String, SocketAddr) {
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut service = Running(
-        std::process::Command::new(exe("double"))
-            .env("TURBOLIFT_SECRET", "0".repeat(64))
-            .env("TURBOLIFT_BIND", "127.0.0.1:0")
-            // The storm's connections stay open until the test closes them.
-            .env("TURBOLIFT_HEADER_TIMEOUT", "600s")
-            .env_remove("TURBOLIFT_MAX_CONNECTIONS")
-            .env_remove("TURBOLIFT_LISTEN_FD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let pid = service.0.id();
+    let mut command = std::process::Command::new(exe("double"));
+    command
+        .env("TURBOLIFT_SECRET", "0".repeat(64))
+        .env("TURBOLIFT_BIND", "127.0.0.1:0")
+        // The storm's connections stay open until the test closes them.
+        .env("TURBOLIFT_HEADER_TIMEOUT", "600s")
+        .env_remove("TURBOLIFT_MAX_CONNECTIONS")
+        .env_remove("TURBOLIFT_LISTEN_FD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log.reopen().unwrap());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut service = Running(command.spawn().unwrap());
     let mut listening = String::new();
     BufReader::new(service.0.stdout.take().unwrap())
         .read_line(&mut listening)
         .unwrap();
-    let addr: SocketAddr = listening
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (scheme, addr) = listening.trim().rsplit_once("://").unwrap();
+    let scheme = scheme.rsplit(' ').next().unwrap().to_owned();
+    (service, log, scheme, addr.parse().unwrap())
+}
+
+#[test]
+fn twenty_thousand_idle_connections_are_capped_and_their_memory_returns() {
+    let _serial = serial();
+    built();
+    let (mut service, log, scheme, addr) = storm_service(&[]);
+    assert_eq!(scheme, "http");
+    let pid = service.0.id();
     turbolift_shared::probe::ready(addr, Duration::from_secs(5)).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let before = rss_kib(pid);

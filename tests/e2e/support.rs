@@ -210,16 +210,14 @@ pub fn finish_steady(
 /// the remote call path, into `target/e2e/turbolift-static`; returns the executable named
 /// `bin`.
 pub fn static_program(dir: &Path, triple: &str, bin: &str) -> PathBuf {
+    static_program_with(dir, triple, bin, "turbolift/service")
+}
+
+/// [`static_program`] with turbolift's `features` (`turbolift/service,turbolift/tls`).
+pub fn static_program_with(dir: &Path, triple: &str, bin: &str, features: &str) -> PathBuf {
     let built = output(
         Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "--features",
-                "turbolift/service",
-                "--target",
-                triple,
-            ])
+            .args(["build", "-q", "--features", features, "--target", triple])
             .arg("--target-dir")
             .arg(target_dir().join("turbolift-static"))
             .env(
@@ -230,7 +228,10 @@ pub fn static_program(dir: &Path, triple: &str, bin: &str) -> PathBuf {
             .current_dir(dir)
             .stdin(Stdio::null()),
     );
-    assert_success("the static build of the program", &built);
+    assert_success(
+        &format!("the static build of the program ({features})"),
+        &built,
+    );
     target_dir().join(format!("turbolift-static/{triple}/debug/{bin}"))
 }
 

@@ -3,16 +3,15 @@
 //! ClientHello and stopped, and connections that never sent a byte; each storm up to the
 //! service's cap of connections, the memory measured before, during and after.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::security::{Openers, accepted, exe, rss_kib, serial, summary, wait_steady};
+use crate::security::{Openers, accepted, rss_kib, serial, storm_service, summary, wait_steady};
 use crate::support::*;
 
 /// Most a service serving TLS may hold at its default cap of connections, each of them
@@ -221,32 +220,13 @@ fn tls_connections_up_to_the_cap_stay_under_the_bound_and_their_memory_returns()
     built_with_tls();
     raise_open_files();
     let authority = Authority::new();
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut service = Running(
-        std::process::Command::new(exe("double"))
-            .env("TURBOLIFT_SECRET", "0".repeat(64))
-            .env("TURBOLIFT_BIND", "127.0.0.1:0")
-            // The storms' connections stay open until the test closes them.
-            .env("TURBOLIFT_HEADER_TIMEOUT", "600s")
-            .env("TURBOLIFT_TLS_CA", authority.file("ca.crt"))
-            .env("TURBOLIFT_TLS_CERT", authority.file("tls.crt"))
-            .env("TURBOLIFT_TLS_KEY", authority.file("tls.key"))
-            .env_remove("TURBOLIFT_MAX_CONNECTIONS")
-            .env_remove("TURBOLIFT_LISTEN_FD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut service, log, scheme, addr) = storm_service(&[
+        ("TURBOLIFT_TLS_CA", authority.file("ca.crt")),
+        ("TURBOLIFT_TLS_CERT", authority.file("tls.crt")),
+        ("TURBOLIFT_TLS_KEY", authority.file("tls.key")),
+    ]);
+    assert_eq!(scheme, "https", "serves TLS");
     let pid = service.0.id();
-    let mut listening = String::new();
-    BufReader::new(service.0.stdout.take().unwrap())
-        .read_line(&mut listening)
-        .unwrap();
-    let (scheme, addr) = listening.trim().rsplit_once("://").unwrap();
-    assert!(scheme.ends_with("https"), "serves TLS: {listening}");
-    let addr: SocketAddr = addr.parse().unwrap();
     assert!(healthy(&authority, addr), "the service answers over TLS");
     std::thread::sleep(Duration::from_millis(500));
     let before = rss_kib(pid);
