@@ -118,6 +118,41 @@ fn a_replicas_lines_are_on_stderr_prefixed_with_its_name() {
     assert_streamed(&run(&[]), &plain);
 }
 
+/// A terminal that does not read (stderr a pipe nobody drains while the program runs)
+/// holds up neither the replicas nor the program: the replicas' lines wait in a bounded
+/// queue, or are left out of the terminal, never block the replica that writes them.
+#[test]
+fn a_terminal_that_does_not_read_holds_up_no_replica() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut command = turbolift(&fixture("output"), &["run", "--", "flood", "40"]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    // 40 lines of 64 KiB on the terminal are 2.5 MiB, forty times what a pipe holds.
+    let flooded = seen.recv_timeout(std::time::Duration::from_secs(300));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        flooded.as_deref(),
+        Ok("flooded"),
+        "the program did not finish while stderr was not read:\n{stderr}"
+    );
+    assert!(status.success(), "{stderr}");
+}
+
 #[test]
 fn with_service_output_log_they_are_in_the_logs_only() {
     let plain = plain_stdout();

@@ -46,6 +46,9 @@ pub fn rss_kib(pid: u32) -> u64 {
 pub struct Run {
     pub child: Running,
     pub lines: Lines<BufReader<ChildStdout>>,
+    /// cargo turbolift's stderr, read as it comes (the replicas' output streams there: a
+    /// pipe left unread would fill and hold cargo turbolift's own lines up).
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 pub fn start(run_args: &[&str], program_args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -60,9 +63,16 @@ pub fn start(run_args: &[&str], program_args: &[&str], env: &[(&str, &str)]) -> 
     }
     let mut child = Running(cmd.spawn().unwrap());
     let stdout = child.0.stdout.take().unwrap();
+    let mut stderr = child.0.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     Run {
         child,
         lines: BufReader::new(stdout).lines(),
+        stderr: Some(stderr),
     }
 }
 
@@ -93,9 +103,12 @@ impl Run {
         let rest: Vec<String> = self.lines.by_ref().map_while(Result::ok).collect();
         assert!(rest.is_empty(), "unread output: {rest:?}");
         let status = self.child.0.wait().unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut self.child.0.stderr.take().unwrap(), &mut stderr)
-            .unwrap();
+        let stderr = self
+            .stderr
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the stderr reader does not panic");
         (status.code(), stderr)
     }
 }

@@ -12,13 +12,21 @@
 //! - The prefix is padded to the longest replica name of the run and, when stderr is
 //!   coloured ([`Shell::stderr_has_color`]: `--color`, `NO_COLOR`, a terminal), coloured
 //!   per replica.
+//! - A replica never waits for the terminal: its lines go to the log file as they come,
+//!   and to the terminal through a queue of [`QUEUED_LINES`] lines that one thread
+//!   writes to stderr. When stderr is not read fast enough (a pipe nobody drains, a
+//!   paused terminal) and the queue is full, lines are left out of the terminal only,
+//!   and a line says how many: a replica blocked on its own stderr would stop serving.
 //! - turbolift's own lines ([`is_turbolift_line`]: the listening line, and the service's
 //!   log events whose target is turbolift's, such as `serving` and `stopped`) stay in
 //!   the logs unless `-v` is given. Everything else is the user's: `println!`,
 //!   `eprintln!`, a panic's message, the user's own `tracing` events.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use anstyle::{AnsiColor, Style};
 use turbolift_shared::protocol;
@@ -28,6 +36,52 @@ use crate::shell::Shell;
 
 /// The longest line shown whole; the rest of a longer one is left out.
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// Lines waiting for the terminal, at most; beyond, lines are left out of it.
+pub const QUEUED_LINES: usize = 4096;
+
+/// Lines queued and not yet written, and lines left out since the last note of it.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+static LEFT_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// The queue of the one thread that writes replicas' lines to stderr (started with the
+/// first line).
+fn terminal_queue() -> Option<&'static SyncSender<Vec<u8>>> {
+    static QUEUE: OnceLock<Option<SyncSender<Vec<u8>>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (sender, receiver) = sync_channel::<Vec<u8>>(QUEUED_LINES);
+            std::thread::Builder::new()
+                .name("replica-output".to_owned())
+                .spawn(move || {
+                    for whole in receiver {
+                        let mut stderr = std::io::stderr().lock();
+                        let left_out = LEFT_OUT.swap(0, Ordering::Relaxed);
+                        if left_out > 0 {
+                            let _ = writeln!(
+                                stderr,
+                                "... {left_out} line(s) of the replicas' output were not shown here (the terminal did not keep up); they are in the logs"
+                            );
+                        }
+                        let _ = stderr.write_all(&whole);
+                        drop(stderr);
+                        QUEUED.fetch_sub(1, Ordering::Release);
+                    }
+                })
+                .ok()
+                .map(|_| sender)
+        })
+        .as_ref()
+}
+
+/// Waits until the replicas' lines queued for the terminal are written, for at most a
+/// second (before the run says it stopped).
+pub fn drain() {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while QUEUED.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
 
 /// The replicas' colours, in turn, as `docker compose` gives its containers theirs (red
 /// is left for errors).
@@ -105,8 +159,9 @@ impl Echo {
         }
     }
 
-    /// Writes `line` (as [`Lines`] gives it, ending in `\n`) to stderr after the
-    /// replica's prefix, in one write; turbolift's own lines only with `-v`.
+    /// Queues `line` (as [`Lines`] gives it, ending in `\n`) for stderr after the
+    /// replica's prefix, to be written in one write; turbolift's own lines only with
+    /// `-v`. Never waits: a full queue leaves the line out of the terminal.
     pub fn line(&self, line: &[u8]) {
         let Some(prefix) = &self.prefix else { return };
         if !self.own_lines && is_turbolift_line(line) {
@@ -118,7 +173,15 @@ impl Echo {
         if !whole.ends_with(b"\n") {
             whole.push(b'\n');
         }
-        let _ = std::io::stderr().lock().write_all(&whole);
+        let Some(queue) = terminal_queue() else {
+            return;
+        };
+        QUEUED.fetch_add(1, Ordering::AcqRel);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = queue.try_send(whole)
+        {
+            QUEUED.fetch_sub(1, Ordering::AcqRel);
+            LEFT_OUT.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

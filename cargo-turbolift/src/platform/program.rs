@@ -118,6 +118,8 @@ impl Running for OnThisMachine {
     fn stop(self: Box<Self>, shell: &Shell) {
         let given_up = self.replicas.given_up();
         let restarts = self.replicas.stop();
+        // The replicas' last lines before the line that says they stopped.
+        super::output::drain();
         let mut notes = Vec::new();
         if restarts > 0 {
             notes.push(format!(
