@@ -177,8 +177,7 @@ impl Echo {
             return;
         };
         QUEUED.fetch_add(1, Ordering::AcqRel);
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = queue.try_send(whole)
-        {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = queue.try_send(whole) {
             QUEUED.fetch_sub(1, Ordering::AcqRel);
             LEFT_OUT.fetch_add(1, Ordering::Relaxed);
         }
