@@ -120,11 +120,12 @@ pub fn exercise(data: &[u8]) -> u16 {
     }
     let protocol_ok = pick(4) == 0;
     if pick(4) != 2 {
-        insert(
-            h,
-            protocol::PROTOCOL_HEADER,
-            if protocol_ok { "1" } else { "7" },
-        );
+        let version = if protocol_ok {
+            protocol::PROTOCOL_VERSION
+        } else {
+            protocol::PROTOCOL_VERSION + 5
+        };
+        insert(h, protocol::PROTOCOL_HEADER, &version.to_string());
     }
     let signature_ok = pick(6) == 0;
     if pick(6) != 2 {
