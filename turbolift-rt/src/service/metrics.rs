@@ -8,10 +8,9 @@
 //! process's resident memory and its open connections, and encodes them with
 //! `prometheus-client` through a [`Collector`].
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -63,9 +62,6 @@ pub(crate) struct Metrics {
     pub(crate) functions: Box<[FunctionMetrics]>,
     /// Answers `GET /v1/metrics` without the secret (`TURBOLIFT_METRICS_PUBLIC=1`).
     pub(crate) public: AtomicBool,
-    /// The port the service listens on, whose connections are counted; unknown for a
-    /// router driven in-process.
-    pub(crate) port: OnceLock<u16>,
 }
 
 impl Metrics {
@@ -73,7 +69,6 @@ impl Metrics {
         Metrics {
             functions: functions.into_iter().map(FunctionMetrics::new).collect(),
             public: AtomicBool::new(false),
-            port: OnceLock::new(),
         }
     }
 
@@ -316,16 +311,14 @@ impl Collector for Scrape {
             &|f| f.batch_calls.load(Relaxed),
         )?;
 
-        if let Some(port) = state.metrics.port.get()
-            && let Some(open) = open_connections(*port)
-        {
-            ConstGauge::new(open).encode(encoder.encode_descriptor(
-                "turbolift_open_connections",
-                "TCP connections open to the service's port, as the kernel counts them.",
-                None,
-                MetricType::Gauge,
-            )?)?;
-        }
+        // Each connection the service holds takes one of the places of its cap.
+        let open = state.max_connections - state.connections.available_permits();
+        ConstGauge::new(open as u64).encode(encoder.encode_descriptor(
+            "turbolift_open_connections",
+            "Connections the service holds open (at most TURBOLIFT_MAX_CONNECTIONS).",
+            None,
+            MetricType::Gauge,
+        )?)?;
         if let Some(bytes) = resident_memory() {
             ConstGauge::new(bytes).encode(encoder.encode_descriptor(
                 "process_resident_memory",
@@ -345,49 +338,6 @@ fn resident_memory() -> Option<u64> {
     // SAFETY: sysconf only reads a configuration value.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page).ok()?)
-}
-
-/// The TCP connections of this process whose local port is `port`: its sockets (the
-/// `socket:[inode]` links of `/proc/self/fd`) that `/proc/self/net/tcp` and `tcp6` list
-/// on that port in any state but listening.
-fn open_connections(port: u16) -> Option<u64> {
-    let mut ours = HashSet::new();
-    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
-        let inode = target
-            .to_str()
-            .and_then(|t| t.strip_prefix("socket:["))
-            .and_then(|t| t.strip_suffix(']'))
-            .and_then(|t| t.parse::<u64>().ok());
-        ours.extend(inode);
-    }
-    const LISTEN: &str = "0A";
-    let mut open = 0;
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        // `sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid
-        // timeout inode ...`, addresses as `HEXADDR:HEXPORT`.
-        for line in text.lines().skip(1) {
-            let mut fields = line.split_whitespace();
-            let local = fields.nth(1);
-            let state = fields.nth(1);
-            let inode = fields.nth(5).and_then(|i| i.parse::<u64>().ok());
-            let local_port = local
-                .and_then(|l| l.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port)
-                && state != Some(LISTEN)
-                && inode.is_some_and(|i| ours.contains(&i))
-            {
-                open += 1;
-            }
-        }
-    }
-    Some(open)
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ pub(crate) struct State {
     header_timeout: Duration,
     body_timeout: Duration,
     max_connections: usize,
+    /// A place per connection the service holds open, `max_connections` in all.
+    connections: Arc<Semaphore>,
     limiter: Arc<Semaphore>,
     max_queue: usize,
     waiting: AtomicUsize,
@@ -152,6 +154,7 @@ impl Service {
             header_timeout: options.header_timeout,
             body_timeout: options.body_timeout,
             max_connections: options.max_connections,
+            connections: Arc::new(Semaphore::new(options.max_connections)),
             limiter: Arc::new(Semaphore::new(options.max_concurrency)),
             max_queue: options.max_queue,
             waiting: AtomicUsize::new(0),
@@ -199,9 +202,6 @@ impl Service {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        if let Ok(addr) = listener.local_addr() {
-            let _ = state.metrics.port.set(addr.port());
-        }
         let teller = state.clone();
         let telling = tokio::spawn(async move { teller.refusals.tell_untold_later().await });
         let served = serve::serve(self.state, self.router, self.probes, listener, shutdown).await;

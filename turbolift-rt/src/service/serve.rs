@@ -13,7 +13,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use turbolift_shared::protocol::env;
 
 use super::State;
@@ -50,7 +49,7 @@ pub(super) async fn serve(
         .header_read_timeout(state.header_timeout)
         .max_header_size(MAX_HEAD)
         .keep_alive(true);
-    let connections = Arc::new(Semaphore::new(state.max_connections));
+    let connections = state.connections.clone();
     let trim = Arc::new(Trim::default());
     tune_allocator();
     open_files_for(state.max_connections);
