@@ -428,24 +428,7 @@ libc = { path = "vendor/libc" }
     #[test]
     fn a_service_package_manifest() {
         let (dir, package) = package();
-        let bins = [Bin {
-            name: "shop-app-services".into(),
-            path: "turbolift-services/main.rs".into(),
-            required_features: Vec::new(),
-        }];
-        let text = super::package(&PackageManifest {
-            name: "shop-app-lib-services",
-            lints: None,
-            examples: &[],
-            dev_dependencies: false,
-            lib: Some(("shop_app", Path::new("src/lib.rs"))),
-            bins: &bins,
-            package: &package,
-            turbolift_key: "tl",
-            turbolift_features: &["service"],
-            lib_dep: None,
-        })
-        .unwrap();
+        let text = library_services(&package, &["service"]);
         assert!(
             text.contains("[dependencies.tl]\npackage = \"turbolift\""),
             "{text}"
@@ -453,29 +436,33 @@ libc = { path = "vendor/libc" }
         insta::assert_snapshot!(redact(&text, dir.path()));
     }
 
-    #[test]
-    fn with_tls_turbolift_gets_its_tls_feature_and_nothing_else_changes() {
-        let (_dir, package) = package();
+    /// The manifest of the services package of shop-app's library, with turbolift's
+    /// `turbolift_features`.
+    fn library_services(package: &cargo_metadata::Package, turbolift_features: &[&str]) -> String {
         let bins = [Bin {
-            name: "shop-app-lib-services".into(),
+            name: "shop-app-services".into(),
             path: "turbolift-services/main.rs".into(),
             required_features: Vec::new(),
         }];
-        let manifest = |turbolift_features| {
-            super::package(&PackageManifest {
-                name: "shop-app-lib-services",
-                lints: None,
-                examples: &[],
-                dev_dependencies: false,
-                lib: Some(("shop_app", Path::new("src/lib.rs"))),
-                bins: &bins,
-                package: &package,
-                turbolift_key: "tl",
-                turbolift_features,
-                lib_dep: None,
-            })
-            .unwrap()
-        };
+        super::package(&PackageManifest {
+            name: "shop-app-lib-services",
+            lints: None,
+            examples: &[],
+            dev_dependencies: false,
+            lib: Some(("shop_app", Path::new("src/lib.rs"))),
+            bins: &bins,
+            package,
+            turbolift_key: "tl",
+            turbolift_features,
+            lib_dep: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn with_tls_turbolift_gets_its_tls_feature_and_nothing_else_changes() {
+        let (_dir, package) = package();
+        let manifest = |features| library_services(&package, features);
         let plain = manifest(&["service"]);
         let tls = manifest(&["service", "tls"]);
         assert!(plain.contains("features = [\"service\"]\n"), "{plain}");

@@ -4,6 +4,8 @@
 pub(crate) mod batch;
 mod coalesce;
 mod config;
+#[cfg(test)]
+pub(crate) use config::tests as config_tests;
 mod quiet;
 mod remote;
 mod retry;
