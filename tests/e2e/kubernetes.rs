@@ -327,23 +327,27 @@ fn the_probes_hit_paths_the_service_really_serves() {
         .join("turbolift-static")
         .join(host)
         .join("debug/quickstart-square");
-    let mut service = Running(
-        Command::new(&binary)
+    // The service binary with the Secret's files, and `env` added: it and its address.
+    let serve = |env: &[(&str, &str)]| {
+        let mut command = Command::new(&binary);
+        command
             .env("TURBOLIFT_SECRET", "probe-test")
             .env("TURBOLIFT_BIND", "127.0.0.1:0")
             .env("TURBOLIFT_TLS_CA", files.path().join("ca.crt"))
             .env("TURBOLIFT_TLS_CERT", files.path().join("tls.crt"))
             .env("TURBOLIFT_TLS_KEY", files.path().join("tls.key"))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(service.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("https://").next().unwrap().to_owned();
+            .stderr(Stdio::null());
+        let mut service = Running(command.spawn().unwrap());
+        let mut line = String::new();
+        BufReader::new(service.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit("https://").next().unwrap().to_owned();
+        (service, addr)
+    };
+    let (service, addr) = serve(&[]);
     let ca = secret["ca.crt"].as_str().unwrap();
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
         let get = &container[probe]["httpGet"];
@@ -380,27 +384,10 @@ fn the_probes_hit_paths_the_service_really_serves() {
     let answer = https_get(&addr, ca, "quickstart-square", path);
     assert!(answer.starts_with("HTTP/1.1 401"), "not public: {answer}");
     drop(service);
-    let mut service = Running(
-        Command::new(&binary)
-            .env("TURBOLIFT_SECRET", "probe-test")
-            .env("TURBOLIFT_BIND", "127.0.0.1:0")
-            .env("TURBOLIFT_TLS_CA", files.path().join("ca.crt"))
-            .env("TURBOLIFT_TLS_CERT", files.path().join("tls.crt"))
-            .env("TURBOLIFT_TLS_KEY", files.path().join("tls.key"))
-            .env(
-                "TURBOLIFT_METRICS_PUBLIC",
-                public["value"].as_str().unwrap(),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(service.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("https://").next().unwrap().to_owned();
+    let (_service, addr) = serve(&[(
+        "TURBOLIFT_METRICS_PUBLIC",
+        public["value"].as_str().unwrap(),
+    )]);
     let answer = https_get(&addr, ca, "quickstart-square", path);
     assert!(
         answer.starts_with("HTTP/1.1 200")
