@@ -719,7 +719,8 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
     let _stack = Stack(stack.clone());
     assert_success("docker stack deploy", &deploy);
     let service = format!("{stack}_quickstart-square");
-    wait_for("2 healthy replicas", Duration::from_secs(90), || {
+    // Both replicas of the stack's service up.
+    let both_up = || {
         docker_ok(&[
             "service",
             "ls",
@@ -728,7 +729,8 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
             "--format",
             "{{.Replicas}}",
         ]) == "2/2"
-    });
+    };
+    wait_for("2 healthy replicas", Duration::from_secs(90), both_up);
 
     // The program, built statically, runs in a container on the stack's network (the image
     // of the service serves as an empty root for it), with its files of tls/.
@@ -775,16 +777,7 @@ fn the_compose_file_deploys_on_a_one_node_swarm() {
             ]) == "completed"
         },
     );
-    wait_for("2 healthy replicas again", Duration::from_secs(90), || {
-        docker_ok(&[
-            "service",
-            "ls",
-            "--filter",
-            &format!("name={service}"),
-            "--format",
-            "{{.Replicas}}",
-        ]) == "2/2"
-    });
+    wait_for("2 healthy replicas again", Duration::from_secs(90), both_up);
     let lifted = program_on_stack(&stack, &docker_dir, &program);
     assert_success("the program with the new files", &lifted);
     assert_eq!(text(&lifted.stdout), text(&plain.stdout));
