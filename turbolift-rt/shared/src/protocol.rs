@@ -85,6 +85,13 @@ pub mod env {
     /// Service: `1` answers [`super::METRICS_PATH`] without the secret (and, with TLS,
     /// to clients without a certificate); unset or `0` asks for the secret.
     pub const METRICS_PUBLIC: &str = "TURBOLIFT_METRICS_PUBLIC";
+    /// Program: a directory where the runtime writes, when the process exits, what its
+    /// remote calls added up to (`program-<pid>.stats`, see [`crate::stats`]); `cargo
+    /// turbolift` sets it for the summary at the end of a run or test.
+    pub const STATS_DIR: &str = "TURBOLIFT_STATS_DIR";
+    /// `off` (or `0`): services count nothing for `GET /v1/metrics` and the program
+    /// keeps no counts for the summary; on by default.
+    pub const METRICS: &str = "TURBOLIFT_METRICS";
     /// Log filter of a service: `TARGET=LEVEL` or `LEVEL` directives, comma-separated
     /// (tracing-subscriber's `Targets` syntax).
     pub const LOG: &str = "TURBOLIFT_LOG";
