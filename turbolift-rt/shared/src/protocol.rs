@@ -112,6 +112,17 @@ pub mod env {
     pub const TLS_CERT: &str = "TURBOLIFT_TLS_CERT";
     /// Path of a PEM file of the private key of [`TLS_CERT`] (readable by its user only).
     pub const TLS_KEY: &str = "TURBOLIFT_TLS_KEY";
+
+    /// The value of an on/off variable: `on`, `1` or `true`; `off`, `0` or `false`; unset
+    /// or empty is `default`. Anything else is an error naming the variable.
+    pub fn switch(name: &str, value: Option<&str>, default: bool) -> Result<bool, String> {
+        match value.map(str::trim).unwrap_or_default() {
+            "" => Ok(default),
+            "on" | "1" | "true" => Ok(true),
+            "off" | "0" | "false" => Ok(false),
+            other => Err(format!("{name} must be `on` or `off`, not `{other}`")),
+        }
+    }
 }
 
 /// Where the TLS files are inside a container (Docker and Kubernetes): the service's

@@ -110,15 +110,20 @@ pub(crate) fn run<A: Wire, R: Wire>(
     inputs: Vec<A>,
 ) -> BoxStream<'static, Result<R, Error>> {
     let function = remote.info.id();
+    let mut recording = remote.stats.map(|s| s.start_many(inputs.len()));
     let calls = Calls::encode(function, inputs);
     run_encoded(remote, calls)
         .map(move |result| {
-            result.and_then(|payload| {
+            let result = result.and_then(|payload| {
                 wire::decode_owned(payload).map_err(|e| Error::Decode {
                     function: function.to_owned(),
                     detail: e.to_string(),
                 })
-            })
+            });
+            if let Some(recording) = &mut recording {
+                recording.finish_one(&result);
+            }
+            result
         })
         .boxed()
 }
@@ -226,6 +231,7 @@ pub(super) async fn run_request(
     // The calls have the function's timeout from the moment the previous result arrived
     // (the first, from now): a request that answers nothing for that long timed out.
     let mut deadline = Instant::now() + remote.timeout;
+    let mut sent = false;
     loop {
         todo.retain(|&p| answers.wanted(p));
         if todo.is_empty() {
@@ -241,6 +247,9 @@ pub(super) async fn run_request(
         let Some(index) = retry.next(Some(deadline)).await else {
             return fail(answers, &todo, &retry.unavailable());
         };
+        if std::mem::replace(&mut sent, true) {
+            remote.count_retries(todo.len());
+        }
         let replica = &remote.replicas[index];
         let _in_flight = replica.begin();
         let body = calls.body(&todo);

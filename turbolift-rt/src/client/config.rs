@@ -34,6 +34,8 @@ pub struct Config {
     tls: Option<TlsFiles>,
     /// `false`: no call is coalesced with others (`TURBOLIFT_COALESCE=off`).
     no_coalescing: bool,
+    /// `true`: calls are not counted for the summary (`TURBOLIFT_METRICS=off`).
+    no_stats: bool,
     /// The endpoints were read from `TURBOLIFT_ENDPOINTS`, which names every function that
     /// has a service in the run: a function it does not name is warned about.
     endpoints_from_var: bool,
@@ -49,6 +51,7 @@ impl fmt::Debug for Config {
             .field("max_attempts", &self.max_attempts)
             .field("tls", &self.tls)
             .field("coalesce", &!self.no_coalescing)
+            .field("stats", &!self.no_stats)
             .field("endpoints_from_var", &self.endpoints_from_var)
             .finish()
     }
@@ -61,8 +64,9 @@ impl Config {
     }
 
     /// Reads `TURBOLIFT_ENDPOINTS`, `TURBOLIFT_SECRET`, `TURBOLIFT_TIMEOUT`,
-    /// `TURBOLIFT_TIMEOUTS`, `TURBOLIFT_MAX_ATTEMPTS` and `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`
-    /// (see `docs/configuration.md`).
+    /// `TURBOLIFT_TIMEOUTS`, `TURBOLIFT_MAX_ATTEMPTS`, `TURBOLIFT_COALESCE`,
+    /// `TURBOLIFT_METRICS` and `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY` (see
+    /// `docs/configuration.md`).
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -88,18 +92,10 @@ impl Config {
         }
         config.secret = var(env::SECRET).filter(|s| !s.is_empty());
         config.tls = TlsFiles::from_vars(&var).map_err(Error::Config)?;
-        if let Some(text) = var(env::COALESCE) {
-            config.no_coalescing = match text.trim() {
-                "on" | "1" | "true" => false,
-                "off" | "0" | "false" => true,
-                _ => {
-                    return Err(Error::Config(format!(
-                        "{} must be `on` or `off`, not `{text}`",
-                        env::COALESCE
-                    )));
-                }
-            };
-        }
+        config.no_coalescing = !env::switch(env::COALESCE, var(env::COALESCE).as_deref(), true)
+            .map_err(Error::Config)?;
+        config.no_stats = !env::switch(env::METRICS, var(env::METRICS).as_deref(), true)
+            .map_err(Error::Config)?;
         if let Some(text) = var(env::TIMEOUT) {
             config.default_timeout = Some(
                 parse_duration(&text)
@@ -233,6 +229,11 @@ impl Config {
 
     pub(crate) fn coalesces(&self) -> bool {
         !self.no_coalescing
+    }
+
+    /// Whether calls are counted for the summary at the end of a run.
+    pub(crate) fn keeps_stats(&self) -> bool {
+        !self.no_stats
     }
 
     pub(crate) fn tls_files(&self) -> Option<&TlsFiles> {
@@ -392,6 +393,11 @@ pub(crate) mod tests {
                 env::COALESCE,
                 "sometimes",
                 "TURBOLIFT_COALESCE must be `on` or `off`",
+            ),
+            (
+                env::METRICS,
+                "maybe",
+                "TURBOLIFT_METRICS must be `on` or `off`",
             ),
         ] {
             let err = Config::from_vars(vars(&[(var, value)]))

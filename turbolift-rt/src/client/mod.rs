@@ -9,6 +9,7 @@ pub(crate) use config::tests as config_tests;
 mod quiet;
 mod remote;
 mod retry;
+mod stats;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -121,6 +122,18 @@ fn pooled(connector: Connector) -> HttpClient {
 /// function's types; the exchange itself is compiled once, in this crate, and not again
 /// in every crate with a distributed function (see [`exchange`]).
 pub(crate) async fn call<A: Wire, R: Wire>(remote: &Arc<Remote>, args: A) -> Result<R, Error> {
+    let recording = remote.stats.map(stats::CallStats::start);
+    let result = encode_exchange_decode(remote, args).await;
+    if let Some(recording) = recording {
+        recording.finish(&result);
+    }
+    result
+}
+
+async fn encode_exchange_decode<A: Wire, R: Wire>(
+    remote: &Arc<Remote>,
+    args: A,
+) -> Result<R, Error> {
     let function = remote.info.id();
     let body = wire::encode_owned(args).map_err(|e| Error::Encode {
         function: function.to_owned(),
@@ -178,7 +191,11 @@ fn exchange<'a>(
 /// bounds them all, pauses included.
 async fn attempts(remote: &Remote, body: Encoded) -> Result<Bytes, Error> {
     let mut retry = Retry::new(remote);
+    let mut sent = false;
     while let Some(index) = retry.next(None).await {
+        if std::mem::replace(&mut sent, true) {
+            remote.count_retries(1);
+        }
         let replica = &remote.replicas[index];
         let outcome = {
             let _in_flight = replica.begin();

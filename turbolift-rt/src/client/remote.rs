@@ -112,6 +112,8 @@ pub(crate) struct Remote {
     pub(crate) client: Arc<super::HttpClient>,
     /// Calls waiting to be coalesced, and the requests in flight.
     pub(crate) lane: super::coalesce::Lane,
+    /// The function's counts for the summary; `None` with `TURBOLIFT_METRICS=off`.
+    pub(crate) stats: Option<&'static super::stats::CallStats>,
     next: AtomicUsize,
 }
 
@@ -182,8 +184,18 @@ impl Remote {
             headers,
             client: super::http_client(config)?,
             lane,
+            stats: config
+                .keeps_stats()
+                .then(|| super::stats::CallStats::of(info.id())),
             next: AtomicUsize::new(0),
         })
+    }
+
+    /// `calls` calls are sent again after an attempt that got no answer.
+    pub(crate) fn count_retries(&self, calls: usize) {
+        if let Some(stats) = self.stats {
+            stats.retried(calls);
+        }
     }
 
     /// The replica for the next attempt: the least loaded among those not yet tried by

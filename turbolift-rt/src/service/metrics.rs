@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -30,31 +30,9 @@ pub(crate) const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus
 
 /// Upper bounds of the service-time buckets in nanoseconds: 1 µs to 10 s, in steps of
 /// 1, 2.5 and 5 (a call run inline takes microseconds, one on the blocking pool tens of
-/// microseconds more, a real computation milliseconds to seconds).
-const BOUNDS: [u64; 22] = [
-    1_000,
-    2_500,
-    5_000,
-    10_000,
-    25_000,
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-];
+/// microseconds more, a real computation milliseconds to seconds); the program's own
+/// histogram of call time has the same ones.
+use turbolift_shared::stats::{TIME_BOUNDS_NANOS as BOUNDS, bucket_of};
 
 /// The metrics of a service.
 pub(crate) struct Metrics {
@@ -62,13 +40,20 @@ pub(crate) struct Metrics {
     pub(crate) functions: Box<[FunctionMetrics]>,
     /// Answers `GET /v1/metrics` without the secret (`TURBOLIFT_METRICS_PUBLIC=1`).
     pub(crate) public: AtomicBool,
+    /// `false` (`TURBOLIFT_METRICS=off`): calls count nothing, and `GET /v1/metrics` says
+    /// the metrics are off.
+    pub(crate) on: bool,
 }
 
 impl Metrics {
-    pub(crate) fn new(functions: impl IntoIterator<Item = &'static str>) -> Self {
+    pub(crate) fn new(functions: impl IntoIterator<Item = &'static str>, on: bool) -> Self {
         Metrics {
-            functions: functions.into_iter().map(FunctionMetrics::new).collect(),
+            functions: functions
+                .into_iter()
+                .map(|id| FunctionMetrics::new(id, on))
+                .collect(),
             public: AtomicBool::new(false),
+            on,
         }
     }
 
@@ -86,6 +71,8 @@ impl Metrics {
 /// What one function's calls add to.
 pub(crate) struct FunctionMetrics {
     id: &'static str,
+    /// Whether calls are counted ([`Metrics::on`]).
+    on: bool,
     /// Calls that ran, alone (whatever their outcome but bad arguments) or in a batch
     /// (counted when it starts).
     calls: AtomicU64,
@@ -98,9 +85,10 @@ pub(crate) struct FunctionMetrics {
 }
 
 impl FunctionMetrics {
-    fn new(id: &'static str) -> Self {
+    fn new(id: &'static str, on: bool) -> Self {
         FunctionMetrics {
             id,
+            on,
             calls: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -110,14 +98,25 @@ impl FunctionMetrics {
         }
     }
 
-    /// A call that ran for `took`.
-    pub(crate) fn served(&self, took: Duration) {
-        self.calls.fetch_add(1, Relaxed);
-        self.service_time.observe(took);
+    /// When a call starts, for [`FunctionMetrics::served`]; `None` when calls are not
+    /// counted (no clock read).
+    pub(crate) fn clock(&self) -> Option<Instant> {
+        self.on.then(Instant::now)
+    }
+
+    /// A call that ran since `started` ([`FunctionMetrics::clock`]).
+    pub(crate) fn served(&self, started: Option<Instant>) {
+        if let Some(started) = started {
+            self.calls.fetch_add(1, Relaxed);
+            self.service_time.observe(started.elapsed());
+        }
     }
 
     /// A batch of `calls` calls, started.
     pub(crate) fn batch_started(&self, calls: u64) {
+        if !self.on {
+            return;
+        }
         self.batches.fetch_add(1, Relaxed);
         self.batch_calls.fetch_add(calls, Relaxed);
         self.calls.fetch_add(calls, Relaxed);
@@ -125,10 +124,16 @@ impl FunctionMetrics {
 
     /// A call of a batch that ran for `took` (counted when its batch started).
     pub(crate) fn batch_call_took(&self, took: Duration) {
+        if !self.on {
+            return;
+        }
         self.service_time.observe(took);
     }
 
     pub(crate) fn panicked(&self) {
+        if !self.on {
+            return;
+        }
         self.panics.fetch_add(1, Relaxed);
     }
 
@@ -139,10 +144,16 @@ impl FunctionMetrics {
     }
 
     pub(crate) fn start_running(&self) {
+        if !self.on {
+            return;
+        }
         self.in_flight.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn stop_running(&self) {
+        if !self.on {
+            return;
+        }
         self.in_flight.fetch_sub(1, Relaxed);
     }
 }
@@ -167,8 +178,7 @@ struct ServiceTime {
 impl ServiceTime {
     fn observe(&self, took: Duration) {
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BOUNDS.partition_point(|&bound| bound < nanos);
-        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.buckets[bucket_of(nanos)].fetch_add(1, Relaxed);
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 

@@ -162,7 +162,7 @@ impl Service {
             draining: AtomicBool::new(false),
             replica,
             functions: handlers.iter().map(|h| h.info().id().to_owned()).collect(),
-            metrics: metrics::Metrics::new(handlers.iter().map(|h| h.info().id())),
+            metrics: metrics::Metrics::new(handlers.iter().map(|h| h.info().id()), options.metrics),
             refusals: refusals::Refusals::new(),
             busy: AtomicU64::new(0),
             drained: AtomicU64::new(0),
@@ -208,14 +208,23 @@ impl Service {
         telling.abort();
         state.refusals.tell_untold(true);
         served?;
-        tracing::info!(
-            served = state.metrics.served(),
-            rejected = state.refusals.total(),
-            refusals = %state.refusals,
-            panicked = state.metrics.panicked(),
-            busy = state.busy.load(Ordering::Relaxed),
-            "stopped"
-        );
+        if state.metrics.on {
+            tracing::info!(
+                served = state.metrics.served(),
+                rejected = state.refusals.total(),
+                refusals = %state.refusals,
+                panicked = state.metrics.panicked(),
+                busy = state.busy.load(Ordering::Relaxed),
+                "stopped"
+            );
+        } else {
+            tracing::info!(
+                rejected = state.refusals.total(),
+                refusals = %state.refusals,
+                busy = state.busy.load(Ordering::Relaxed),
+                "stopped (calls not counted: TURBOLIFT_METRICS=off)"
+            );
+        }
         Ok(())
     }
 }
@@ -327,18 +336,11 @@ pub fn main_for(id: &str) -> ExitCode {
     }
 }
 
-/// `TURBOLIFT_METRICS_PUBLIC`: `1` (or `true`) answers metrics without the secret; unset,
-/// empty, `0` or `false` does not.
+/// `TURBOLIFT_METRICS_PUBLIC`: `1` (or `on`, `true`) answers metrics without the secret;
+/// unset, empty, `0` (or `off`, `false`) does not.
 fn metrics_public_from_env() -> Result<bool, String> {
-    let value = std::env::var(env::METRICS_PUBLIC).unwrap_or_default();
-    match value.trim() {
-        "1" | "true" => Ok(true),
-        "" | "0" | "false" => Ok(false),
-        other => Err(format!(
-            "{}=`{other}` is neither 1 (metrics without the secret) nor 0",
-            env::METRICS_PUBLIC
-        )),
-    }
+    let value = std::env::var(env::METRICS_PUBLIC).ok();
+    env::switch(env::METRICS_PUBLIC, value.as_deref(), false)
 }
 
 /// Prints the line `cargo turbolift run` waits for: where the service listens.

@@ -58,6 +58,8 @@ pub struct ServiceOptions {
     /// the function has proven that short; `Duration::ZERO` runs every call on the
     /// blocking pool (see `docs/performance.md`).
     pub inline_max: Duration,
+    /// Count calls for `GET /v1/metrics` (`TURBOLIFT_METRICS`, on unless `off`).
+    pub metrics: bool,
     /// TLS: the service's certificate and key, and the authority whose signature a
     /// caller's certificate must carry (`TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`; needs
     /// turbolift's `tls` feature). `None`: plain HTTP.
@@ -78,6 +80,7 @@ impl std::fmt::Debug for ServiceOptions {
             .field("listen_fd", &self.listen_fd)
             .field("max_connections", &self.max_connections)
             .field("inline_max", &self.inline_max)
+            .field("metrics", &self.metrics)
             .field("tls", &self.tls)
             .finish()
     }
@@ -98,6 +101,7 @@ impl ServiceOptions {
             listen_fd: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             inline_max: super::DEFAULT_INLINE_MAX,
+            metrics: true,
             tls: None,
         }
     }
@@ -105,7 +109,8 @@ impl ServiceOptions {
     /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_LISTEN_FD`,
     /// `TURBOLIFT_MAX_CONNECTIONS`, `TURBOLIFT_MAX_BODY`, `TURBOLIFT_MAX_CONCURRENCY`,
     /// `TURBOLIFT_MAX_QUEUE`, `TURBOLIFT_HEADER_TIMEOUT`, `TURBOLIFT_BODY_TIMEOUT`,
-    /// `TURBOLIFT_REPLICA`, `TURBOLIFT_INLINE_MAX` and `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`.
+    /// `TURBOLIFT_REPLICA`, `TURBOLIFT_INLINE_MAX`, `TURBOLIFT_METRICS` and
+    /// `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`.
     pub fn from_env() -> Result<Self, String> {
         let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
             format!(
@@ -164,6 +169,11 @@ impl ServiceOptions {
                 })?,
             };
         }
+        options.metrics = env::switch(
+            env::METRICS,
+            std::env::var(env::METRICS).ok().as_deref(),
+            true,
+        )?;
         options.tls = crate::TlsFiles::from_vars(|name| std::env::var(name).ok())?;
         options.max_connections = match (max_connections, &options.tls) {
             (Some(n), _) => n,

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -132,6 +131,13 @@ async fn public_metrics(Extract(state): Extract<Arc<State>>, headers: HeaderMap)
 
 /// OpenMetrics when the scraper accepts it (Prometheus does), else Prometheus' text format.
 fn metrics_answer(state: &Arc<State>, headers: &HeaderMap) -> Response {
+    if !state.metrics.on {
+        let reason = format!(
+            "this service counts nothing: it was started with {}=off",
+            protocol::env::METRICS
+        );
+        return (StatusCode::NOT_FOUND, reason).into_response();
+    }
     let openmetrics = headers
         .get_all(ACCEPT)
         .iter()
@@ -191,22 +197,21 @@ async fn call(
     };
     let metrics = &state.metrics.functions[index];
     let running = metrics.running();
-    let started = Instant::now();
+    let started = metrics.clock();
     let outcome = handler.invoke(body).await;
-    let took = started.elapsed();
     drop(running);
     match outcome {
         Ok(result) => {
-            metrics.served(took);
+            metrics.served(started);
             encoded_answer(Body::new(Chunks::new(result)))
         }
         Err(e) => {
             match e {
                 InvokeError::Panic(_) => {
-                    metrics.served(took);
+                    metrics.served(started);
                     metrics.panicked();
                 }
-                InvokeError::Encode(_) => metrics.served(took),
+                InvokeError::Encode(_) => metrics.served(started),
                 InvokeError::BadArguments(_) | InvokeError::ShuttingDown => {}
             }
             invoke_error(&state, handler.info().id(), e)
