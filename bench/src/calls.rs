@@ -10,19 +10,27 @@
 //! What TLS costs (7) is measured after them: the fixture runs once more per repeat, with
 //! the same arguments, under `cargo turbolift run --tls` (built once, after every plain
 //! run, since switching would rebuild the services each time), next to the plain runs.
+//! What metrics cost (8) needs no rebuild: each repeat runs the fixture a second time with
+//! `TURBOLIFT_METRICS=off`, right after or right before the run with them on (the order
+//! alternates), so that the two runs of a pair see the same machine.
 
 use serde_json::Value;
 
 use crate::peer::{Blob, Peer};
 use crate::stats::{Figure, Row};
 use crate::tarpc_peer::TarpcPeer;
-use crate::{Env, Options, Sizes, bench_lines, field, prepare_tls, turbolift_run_tls};
+use crate::{
+    Env, Options, Sizes, bench_lines, field, prepare_tls, turbolift_run_tls,
+    turbolift_run_uncounted,
+};
 
-/// The rows of 1-3 against the axum peer, and against tarpc; those of 7, TLS against plain.
+/// The rows of 1-3 against the axum peer, and against tarpc; those of 7, TLS against
+/// plain; those of 8, metrics on against off.
 pub struct Rows {
     pub peer: Vec<Row>,
     pub tarpc: Vec<Row>,
     pub tls: Vec<Row>,
+    pub metrics: Vec<Row>,
 }
 
 /// Measurements 1-3, turbolift and the peers taking turns.
@@ -31,6 +39,7 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
     let same_process = Peer::start(true);
     let tarpc = TarpcPeer::start();
     let mut tl: Vec<Vec<Value>> = Vec::new();
+    let mut uncounted: Vec<Vec<Value>> = Vec::new();
     let mut peer_blob: Vec<Blob> = Vec::new();
     let mut tarpc_blob: Vec<f64> = Vec::new();
     let mut same_process_p50: Vec<f64> = Vec::new();
@@ -61,7 +70,21 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
         // starts with the `r % 3`th.
         for k in 0..3 {
             match (r + k) % 3 {
-                0 => tl.push(bench_lines(turbolift_run_tls(env, Some(1), false, &args))),
+                0 => {
+                    let on = || bench_lines(turbolift_run_tls(env, Some(1), false, &args));
+                    let off = || bench_lines(turbolift_run_uncounted(env, Some(1), &args));
+                    match (options.wants(8), r % 2) {
+                        (false, _) => tl.push(on()),
+                        (true, 0) => {
+                            tl.push(on());
+                            uncounted.push(off());
+                        }
+                        (true, _) => {
+                            uncounted.push(off());
+                            tl.push(on());
+                        }
+                    }
+                }
                 1 if options.wants(3) => peer_blob.push(peer.blob(sizes)),
                 2 if options.wants(3) => tarpc_blob.push(tarpc.blob(sizes)),
                 _ => {}
@@ -151,7 +174,12 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
         peer: Vec::new(),
         tarpc: Vec::new(),
         tls: if options.wants(7) {
-            tls_rows(&tl, &tls)
+            variant_rows(&tl, &tls, "plain", TLS_GOALS)
+        } else {
+            Vec::new()
+        },
+        metrics: if options.wants(8) {
+            variant_rows(&uncounted, &tl, "off", METRICS_GOALS)
         } else {
             Vec::new()
         },
@@ -215,9 +243,31 @@ pub fn calls(env: &Env, options: &Options, sizes: Sizes) -> Rows {
     rows
 }
 
-/// Measurement 7: turbolift over TLS (`tls`, the fixture's lines of each repeat) next to
-/// turbolift in plain HTTP (`plain`), both in the same benchmark run.
-fn tls_rows(plain: &[Vec<Value>], tls: &[Vec<Value>]) -> Vec<Row> {
+/// Goals of a variant against its base: on the sequential p50 and on 64 in flight.
+struct Goals {
+    p50: Option<(&'static str, f64, bool)>,
+    in_flight: Option<(&'static str, f64, bool)>,
+}
+
+const TLS_GOALS: Goals = Goals {
+    p50: Some(("TLS p50 ≤ 1.2× plaintext", 1.2, false)),
+    in_flight: None,
+};
+
+const METRICS_GOALS: Goals = Goals {
+    p50: Some(("on ≤ 1.03× off", 1.03, false)),
+    in_flight: Some(("on ≥ 0.97× off", 0.97, true)),
+};
+
+/// Measurements 7 and 8: turbolift in a variant (`variant`, the fixture's lines of each
+/// repeat: over TLS; with metrics on) next to turbolift without it (`base`, named
+/// `base_name`: plain HTTP; metrics off), both in the same benchmark run.
+fn variant_rows(
+    base: &[Vec<Value>],
+    variant: &[Vec<Value>],
+    base_name: &str,
+    goals: Goals,
+) -> Vec<Row> {
     let rounds = |runs: &[Vec<Value>], kind: &str, name: &str| -> Vec<f64> {
         let lines = runs.iter().flatten().filter(|l| l["kind"] == kind);
         lines.map(|l| l[name].as_f64().expect(name)).collect()
@@ -226,14 +276,14 @@ fn tls_rows(plain: &[Vec<Value>], tls: &[Vec<Value>]) -> Vec<Row> {
         Row::pair(
             name,
             unit,
-            Figure::of(rounds(tls, kind, figure)),
-            Figure::of(rounds(plain, kind, figure)),
+            Figure::of(rounds(variant, kind, figure)),
+            Figure::of(rounds(base, kind, figure)),
             goal,
         )
-        .with_peer_name("plain")
+        .with_peer_name(base_name)
     };
     // Turbolift over the axum peer of the same round: the machine's drift between the
-    // plain runs and the TLS runs cancels out.
+    // base runs and the variant's runs cancels out.
     let over_peer = |name: &str, kind: &str, ours: &str, theirs: &str| {
         let of = |runs: &[Vec<Value>]| {
             Figure::of(each_round(
@@ -241,19 +291,13 @@ fn tls_rows(plain: &[Vec<Value>], tls: &[Vec<Value>]) -> Vec<Row> {
                 &rounds(runs, kind, theirs),
             ))
         };
-        Row::pair(name, "×", of(tls), of(plain), None).with_peer_name("plain")
+        Row::pair(name, "×", of(variant), of(base), None).with_peer_name(base_name)
     };
     let per_run = |runs: &[Vec<Value>], kind: &str, name: &str| -> Vec<f64> {
         runs.iter().map(|l| field(l, kind, name)).collect()
     };
     vec![
-        pair(
-            "1. sequential p50",
-            "µs",
-            "seq",
-            "p50_us",
-            Some(("TLS p50 ≤ 1.2× plaintext", 1.2, false)),
-        ),
+        pair("1. sequential p50", "µs", "seq", "p50_us", goals.p50),
         pair("1. sequential p99", "µs", "seq", "p99_us", None),
         over_peer(
             "1. sequential p50 over the peer's of the same round",
@@ -261,7 +305,13 @@ fn tls_rows(plain: &[Vec<Value>], tls: &[Vec<Value>]) -> Vec<Row> {
             "p50_us",
             "peer_p50_us",
         ),
-        pair("2. 64 in flight", "calls/s", "par", "calls_per_s", None),
+        pair(
+            "2. 64 in flight",
+            "calls/s",
+            "par",
+            "calls_per_s",
+            goals.in_flight,
+        ),
         over_peer(
             "2. 64 in flight over the peer's of the same round",
             "par",
@@ -271,11 +321,11 @@ fn tls_rows(plain: &[Vec<Value>], tls: &[Vec<Value>]) -> Vec<Row> {
         Row::pair(
             "3. 10 MiB echo",
             "MB/s",
-            Figure::of(per_run(tls, "blob", "mb_per_s")),
-            Figure::of(per_run(plain, "blob", "mb_per_s")),
+            Figure::of(per_run(variant, "blob", "mb_per_s")),
+            Figure::of(per_run(base, "blob", "mb_per_s")),
             None,
         )
-        .with_peer_name("plain"),
+        .with_peer_name(base_name),
     ]
 }
 

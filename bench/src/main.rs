@@ -1,7 +1,7 @@
 //! The benchmark of issue #5: turbolift next to the peers, in one run.
 //!
 //! ```sh
-//! cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray] [--tls-cost]
+//! cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray] [--tls-cost] [--metrics-cost]
 //! ```
 //!
 //! Measurements: (1) sequential round trips (p50, p99, calls/s), (2) calls/s with 64 in
@@ -16,7 +16,9 @@
 //! with 1 and 2 replicas; (6) cold and incremental builds, `cargo turbolift build` next
 //! to `cargo build`, of `examples/quickstart` and `examples/wordstats`; (7, also
 //! `--tls-cost`) what TLS costs: the fixture's 1-3 once more under `cargo turbolift run
-//! --tls`, after the plain runs, next to them.
+//! --tls`, after the plain runs, next to them; (8, also `--metrics-cost`) what the
+//! services' metrics and the program's call counts cost: the fixture's 1-3 once more with
+//! `TURBOLIFT_METRICS=off`, right before or after each run with them on.
 //!
 //! Every figure is the median over repeats, with min–max; results go to stdout and to
 //! `target/bench/results.json`. Not part of the test suite: nothing here asserts timings.
@@ -58,11 +60,12 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--ray" => options.ray = true,
                 "--tls-cost" => options.only.push(7),
+                "--metrics-cost" => options.only.push(8),
                 "--only" => options.only.push(
                     args.next()
                         .and_then(|n| n.parse().ok())
-                        .filter(|n| (1..=7).contains(n))
-                        .unwrap_or_else(|| usage("--only takes a number from 1 to 7")),
+                        .filter(|n| (1..=8).contains(n))
+                        .unwrap_or_else(|| usage("--only takes a number from 1 to 8")),
                 ),
                 "--repeats" => {
                     options.repeats = args
@@ -95,13 +98,15 @@ fn usage(problem: &str) -> ! {
         eprintln!("error: {problem}");
     }
     eprintln!(
-        "usage: cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray] [--tls-cost]\n\
+        "usage: cargo run --release -p turbolift-bench -- [--quick] [--only N]... [--repeats R] [--ray] [--tls-cost] [--metrics-cost]\n\
          \n  --quick      fewer calls and repeats, and no build measurement (6)\
-         \n  --only N     only measurement N (1-7); may be repeated\
+         \n  --only N     only measurement N (1-8); may be repeated\
          \n  --repeats R  repeats of each measurement (default 5, 3 with --quick)\
          \n  --ray        also measure the Ray equivalents of 1-5 (needs target/bench/venv with ray)\
          \n  --tls-cost   the same as --only 7: 1-3 once more under `cargo turbolift run --tls`,\
-         \n               next to the plain runs of 1-3 (made too, printed if asked for)"
+         \n               next to the plain runs of 1-3 (made too, printed if asked for)\
+         \n  --metrics-cost  the same as --only 8: 1-3 once more with TURBOLIFT_METRICS=off,\
+         \n               each run next to one with metrics on"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
@@ -168,7 +173,7 @@ fn main() {
         options.repeats,
         if options.quick { ", quick" } else { "" }
     );
-    let needs_fixture = [1, 2, 3, 4, 5, 7].into_iter().any(|n| options.wants(n));
+    let needs_fixture = [1, 2, 3, 4, 5, 7, 8].into_iter().any(|n| options.wants(n));
     if needs_fixture || options.wants(6) {
         prepare(&env, needs_fixture);
     }
@@ -176,6 +181,7 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
     let mut tarpc_rows: Vec<Row> = Vec::new();
     let mut tls_rows: Vec<Row> = Vec::new();
+    let mut metrics_rows: Vec<Row> = Vec::new();
     let mut ray_rows: Vec<Row> = Vec::new();
     let ray = if options.ray {
         ray::Ray::find(&env)
@@ -188,11 +194,12 @@ fn main() {
         );
     }
 
-    if [1, 2, 3, 7].into_iter().any(|n| options.wants(n)) {
+    if [1, 2, 3, 7, 8].into_iter().any(|n| options.wants(n)) {
         let calls = calls::calls(&env, &options, sizes);
         rows.extend(calls.peer);
         tarpc_rows = calls.tarpc;
         tls_rows = calls.tls;
+        metrics_rows = calls.metrics;
     }
     if options.wants(4) {
         rows.extend(launch(&env, &options));
@@ -207,7 +214,7 @@ fn main() {
         ray_rows = ray.run(&options.only, options.repeats, sizes, options.quick, &rows);
     }
 
-    stats::print(&rows, &tarpc_rows, &ray_rows, &tls_rows);
+    stats::print(&rows, &tarpc_rows, &ray_rows, &tls_rows, &metrics_rows);
     let json = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "cores": cores,
@@ -219,7 +226,8 @@ fn main() {
         "results": rows.iter().map(Row::json).collect::<Vec<Value>>(),
         "tarpc": tarpc_rows.iter().map(Row::json).collect::<Vec<Value>>(),
         "ray": ray_rows.iter().map(Row::json).collect::<Vec<Value>>(),
-        "tls": tls_rows.iter().map(Row::tls_json).collect::<Vec<Value>>(),
+        "tls": tls_rows.iter().map(|r| r.renamed_json("tls", "plain")).collect::<Vec<Value>>(),
+        "metrics": metrics_rows.iter().map(|r| r.renamed_json("on", "off")).collect::<Vec<Value>>(),
     });
     let path = env.out.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json).expect("JSON"))
@@ -310,6 +318,14 @@ fn turbolift_run_tls(env: &Env, replicas: Option<u32>, tls: bool, args: &[String
         command.arg("--replicas").arg(n.to_string());
     }
     command.arg("--").args(args);
+    command
+}
+
+/// [`turbolift_run`] with the services' metrics and the program's call counts off
+/// (`TURBOLIFT_METRICS=off`, which the replicas and the program inherit).
+fn turbolift_run_uncounted(env: &Env, replicas: Option<u32>, args: &[String]) -> Command {
+    let mut command = turbolift_run(env, replicas, args);
+    command.env("TURBOLIFT_METRICS", "off");
     command
 }
 

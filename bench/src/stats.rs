@@ -177,11 +177,12 @@ impl Row {
         })
     }
 
-    /// [`Row::json`] of a row of the TLS table: its figures named `tls` and `plain`.
-    pub fn tls_json(&self) -> Value {
+    /// [`Row::json`] of a row of a variant's table (TLS, metrics): its figures named
+    /// `ours` (the variant: `tls`, `on`) and `theirs` (`plain`, `off`).
+    pub fn renamed_json(&self, ours: &str, theirs: &str) -> Value {
         let mut value = self.json();
         let object = value.as_object_mut().expect("a row is an object");
-        for (from, to) in [("turbolift", "tls"), ("peer", "plain")] {
+        for (from, to) in [("turbolift", ours), ("peer", theirs)] {
             let figure = object.remove(from).unwrap_or(Value::Null);
             object.insert(to.to_owned(), figure);
         }
@@ -246,8 +247,9 @@ fn table(title: [&str; 6], column: &str, rows: &[Row]) {
 }
 
 /// The results as Markdown tables on stdout: against the axum peer (and the rest), against
-/// tarpc, against Ray, and turbolift over TLS against turbolift in plain HTTP.
-pub fn print(rows: &[Row], tarpc: &[Row], ray: &[Row], tls: &[Row]) {
+/// tarpc, against Ray, turbolift over TLS against turbolift in plain HTTP, and with metrics
+/// against without.
+pub fn print(rows: &[Row], tarpc: &[Row], ray: &[Row], tls: &[Row], metrics: &[Row]) {
     println!();
     table(
         [
@@ -305,6 +307,21 @@ pub fn print(rows: &[Row], tarpc: &[Row], ray: &[Row], tls: &[Row]) {
             ],
             "plain",
             tls,
+        );
+    }
+    if !metrics.is_empty() {
+        println!();
+        table(
+            [
+                "metrics measurement",
+                "on median [min–max]",
+                "off median [min–max]",
+                "on / off",
+                "goal",
+                "",
+            ],
+            "off",
+            metrics,
         );
     }
 }
