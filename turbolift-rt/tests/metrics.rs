@@ -206,3 +206,27 @@ async fn promtool_checks_the_metrics_of_a_live_service() {
         out.status
     );
 }
+
+/// The function of the test with metrics off.
+#[turbolift::distribute]
+fn uncounted(n: u32) -> u32 {
+    n + 1
+}
+
+#[tokio::test]
+async fn with_metrics_off_calls_are_served_and_the_endpoint_says_why_it_has_nothing() {
+    let mut options = turbolift::service::ServiceOptions::new(SECRET);
+    options.metrics = false;
+    let service = common::serve_with(&[handler("metrics::uncounted")], &options).await;
+    route("metrics::uncounted", &[&service.url], SECRET);
+    for n in 0..5 {
+        assert_eq!(uncounted(n).await.unwrap(), n + 1);
+    }
+    let (status, body) = scrape(&service.url, Some(SECRET)).await;
+    assert!(status.contains(" 404 "), "{status}");
+    assert!(body.contains("TURBOLIFT_METRICS=off"), "{body}");
+    // The secret still guards the endpoint: without it, no word about the metrics.
+    let (status, _) = scrape(&service.url, None).await;
+    assert!(status.contains(" 401 "), "{status}");
+    service.stop().await;
+}
