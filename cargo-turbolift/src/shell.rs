@@ -113,6 +113,19 @@ impl Shell {
             self.status(verb, message);
             return Spinner(None);
         }
+        self.new_spinner(verb, message)
+    }
+
+    /// A spinner for one of several steps whose end a status line announces anyway, when
+    /// stderr is a terminal; nothing otherwise.
+    pub fn terminal_spinner(&self, verb: &str, message: impl std::fmt::Display) -> Spinner {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return Spinner(None);
+        }
+        self.new_spinner(verb, message)
+    }
+
+    fn new_spinner(&self, verb: &str, message: impl std::fmt::Display) -> Spinner {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{prefix:>12.green.bold} {msg} {spinner}")

@@ -128,6 +128,11 @@ fn example_in_containers(example: &str, package: &str, services: usize) {
     let stderr = text(&first.stderr);
     let images = images_of(&stderr);
     assert_eq!(images.len(), services, "{stderr}");
+    let building = format!(
+        "Building {services} image{} for linux/amd64\n",
+        if services == 1 { "" } else { "s" }
+    );
+    assert!(stderr.contains(&building), "{building:?} in {stderr}");
     for line in stderr.lines().filter(|l| l.contains("Image `")) {
         eprintln!("{package}: {}", line.trim());
     }

@@ -158,6 +158,31 @@ pub fn check_registry(registry: &str) -> Result<()> {
     Ok(())
 }
 
+/// Says how many images are about to be built (or found unchanged), and for which
+/// platforms: `Building 3 images for linux/amd64`. The services' images, and the
+/// program's when it was built statically (Kubernetes runs it as a Job).
+fn announce(shell: &Shell, built: &Built, args: &BuildArgs) {
+    let program = built
+        .programs
+        .first()
+        .is_some_and(|p| !p.by_arch.is_empty());
+    let count = built.services.len() + usize::from(program);
+    if count > 0 {
+        shell.status("Building", images_for(count, &arch::requested(args)));
+    }
+}
+
+/// `3 images for linux/amd64`, `2 images for linux/amd64 and linux/arm64 each`.
+fn images_for(count: usize, arches: &[Arch]) -> String {
+    let platforms: Vec<String> = arches.iter().map(|a| a.docker_platform()).collect();
+    let each = if arches.len() > 1 { " each" } else { "" };
+    format!(
+        "{count} image{} for {}{each}",
+        crate::build::plural(count),
+        platforms.join(" and ")
+    )
+}
+
 /// Builds (or reuses) the image of every built service from its static executable for
 /// each architecture: one [`Image`] per service, in the order of `built.services`.
 pub fn build_images(shell: &Shell, built: &Built, args: &BuildArgs) -> Result<Vec<Image>> {
@@ -168,6 +193,7 @@ pub fn build_images(shell: &Shell, built: &Built, args: &BuildArgs) -> Result<Ve
     std::fs::create_dir_all(&contexts)
         .with_context(|| format!("cannot create {}", contexts.display()))?;
     remove_stale(&contexts, &built.services)?;
+    announce(shell, built, args);
     let mut images = Vec::new();
     for service in &built.services {
         let id = &service.service.function.id;
@@ -301,7 +327,7 @@ pub fn build_or_reuse(
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
         std::fs::rename(&tmp, &copy)?;
     }
-    shell.verbose_status("Building", format!("image {reference}"));
+    let _building = shell.terminal_spinner("Building", format!("image {reference}"));
     let mut build = docker(["build"]);
     build
         .arg("--platform")
@@ -443,6 +469,15 @@ mod tests {
         assert!(check_tag("-bad").is_err() && check_tag("a/b").is_err());
         assert!(check_registry("localhost:5000").is_ok());
         assert!(check_registry("Upper/case").is_err() && check_registry("").is_err());
+    }
+
+    #[test]
+    fn the_images_line_names_their_count_and_platforms() {
+        assert_eq!(images_for(1, &[Arch::Amd64]), "1 image for linux/amd64");
+        assert_eq!(
+            images_for(3, &[Arch::Amd64, Arch::Arm64]),
+            "3 images for linux/amd64 and linux/arm64 each"
+        );
     }
 
     #[test]
