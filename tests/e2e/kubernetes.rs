@@ -506,7 +506,9 @@ fn redact(line: &str) -> String {
 }
 
 /// A `kubectl` that records its arguments and answers from canned output; `FAKE_MODE=fail`
-/// makes the rollout fail with a pod stuck pulling its image.
+/// makes the rollout fail with a pod stuck pulling its image. The service pods' `logs
+/// --follow` go on until killed, as a real one does, each noting its pid in
+/// `<log>.pids`; the program's Job takes 3 s.
 fn fake_kubectl() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("kubectl.log");
@@ -527,6 +529,9 @@ case "$args" in
       echo 'error: deployment "quickstart-square" exceeded its progress deadline' >&2; exit 1
     fi
     echo 'deployment "quickstart-square" successfully rolled out' ;;
+  *" get pods "*" -o name "*)
+    echo pod/quickstart-square-5d4f8b7c9-abcde
+    echo pod/quickstart-square-5d4f8b7c9-fghij ;;
   *" get pods "*)
     if [ "$FAKE_MODE" = fail ]; then
       echo '{"items":[{"metadata":{"name":"quickstart-square-7d9f-abcde"},"status":{"containerStatuses":[{"ready":false,"restartCount":0,"state":{"waiting":{"reason":"ImagePullBackOff","message":"Back-off pulling image \"turbolift/quickstart-square:0000\""}}}]}}]}'
@@ -536,7 +541,20 @@ case "$args" in
   *" get events "*)
     echo '{"items":[{"type":"Normal","reason":"Scheduled","message":"Successfully assigned default/quickstart-square-7d9f-abcde"},{"type":"Warning","reason":"Failed","message":"Failed to pull image \"turbolift/quickstart-square:0000\": not found"}]}' ;;
   *" wait "*) echo "pod/quickstart-program-xyz condition met" ;;
-  *" logs "*) echo "squares: [0, 1, 4]"; echo "sum: 5" ;;
+  *" logs "*" pod/"*)
+    # A service pod's lines: the first pod's container "restarts" once (its logs end,
+    # and are followed again from the last line shown); then both follow until killed.
+    if [[ "$args" == *" --since-time="* ]]; then
+      echo "2026-12-06T03:02:26.5Z hello from square"
+      echo "2026-12-06T03:02:28.25Z square again after a restart"
+    else
+      echo "2026-12-06T03:02:26.1Z 2026-12-06T03:02:26.100000Z  INFO turbolift::service: serving function=\"quickstart::square\""
+      echo "2026-12-06T03:02:26.5Z hello from square"
+      [[ "$args" == *-abcde* ]] && exit 0
+    fi
+    echo $$ >> "$FAKE_KUBECTL_LOG.pids"
+    exec sleep 60 ;;
+  *" logs "*) sleep 3; echo "squares: [0, 1, 4]"; echo "sum: 5" ;;
   *" delete "*) echo 'deployment.apps "quickstart-square" deleted'; echo 'secret "quickstart-secret" deleted' ;;
   *) echo "fake kubectl: unexpected arguments: $*" >&2; exit 2 ;;
 esac
@@ -669,6 +687,78 @@ fn run_deploys_runs_the_job_passes_its_exit_code_on_and_cleans_up() {
         delete.contains("-l app.kubernetes.io/part-of=quickstart-app,turbolift.dev/deployment="),
         "{delete}"
     );
+    // The service pods' lines on stderr, prefixed with the pod's name, each once (the
+    // restarted pod's followed again from its last line shown), turbolift's own left out.
+    let stderr = text(&out.stderr);
+    for pod in ["abcde", "fghij"] {
+        let line = format!("quickstart-square-5d4f8b7c9-{pod} | hello from square\n");
+        assert_eq!(
+            stderr.matches(&line).count(),
+            1,
+            "{line:?} once in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("quickstart-square-5d4f8b7c9-abcde | square again after a restart\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("turbolift::service: serving"), "{stderr}");
+    assert!(
+        calls.contains("logs --follow --timestamps --container service --since-time=2026-12-06T03:02:26.5Z pod/quickstart-square-5d4f8b7c9-abcde"),
+        "{calls}"
+    );
+    // What each step is doing, as it starts.
+    for step in [
+        "Building 2 images for linux/amd64\n",
+        "Applying ",
+        "Waiting for the rollout of deployment/quickstart-square\n",
+        "Waiting for the pod of job/quickstart-program to start\n",
+    ] {
+        assert!(stderr.contains(step), "{step:?} in:\n{stderr}");
+    }
+    let lines_end = stderr.rfind("hello from square").unwrap();
+    let deleted = stderr.find("Deleted").expect("a Deleted line");
+    assert!(
+        lines_end < deleted,
+        "the pods' lines come before the deployment is deleted:\n{stderr}"
+    );
+    // Every `kubectl logs --follow` was ended with the run.
+    let pids = std::fs::read_to_string(log.with_extension("log.pids")).unwrap();
+    assert_eq!(pids.lines().count(), 2, "{calls}");
+    for pid in pids.lines() {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "kubectl logs ({pid}) outlived the run"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs Docker (the Kubernetes platform builds images with it)"]
+fn run_with_service_output_log_and_quiet_follows_no_pod_and_says_nothing() {
+    require_docker();
+    let _serial = serial();
+    let (fake, log) = fake_kubectl();
+    let mut cmd = turbolift(
+        &fixture("examples/quickstart"),
+        &[
+            "run",
+            "-q",
+            "--platform",
+            "kubernetes",
+            "--service-output",
+            "log",
+        ],
+    );
+    with_fake(&mut cmd, fake.path(), &log, "ok");
+    let out = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "squares: [0, 1, 4]\nsum: 5\n");
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr, "", "-q: no status line, no pod line");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(!calls.contains(" -o name"), "{calls}");
+    assert!(!calls.contains("--timestamps"), "{calls}");
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! The replicas' output on the terminal, for the platforms whose replicas run on this
-//! machine (local processes, Docker containers): with `--service-output stream` (the
-//! default), every line a replica writes, on its stdout or its stderr, is also written to
-//! `cargo turbolift`'s stderr as `<replica> | <line>`, so that the program's stdout stays
-//! exactly what `cargo run` prints.
+//! The replicas' output on the terminal (local processes, Docker containers, and during
+//! `run --platform kubernetes` the service pods, from `kubernetes/follow.rs`): with
+//! `--service-output stream` (the default), every line a replica writes, on its stdout or
+//! its stderr, is also written to `cargo turbolift`'s stderr as `<replica> | <line>`, so
+//! that the program's stdout stays exactly what `cargo run` prints.
 //!
 //! - A line is written whole, prefix included, in one write under stderr's lock: lines of
 //!   replicas, of the program (which writes to the same terminal) and status lines are

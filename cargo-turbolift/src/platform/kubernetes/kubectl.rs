@@ -1,6 +1,7 @@
 //! Talking to a cluster through `kubectl`: apply, wait for rollouts, explain failing pods,
 //! run the program's Job and follow its logs, delete by label.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,19 +13,30 @@ use super::manifests::{DEPLOYMENT_LABEL, Manifest, PART_OF_LABEL, Plan};
 use crate::shell::Shell;
 
 /// `kubectl`, in the namespace of the deployment.
+#[derive(Clone)]
 pub struct Kubectl {
+    /// `KUBECTL`, else `kubectl` on `PATH`.
+    program: OsString,
     namespace: String,
 }
 
 impl Kubectl {
     pub fn new(namespace: &str) -> Self {
+        let program = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
+        Kubectl::at(program, namespace)
+    }
+
+    /// The `kubectl` at `program`.
+    pub fn at(program: impl Into<OsString>, namespace: &str) -> Self {
         Kubectl {
+            program: program.into(),
             namespace: namespace.to_owned(),
         }
     }
 
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into()));
+    /// `kubectl --namespace NS`, to which the caller adds the rest.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
         cmd.arg("--namespace").arg(&self.namespace);
         cmd
     }
@@ -63,8 +75,10 @@ impl Kubectl {
     /// ready with their last events.
     pub fn wait_rollouts(&self, shell: &Shell, plan: &Plan, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        for service in &plan.services {
+        let names: Vec<String> = plan.services.iter().map(|s| plan.service_name(s)).collect();
+        for (done, service) in plan.services.iter().enumerate() {
             let name = plan.service_name(service);
+            let waiting = shell.spinner("Waiting", not_rolled_out(&names[done..]));
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .as_secs()
@@ -75,6 +89,7 @@ impl Kubectl {
                 &format!("deployment/{name}"),
                 &format!("--timeout={left}s"),
             ]);
+            drop(waiting);
             match status {
                 Ok(_) => shell.status(
                     "Ready",
@@ -89,6 +104,25 @@ impl Kubectl {
             }
         }
         Ok(())
+    }
+
+    /// The names of the pods `selector` selects, without `pod/` (a request that gets no
+    /// answer within 5 s fails).
+    pub fn pod_names(&self, selector: &str) -> Result<Vec<String>> {
+        let listed = self.run(&[
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-o",
+            "name",
+            "--request-timeout=5s",
+        ])?;
+        Ok(listed
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pod/"))
+            .map(str::to_owned)
+            .collect())
     }
 
     /// Pods of the deployment that are not ready, why, and their last events.
@@ -160,7 +194,9 @@ impl Kubectl {
         let job = plan.job_name();
         self.apply(&[job_file.to_path_buf()])?;
         shell.status("Running", format!("job/{job}"));
-        // Wait for the pod to start (or fail to), then follow its logs.
+        // Wait for the pod to start (or fail to), then follow its logs. A line rather
+        // than a spinner: the service pods' lines may be shown meanwhile.
+        shell.status("Waiting", format!("for the pod of job/{job} to start"));
         let deadline = Instant::now() + timeout;
         let selector = format!("job-name={job}");
         let _ = self.run(&[
@@ -224,6 +260,18 @@ impl Kubectl {
     }
 }
 
+/// What the rollout still waits for: `for the rollout of deployment/a`, `for 2 rollouts:
+/// deployment/a, deployment/b`.
+fn not_rolled_out(names: &[String]) -> String {
+    match names {
+        [one] => format!("for the rollout of deployment/{one}"),
+        _ => {
+            let all: Vec<String> = names.iter().map(|n| format!("deployment/{n}")).collect();
+            format!("for {} rollouts: {}", names.len(), all.join(", "))
+        }
+    }
+}
+
 /// The files of the objects `deploy` applies: everything but the Job.
 pub fn service_files(dir: &Path, manifests: &[Manifest]) -> Vec<PathBuf> {
     manifests
@@ -231,4 +279,22 @@ pub fn service_files(dir: &Path, manifests: &[Manifest]) -> Vec<PathBuf> {
         .filter(|m| m.kind != "Job")
         .map(|m| dir.join(&m.file))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_waiting_line_names_the_rollouts_not_done() {
+        let names = ["quickstart-square".to_owned(), "quickstart-cube".to_owned()];
+        assert_eq!(
+            not_rolled_out(&names),
+            "for 2 rollouts: deployment/quickstart-square, deployment/quickstart-cube"
+        );
+        assert_eq!(
+            not_rolled_out(&names[1..]),
+            "for the rollout of deployment/quickstart-cube"
+        );
+    }
 }

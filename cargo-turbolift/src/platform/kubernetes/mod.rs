@@ -2,6 +2,7 @@
 //! `deploy`, `run --platform kubernetes` and `delete` through `kubectl`. The program runs
 //! in the cluster, as a Job.
 
+mod follow;
 pub mod kubectl;
 pub mod manifests;
 mod tls;
@@ -14,11 +15,13 @@ use turbolift_shared::naming;
 use super::image::{self, Image, Images};
 use super::{Running, Signals, Start, random_hex, replicas};
 use crate::build::{Built, BuiltProgram, arch};
+use crate::cli::ServiceOutput;
 use crate::cli::{BuildArgs, DeleteArgs};
 use crate::generate;
 use crate::project::{Pick, Project, Walk};
 use crate::shell::Shell;
 use crate::templates::{self, Value};
+use follow::PodOutput;
 use kubectl::Kubectl;
 use manifests::{Manifest, Plan, ProgramPlan, ServicePlan};
 use tls::DeploymentTls;
@@ -146,16 +149,23 @@ impl Kubernetes {
     }
 
     /// Deploys the services; what was deployed is deleted again if the rollout fails
-    /// (unless `--keep`).
+    /// (unless `--keep`). With `--service-output stream`, the service pods' lines are
+    /// shown from then on, until the run stops.
     pub fn start(&self, shell: &Shell, start: &Start<'_>) -> Result<Box<dyn Running>> {
-        let deployed = Deployed {
+        let mut deployed = Deployed {
             prepared: self.prepared()?.clone(),
             keep: start.keep,
             timeout: start.timeout,
+            output: None,
         };
         if let Err(e) = self.deploy(shell, start.timeout) {
             Box::new(deployed).stop(shell);
             return Err(e);
+        }
+        if start.args.service_output == ServiceOutput::Stream {
+            let plan = &deployed.prepared.plan;
+            let kubectl = Kubectl::new(&plan.namespace);
+            deployed.output = Some(PodOutput::start(shell, kubectl, plan));
         }
         Ok(Box::new(deployed))
     }
@@ -166,6 +176,8 @@ struct Deployed {
     prepared: Prepared,
     keep: bool,
     timeout: Duration,
+    /// The service pods' lines on the terminal, with `--service-output stream`.
+    output: Option<PodOutput>,
 }
 
 impl Running for Deployed {
@@ -198,8 +210,14 @@ impl Running for Deployed {
         )
     }
 
-    /// Deletes what was deployed, unless `--keep`.
-    fn stop(self: Box<Self>, shell: &Shell) {
+    /// Stops showing the service pods' lines, and deletes what was deployed, unless
+    /// `--keep`.
+    fn stop(mut self: Box<Self>, shell: &Shell) {
+        if let Some(output) = self.output.take() {
+            output.stop();
+            // Their last lines before the lines that say what became of the deployment.
+            super::output::drain();
+        }
         let plan = &self.prepared.plan;
         if self.keep {
             shell.status(
