@@ -215,7 +215,11 @@ fn remote_batch<A: Wire, R: Wire>(
         Err(error) => return Ok(Batch::failed(inputs.len(), error)),
         Ok(Some(remote)) => {
             let len = inputs.len();
-            return Ok(Batch::new(len, crate::client::batch::run(remote, inputs)));
+            let results = crate::client::batch::run(remote, inputs);
+            // The batch's requests carry the context of the span current here.
+            #[cfg(feature = "otel")]
+            let results = crate::trace::carry(results);
+            return Ok(Batch::new(len, results));
         }
         Ok(None) => {}
     }

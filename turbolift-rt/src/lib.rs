@@ -12,6 +12,8 @@ mod client;
 pub mod service;
 #[cfg(feature = "distributed")]
 mod tls;
+#[cfg(feature = "otel")]
+mod trace;
 
 #[doc(hidden)]
 pub mod __private;
@@ -25,6 +27,15 @@ pub use turbolift_shared::{duration, naming, protocol};
 pub use client::Config;
 #[cfg(feature = "distributed")]
 pub use tls::TlsFiles;
+
+/// The OpenTelemetry API whose span contexts calls carry (`otel` feature): a program's
+/// tracer provider must be of this version for its spans' contexts to travel.
+#[cfg(feature = "otel")]
+pub use opentelemetry;
+/// The `tracing` layer whose span contexts calls carry (`otel` feature): a program's
+/// subscriber needs this version's `layer()` for its spans' contexts to travel.
+#[cfg(feature = "otel")]
+pub use tracing_opentelemetry;
 
 /// serde, re-exported so that user crates can derive without naming it as a dependency:
 /// `#[derive(turbolift::serde::Serialize)] #[serde(crate = "turbolift::serde")]`.

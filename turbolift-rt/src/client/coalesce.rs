@@ -81,6 +81,9 @@ struct State {
 struct Waiting {
     args: Encoded,
     answer: oneshot::Sender<Result<Bytes, Error>>,
+    /// The trace context of the call, which its request carries (see `crate::trace`).
+    #[cfg(feature = "otel")]
+    trace: crate::trace::CallContext,
 }
 
 /// How a call goes.
@@ -165,6 +168,8 @@ pub(crate) fn enter<'r>(remote: &'r Arc<Remote>, args: &Encoded) -> Entry<'r> {
     state.waiting.push_back(Waiting {
         args: args.clone(),
         answer,
+        #[cfg(feature = "otel")]
+        trace: crate::trace::CallContext::current(),
     });
     Entry::Gathered(receiver)
 }
@@ -261,14 +266,11 @@ async fn drive(remote: Arc<Remote>, mut calls: Vec<Waiting>) {
         if !calls.is_empty() {
             let started = Instant::now();
             let count = calls.len();
-            let gathered = Calls::gather(calls.iter().map(|w| &w.args));
-            let mut waiters = Waiters {
-                answers: calls.drain(..).map(|w| Some(w.answer)).collect(),
-                timed_out: false,
-                remote: remote.clone(),
-            };
-            batch::run_request(remote.clone(), Arc::new(gathered), 0..count, &mut waiters).await;
-            if waiters.timed_out {
+            #[cfg(not(feature = "otel"))]
+            let timed_out = send(&remote, std::mem::take(&mut calls)).await;
+            #[cfg(feature = "otel")]
+            let timed_out = send_by_trace(&remote, std::mem::take(&mut calls)).await;
+            if timed_out {
                 remote
                     .lane
                     .stall(remote.info.id(), "a call of a coalesced request timed out");
@@ -281,6 +283,43 @@ async fn drive(remote: Arc<Remote>, mut calls: Vec<Waiting>) {
             None => return,
         }
     }
+}
+
+/// Sends `calls` as one batch request; whether a call of it timed out.
+async fn send(remote: &Arc<Remote>, calls: Vec<Waiting>) -> bool {
+    let count = calls.len();
+    let gathered = Calls::gather(calls.iter().map(|w| &w.args));
+    let mut waiters = Waiters {
+        answers: calls.into_iter().map(|w| Some(w.answer)).collect(),
+        timed_out: false,
+        remote: remote.clone(),
+    };
+    batch::run_request(remote.clone(), Arc::new(gathered), 0..count, &mut waiters).await;
+    waiters.timed_out
+}
+
+/// Sends `calls` as one batch request per trace context, side by side, each carrying its
+/// context (one request when they were made in one span); whether a call timed out.
+#[cfg(feature = "otel")]
+async fn send_by_trace(remote: &Arc<Remote>, calls: Vec<Waiting>) -> bool {
+    let mut groups: Vec<(crate::trace::CallContext, Vec<Waiting>)> = Vec::new();
+    for call in calls {
+        match groups
+            .iter_mut()
+            .rev()
+            .find(|(trace, _)| *trace == call.trace)
+        {
+            Some((_, group)) => group.push(call),
+            None => groups.push((call.trace.clone(), vec![call])),
+        }
+    }
+    let requests = groups
+        .into_iter()
+        .map(|(trace, calls)| crate::trace::carrying(trace, send(remote, calls)));
+    futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .any(|timed_out| timed_out)
 }
 
 /// The callers of a coalesced request, each answered as its frame arrives.

@@ -234,6 +234,8 @@ pub(crate) async fn post(
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri.clone();
     *request.headers_mut() = remote.headers.clone();
+    #[cfg(feature = "otel")]
+    crate::trace::inject(request.headers_mut());
     // hyper-util's client logs its pool's every move: not for the program's subscriber.
     let response = match Quiet::new(quietly(|| remote.client.request(request))).await {
         Ok(response) => response,

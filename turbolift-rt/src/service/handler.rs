@@ -111,6 +111,12 @@ fn run_blocking_call(info: &'static FnInfo, call: BlockingCall) -> Invocation {
             return outcome
                 .unwrap_or_else(|payload| Err(InvokeError::Panic(panic_message(&*payload))));
         }
+        // The span of the call (with `otel`) goes with it to the blocking pool.
+        #[cfg(feature = "otel")]
+        let call: BlockingCall = {
+            let span = tracing::Span::current();
+            Box::new(move || span.in_scope(call))
+        };
         let timed = move || {
             let started = Instant::now();
             let encoded = call();
@@ -212,7 +218,12 @@ fn run_blocking_batch(
     let shared = std::sync::Arc::new((sink, Pending::new((calls, 0))));
     for _ in 0..count.clamp(1, BLOCKING_BATCH_WORKERS) {
         let shared = shared.clone();
+        // The batch's span (with `otel`) goes with its calls to the blocking pool.
+        #[cfg(feature = "otel")]
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            #[cfg(feature = "otel")]
+            let _span = span.enter();
             let (sink, pending) = &*shared;
             let mut frames = Vec::new();
             let mut since = Instant::now();
@@ -273,7 +284,7 @@ fn run_async_batch(
     sink: BatchSink,
     calls: Box<dyn Iterator<Item = BoxFuture<'static, Result<Vec<u8>, String>>> + Send>,
 ) {
-    tokio::spawn(async move {
+    let batch = async move {
         let mut calls = calls.enumerate();
         let mut running = FuturesUnordered::new();
         let mut frames = Vec::new();
@@ -316,7 +327,11 @@ fn run_async_batch(
             }
         }
         sink.send(frames).await;
-    });
+    };
+    // The batch's span (with `otel`) goes with its calls.
+    #[cfg(feature = "otel")]
+    let batch = tracing::Instrument::in_current_span(batch);
+    tokio::spawn(batch);
 }
 
 /// A result's encoding, or why it did not encode.

@@ -270,7 +270,7 @@ pub fn main_for(id: &str) -> ExitCode {
     if check::requested() {
         return check::health_check();
     }
-    init_logging();
+    init_logging(id);
     let Some(handler) = registered().find(|h| h.info().id() == id) else {
         let known: Vec<&str> = registered().map(|h| h.info().id()).collect();
         eprintln!(
@@ -327,6 +327,9 @@ pub fn main_for(id: &str) -> ExitCode {
             .await
             .map_err(|e| format!("serving failed: {e}"))
     });
+    // With `otlp`, the spans not yet sent go to the collector.
+    #[cfg(feature = "otlp")]
+    crate::trace::export::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -352,7 +355,9 @@ fn announce(addr: SocketAddr, tls: bool) {
     let _ = out.flush();
 }
 
-fn init_logging() {
+/// Logs to stderr at `TURBOLIFT_LOG`'s levels; with `otlp`, also exports the spans of the
+/// service `function` when an OTLP endpoint is set.
+fn init_logging(#[cfg_attr(not(feature = "otlp"), allow(unused_variables))] function: &str) {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -376,12 +381,14 @@ fn init_logging() {
             default()
         })
     };
-    let _ = tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .finish()
-        .with(filter)
-        .try_init();
+        .with(filter);
+    #[cfg(feature = "otlp")]
+    let subscriber = subscriber.with(crate::trace::export::layer(function));
+    let _ = subscriber.try_init();
 }
 
 /// Completes on SIGTERM or SIGINT.

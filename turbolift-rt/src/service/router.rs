@@ -191,6 +191,8 @@ async fn call(
     index: usize,
     request: Request,
 ) -> Response {
+    #[cfg(feature = "otel")]
+    let span = crate::trace::serving(handler.info().id(), false, request.headers());
     let (body, _permit) = match admit(&state, handler, request).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
@@ -198,7 +200,10 @@ async fn call(
     let metrics = &state.metrics.functions[index];
     let running = metrics.running();
     let started = metrics.clock();
-    let outcome = handler.invoke(body).await;
+    let invocation = handler.invoke(body);
+    #[cfg(feature = "otel")]
+    let invocation = tracing::Instrument::instrument(invocation, span);
+    let outcome = invocation.await;
     drop(running);
     match outcome {
         Ok(result) => {
@@ -226,6 +231,8 @@ async fn batch(
     index: usize,
     request: Request,
 ) -> Response {
+    #[cfg(feature = "otel")]
+    let span = crate::trace::serving(handler.info().id(), true, request.headers());
     let (body, permit) = match admit(&state, handler, request).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
@@ -243,8 +250,15 @@ async fn batch(
         return state.reject(ErrorKind::TooLarge, reason);
     }
     let (sink, answer) = BatchSink::new(state.clone(), function, index, permit);
-    match handler.start_batch(body, sink) {
+    // With `otel`, the batch's calls run in its span (see `handler`).
+    #[cfg(feature = "otel")]
+    let start = span.in_scope(|| handler.start_batch(body, sink));
+    #[cfg(not(feature = "otel"))]
+    let start = handler.start_batch(body, sink);
+    match start {
         Ok(calls) => {
+            #[cfg(feature = "otel")]
+            span.record("calls", calls);
             state.metrics.functions[index].batch_started(calls as u64);
             encoded_answer(Body::new(answer))
         }
