@@ -243,6 +243,26 @@ pub fn library_package(
     ])
 }
 
+/// Whether `package` turns on `turbolift`'s `otel` feature (or `otlp`), in its dependency
+/// on `turbolift` or in a feature of its own (`turbolift/otel`, under the dependency's
+/// key): its generated packages then get `otlp`, so that the services export their spans.
+pub fn enables_otel(package: &Package) -> bool {
+    const FEATURES: [&str; 2] = ["otel", "otlp"];
+    package
+        .dependencies
+        .iter()
+        .filter(|d| d.name == "turbolift" && d.kind == DependencyKind::Normal)
+        .any(|d| {
+            let key = d.rename.as_deref().unwrap_or("turbolift");
+            let by_feature = |enabled: &String| {
+                let enabled = enabled.replacen("?/", "/", 1);
+                FEATURES.iter().any(|f| enabled == format!("{key}/{f}"))
+            };
+            d.features.iter().any(|f| FEATURES.contains(&f.as_str()))
+                || package.features.values().flatten().any(by_feature)
+        })
+}
+
 /// `[lints.rust] warnings = "allow"`.
 pub fn warnings_allowed() -> Value {
     let mut rust = Table::new();
@@ -457,6 +477,37 @@ libc = { path = "vendor/libc" }
             lib_dep: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn otel_is_seen_in_the_dependency_and_in_the_package_features() {
+        let (_dir, package) = package();
+        assert!(!enables_otel(&package));
+        let turbolift = |package: &mut Package| {
+            package
+                .dependencies
+                .iter_mut()
+                .find(|d| d.name == "turbolift")
+                .unwrap()
+                .features
+                .push("otel".into());
+        };
+        let mut in_dependency = package.clone();
+        turbolift(&mut in_dependency);
+        assert!(enables_otel(&in_dependency));
+        for enabling in ["tl/otel", "tl?/otel", "tl/otlp"] {
+            let mut by_feature = package.clone();
+            by_feature
+                .features
+                .insert("tracing".into(), vec![enabling.into()]);
+            assert!(enables_otel(&by_feature), "{enabling}");
+        }
+        // Under another key, `turbolift/otel` is a feature of some other package.
+        let mut other = package.clone();
+        other
+            .features
+            .insert("tracing".into(), vec!["turbolift/otel".into()]);
+        assert!(!enables_otel(&other));
     }
 
     #[test]

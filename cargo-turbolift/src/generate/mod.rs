@@ -106,19 +106,26 @@ fn package_name(project: &Project, target: &Target) -> String {
 }
 
 /// The features of `turbolift` that every generated package enables: the service side
-/// (which includes the remote call path), and with `tls` the TLS of both.
-fn turbolift_features(tls: bool) -> &'static [&'static str] {
+/// (which includes the remote call path), with `tls` the TLS of both, and with `otel`
+/// (the program's trace context) `otlp`, with which the services export their spans.
+fn turbolift_features(tls: bool, otel: bool) -> Vec<&'static str> {
+    let mut features = vec!["service"];
     if tls {
-        &["service", "tls"]
-    } else {
-        &["service"]
+        features.push("tls");
     }
+    if otel {
+        features.push("otlp");
+    }
+    features
 }
 
 /// Generates the workspace of `project`'s services and program; with `tls`, they are
 /// built able to call and serve over TLS.
 pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Result<Generated> {
-    let features = turbolift_features(tls);
+    let otel = std::iter::once(&project.package)
+        .chain(project.libraries.iter().map(|library| &library.package))
+        .any(manifest::enables_otel);
+    let features: &[&str] = &turbolift_features(tls, otel);
     let dir = workspace_dir(project);
     let packages_dir = dir.join("services");
     std::fs::create_dir_all(&packages_dir)
