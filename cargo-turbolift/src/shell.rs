@@ -1,6 +1,7 @@
 //! Status output on stderr, in cargo's style.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
@@ -11,6 +12,21 @@ use crate::cli::Color;
 const STATUS: Style = AnsiColor::Green.on_default().bold();
 const ERROR: Style = AnsiColor::Red.on_default().bold();
 const WARN: Style = AnsiColor::Yellow.on_default().bold();
+
+/// The spinner drawn on the terminal, if one is: lines written to stderr meanwhile take it
+/// off first ([`above_spinner`]).
+static SPINNER: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Runs `write`, which writes whole lines to stderr, with the spinner (if one is drawn)
+/// taken off the terminal meanwhile and drawn again below the lines: a line written while
+/// a spinner turns is never mixed with it.
+pub fn above_spinner<R>(write: impl FnOnce() -> R) -> R {
+    let spinner = SPINNER.lock().ok().and_then(|s| s.clone());
+    match spinner {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
 
 /// Where messages go and how loud.
 #[derive(Clone)]
@@ -60,7 +76,7 @@ impl Shell {
         if self.quiet {
             return;
         }
-        let _ = writeln!(self.stderr(), "{STATUS}{verb:>12}{STATUS:#} {message}");
+        above_spinner(|| writeln!(self.stderr(), "{STATUS}{verb:>12}{STATUS:#} {message}")).ok();
     }
 
     /// A status line shown only with `-v`.
@@ -71,7 +87,7 @@ impl Shell {
     }
 
     pub fn warn(&self, message: impl std::fmt::Display) {
-        let _ = writeln!(self.stderr(), "{WARN}warning{WARN:#}: {message}");
+        above_spinner(|| writeln!(self.stderr(), "{WARN}warning{WARN:#}: {message}")).ok();
     }
 
     /// Prints an error and its causes, like cargo.
@@ -126,14 +142,18 @@ impl Shell {
     }
 
     fn new_spinner(&self, verb: &str, message: impl std::fmt::Display) -> Spinner {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>12.green.bold} {msg} {spinner}")
-                .expect("a valid template"),
-        );
-        bar.set_prefix(verb.to_owned());
-        bar.set_message(message.to_string());
+        // Prefix and message set before the first draw, which shows them.
+        let bar = ProgressBar::new_spinner()
+            .with_style(
+                ProgressStyle::with_template("{prefix:>12.green.bold} {msg} {spinner}")
+                    .expect("a valid template"),
+            )
+            .with_prefix(verb.to_owned())
+            .with_message(message.to_string());
         bar.enable_steady_tick(Duration::from_millis(100));
+        if let Ok(mut drawn) = SPINNER.lock() {
+            *drawn = Some(bar.clone());
+        }
         Spinner(Some(bar))
     }
 }
@@ -151,6 +171,9 @@ impl Spinner {
 impl Drop for Spinner {
     fn drop(&mut self) {
         if let Some(bar) = &self.0 {
+            if let Ok(mut drawn) = SPINNER.lock() {
+                *drawn = None;
+            }
             bar.finish_and_clear();
         }
     }

@@ -55,16 +55,18 @@ fn terminal_queue() -> Option<&'static SyncSender<Vec<u8>>> {
                 .name("replica-output".to_owned())
                 .spawn(move || {
                     for whole in receiver {
-                        let mut stderr = std::io::stderr().lock();
-                        let left_out = LEFT_OUT.swap(0, Ordering::Relaxed);
-                        if left_out > 0 {
-                            let _ = writeln!(
-                                stderr,
-                                "... {left_out} line(s) of the replicas' output were not shown here (the terminal did not keep up); they are in the logs"
-                            );
-                        }
-                        let _ = stderr.write_all(&whole);
-                        drop(stderr);
+                        // Above a spinner, if one turns: never on its line.
+                        crate::shell::above_spinner(|| {
+                            let mut stderr = std::io::stderr().lock();
+                            let left_out = LEFT_OUT.swap(0, Ordering::Relaxed);
+                            if left_out > 0 {
+                                let _ = writeln!(
+                                    stderr,
+                                    "... {left_out} line(s) of the replicas' output were not shown here (the terminal did not keep up); they are in the logs"
+                                );
+                            }
+                            let _ = stderr.write_all(&whole);
+                        });
                         QUEUED.fetch_sub(1, Ordering::Release);
                     }
                 })

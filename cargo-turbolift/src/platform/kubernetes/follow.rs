@@ -81,7 +81,12 @@ impl PodOutput {
     /// later; each pod's lines prefixed with its name.
     pub fn start(shell: &Shell, kubectl: Kubectl, plan: &Plan) -> PodOutput {
         let selector = service_pods(plan);
-        let pods = kubectl.pod_names(&selector).unwrap_or_default();
+        let pods = kubectl.pod_names(&selector).unwrap_or_else(|e| {
+            shell.warn(format!(
+                "cannot list the service pods to show their output: {e}"
+            ));
+            Vec::new()
+        });
         let terminal = Terminal::new(
             shell,
             ServiceOutput::Stream,

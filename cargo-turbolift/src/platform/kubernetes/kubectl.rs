@@ -194,9 +194,8 @@ impl Kubectl {
         let job = plan.job_name();
         self.apply(&[job_file.to_path_buf()])?;
         shell.status("Running", format!("job/{job}"));
-        // Wait for the pod to start (or fail to), then follow its logs. A line rather
-        // than a spinner: the service pods' lines may be shown meanwhile.
-        shell.status("Waiting", format!("for the pod of job/{job} to start"));
+        // Wait for the pod to start (or fail to), then follow its logs.
+        let waiting = shell.spinner("Waiting", format!("for the pod of job/{job} to start"));
         let deadline = Instant::now() + timeout;
         let selector = format!("job-name={job}");
         let _ = self.run(&[
@@ -207,6 +206,8 @@ impl Kubectl {
             &selector,
             &format!("--timeout={}s", timeout.as_secs().max(1)),
         ]);
+        // Gone before the program's output, which reaches the terminal straight.
+        drop(waiting);
         let mut logs = self
             .command()
             .args(["logs", "--follow", &format!("job/{job}")])
