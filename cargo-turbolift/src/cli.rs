@@ -36,8 +36,14 @@ impl Cargo {
     fn settled(mut self) -> Cargo {
         let Cargo::Turbolift(args) = &mut self;
         match &mut args.command {
-            Command::Run(run) => run.build.service_output = run.service_output,
-            Command::Test(test) => test.build.service_output = test.service_output,
+            Command::Run(run) => {
+                run.build.service_output = run.service_output;
+                run.build.summary = run.summary.format();
+            }
+            Command::Test(test) => {
+                test.build.service_output = test.service_output;
+                test.build.summary = test.summary.format();
+            }
             _ => {}
         }
         self
@@ -166,6 +172,37 @@ pub enum ServiceOutput {
     Stream,
     // To the replicas' log files only.
     Log,
+}
+
+/// `--message-format`: how the summary at the end of a run or test is printed. Only the
+/// summary's: the messages of the cargo that `cargo turbolift` runs are cargo's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum MessageFormat {
+    // A table for people.
+    #[default]
+    Human,
+    // One JSON object per function per line, as cargo's `--message-format json`.
+    Json,
+}
+
+/// The summary's flags of `run` and `test`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SummaryArgs {
+    /// Print no summary of the calls when the program ends
+    #[arg(long, help_heading = "Run Options")]
+    pub no_summary: bool,
+
+    /// How the summary of the calls is printed: a table, or one JSON object per function
+    /// per line
+    #[arg(long, value_enum, value_name = "FMT", default_value_t = MessageFormat::Human, help_heading = "Run Options")]
+    pub message_format: MessageFormat,
+}
+
+impl SummaryArgs {
+    /// The summary's format; `None` for none.
+    pub fn format(self) -> Option<MessageFormat> {
+        (!self.no_summary).then_some(self.message_format)
+    }
 }
 
 /// `--arch`: the architectures of static builds and images.
@@ -324,6 +361,11 @@ pub struct BuildArgs {
     /// (`cli::parse`); the platforms read it here, with the rest of what they start.
     #[arg(skip)]
     pub service_output: ServiceOutput,
+
+    /// `run` and `test`: the summary's format (`None`: `--no-summary`, and every other
+    /// command), set once the command line is parsed as `service_output` is.
+    #[arg(skip)]
+    pub summary: Option<MessageFormat>,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +385,9 @@ pub struct RunArgs {
     /// name, and to the logs; or to the logs only
     #[arg(long, value_enum, value_name = "WHERE", default_value_t = ServiceOutput::Stream, help_heading = "Run Options")]
     pub service_output: ServiceOutput,
+
+    #[command(flatten)]
+    pub summary: SummaryArgs,
 
     /// Arguments for the program
     #[arg(last = true, value_name = "ARGS")]
@@ -382,6 +427,9 @@ pub struct TestArgs {
     /// name, and to the logs; or to the logs only
     #[arg(long, value_enum, value_name = "WHERE", default_value_t = ServiceOutput::Stream, help_heading = "Run Options")]
     pub service_output: ServiceOutput,
+
+    #[command(flatten)]
+    pub summary: SummaryArgs,
 
     /// Arguments for the test binary
     #[arg(last = true, value_name = "ARGS")]
@@ -580,6 +628,46 @@ mod tests {
                 refused.to_string().contains("unexpected argument"),
                 "{refused}"
             );
+        }
+    }
+
+    #[test]
+    fn the_summarys_flags_are_for_run_and_test_and_reach_the_platforms() {
+        let summary = |args: &[&str]| {
+            let mut full = vec!["cargo", "turbolift"];
+            full.extend_from_slice(args);
+            Cargo::try_parse_from(full).map(|c| {
+                let Cargo::Turbolift(args) = c.settled();
+                match args.command {
+                    Command::Run(run) => run.build.summary,
+                    Command::Test(test) => test.build.summary,
+                    _ => panic!("run or test"),
+                }
+            })
+        };
+        for command in ["run", "test"] {
+            assert_eq!(summary(&[command]).unwrap(), Some(MessageFormat::Human));
+            let json = summary(&[command, "--message-format", "json"]).unwrap();
+            assert_eq!(json, Some(MessageFormat::Json), "{command}");
+            assert_eq!(summary(&[command, "--no-summary"]).unwrap(), None);
+            let both = [command, "--no-summary", "--message-format", "json"];
+            assert_eq!(summary(&both).unwrap(), None, "no summary wins");
+            let bad = summary(&[command, "--message-format", "short"]).unwrap_err();
+            assert!(
+                bad.to_string().contains("[possible values: human, json]"),
+                "{bad}"
+            );
+        }
+        for command in ["build", "deploy"] {
+            for flag in [&["--no-summary"][..], &["--message-format", "json"]] {
+                let mut args = vec![command];
+                args.extend_from_slice(flag);
+                let refused = summary(&args).unwrap_err();
+                assert!(
+                    refused.to_string().contains("unexpected argument"),
+                    "{refused}"
+                );
+            }
         }
     }
 

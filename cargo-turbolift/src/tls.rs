@@ -144,7 +144,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Readiness probes of services that serve TLS, trusting only `ca_pem`'s authority.
+/// Readiness probes and scrapes of services that serve TLS, trusting only `ca_pem`'s
+/// authority; with the program's certificate ([`Prober::with_certificate`]), as the
+/// program, which a service answers more than its probes.
 #[derive(Clone)]
 pub struct Prober {
     config: Arc<rustls::ClientConfig>,
@@ -152,20 +154,44 @@ pub struct Prober {
 
 impl Prober {
     pub fn new(ca_pem: &str) -> Result<Prober> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots
-                .add(cert.context("the authority's certificate does not parse")?)
-                .context("the authority's certificate is not usable")?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .context("TLS settings")?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = client_config(ca_pem)?.with_no_client_auth();
         Ok(Prober {
             config: Arc::new(config),
         })
+    }
+
+    /// A prober that shows the certificate `cert_pem` (with its key `key_pem`) of the
+    /// authority `ca_pem`: the program's, for `GET /v1/metrics` behind the secret.
+    pub fn with_certificate(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Prober> {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<std::result::Result<_, _>>()
+                .context("the client certificate does not parse")?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .context("the client key does not parse")?;
+        let config = client_config(ca_pem)?
+            .with_client_auth_cert(chain, key)
+            .context("the client certificate and key are not usable")?;
+        Ok(Prober {
+            config: Arc::new(config),
+        })
+    }
+
+    /// A TLS connection to the service at `addr` within `timeout` (each read and write
+    /// then times out after `timeout`), whose certificate must name `server_name`; the
+    /// handshake happens at the first read or write.
+    pub fn connect(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        timeout: Duration,
+    ) -> Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>, String> {
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|e| format!("`{server_name}` is not a server name: {e}"))?;
+        let connection = rustls::ClientConnection::new(self.config.clone(), name)
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let stream = turbolift_shared::probe::connect(addr, timeout)?;
+        Ok(rustls::StreamOwned::new(connection, stream))
     }
 
     /// Whether the service at `addr`, whose certificate names `server_name`, takes calls
@@ -177,13 +203,26 @@ impl Prober {
         server_name: &str,
         timeout: Duration,
     ) -> Result<(), String> {
-        let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|e| format!("`{server_name}` is not a server name: {e}"))?;
-        let connection = rustls::ClientConnection::new(self.config.clone(), name)
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let stream = turbolift_shared::probe::connect(addr, timeout)?;
-        turbolift_shared::probe::ready_over(rustls::StreamOwned::new(connection, stream), addr)
+        let stream = self.connect(addr, server_name, timeout)?;
+        turbolift_shared::probe::ready_over(stream, addr)
     }
+}
+
+/// A client's TLS settings that believe only `ca_pem`'s authority, before the client
+/// says whether it shows a certificate.
+fn client_config(
+    ca_pem: &str,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.context("the authority's certificate does not parse")?)
+            .context("the authority's certificate is not usable")?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS settings")?
+        .with_root_certificates(roots))
 }
 
 #[cfg(test)]

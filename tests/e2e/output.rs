@@ -112,10 +112,63 @@ fn assert_only_logged(out: &Output, plain: &str) {
     }
 }
 
+/// The summary's table after the `Stopped` line: its header, and `greet`'s row with the
+/// one call served, its times, and `replicas` replicas.
+fn assert_summary(stderr: &str, replicas: &str) {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let stopped = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("Stopped every service"))
+        .unwrap_or_else(|| panic!("no `Stopped` line:\n{stderr}"));
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start() == "Summary of the calls, per function")
+        .unwrap_or_else(|| panic!("no summary:\n{stderr}"));
+    assert!(
+        at > stopped,
+        "the summary follows the `Stopped` line:\n{stderr}"
+    );
+    let words = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        words(lines[at + 1]),
+        [
+            "function", "calls", "served", "errors", "retries", "call", "p50/p99", "service",
+            "p50/p99", "replicas", "restarts", "given", "up"
+        ],
+        "{stderr}"
+    );
+    let row = words(lines[at + 2]);
+    assert_eq!(row.len(), 10, "{stderr}");
+    assert_eq!(
+        row[..5],
+        ["output_fixture::greet", "1", "1", "0", "0"],
+        "{stderr}"
+    );
+    // p50/p99 of the call (the program's) and of the service (its replicas'), each a
+    // duration with its unit.
+    for times in &row[5..7] {
+        let (p50, p99) = times.split_once('/').unwrap_or_else(|| panic!("{times}"));
+        for time in [p50, p99] {
+            let digits = time.trim_end_matches(|c: char| c.is_alphabetic() || c == 'µ');
+            assert!(
+                digits.parse::<f64>().is_ok() && digits != time,
+                "{times}: {stderr}"
+            );
+        }
+    }
+    assert_eq!(row[7..], [replicas, "0", "0"], "{stderr}");
+}
+
 #[test]
 fn a_replicas_lines_are_on_stderr_prefixed_with_its_name() {
     let plain = plain_stdout();
-    assert_streamed(&run(&[]), &plain);
+    let out = run(&["--replicas", "2"]);
+    assert_streamed(&out, &plain);
+    assert_summary(&text(&out.stderr), "2");
 }
 
 /// A terminal that does not read (stderr a pipe nobody drains while the program runs)
@@ -156,7 +209,11 @@ fn a_terminal_that_does_not_read_holds_up_no_replica() {
 #[test]
 fn with_service_output_log_they_are_in_the_logs_only() {
     let plain = plain_stdout();
-    assert_only_logged(&run(&["--service-output", "log"]), &plain);
+    let out = run(&["--service-output", "log", "--no-summary"]);
+    assert_only_logged(&out, &plain);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("Summary"), "--no-summary:\n{stderr}");
+    assert!(!stderr.contains("p50/p99"), "--no-summary:\n{stderr}");
 }
 
 #[test]
@@ -177,7 +234,10 @@ fn on_docker_a_containers_lines_are_on_stderr_prefixed_with_its_name() {
     crate::docker::require_docker();
     let _serial = crate::docker::serial();
     let plain = plain_stdout();
-    assert_streamed(&run(&["--platform", "docker"]), &plain);
+    let out = run(&["--platform", "docker", "--replicas", "2"]);
+    assert_streamed(&out, &plain);
+    // The service time over TLS, with the program's certificate.
+    assert_summary(&text(&out.stderr), "2");
     assert_only_logged(
         &run(&["--platform", "docker", "--service-output", "log"]),
         &plain,

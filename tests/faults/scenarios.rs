@@ -13,7 +13,11 @@ fn worker_loss_10000_calls_two_kills() {
     let n = 10_000;
     // Each kill lands while both replicas hold calls (the program's calls at a pause
     // last long), and before the program has run on.
-    let (lines, run) = kill_a_replica_at(&["burst", &n.to_string(), "16", "2"], &[2_500, 6_000]);
+    let (lines, run) = kill_a_replica_at(
+        &["--message-format", "json"],
+        &["burst", &n.to_string(), "16", "2"],
+        &[2_500, 6_000],
+    );
     let (code, stderr) = run.finish();
     let (correct, errors) = check_burst(&lines, n);
     assert_eq!(code, Some(0), "{stderr}");
@@ -23,10 +27,51 @@ fn worker_loss_10000_calls_two_kills() {
         2,
         "both killed workers were restarted: {stderr}"
     );
+    // The summary counts every call though a replica was killed twice: the program's
+    // counts are exact.
+    let calls = function_summary(&stderr, "faults::slow_double");
+    assert_eq!(calls["calls"], n, "{calls}");
+    assert_eq!(calls["served"], n, "{calls}");
+    for kind in ["panic", "timeout", "decode", "unavailable", "refused"] {
+        assert_eq!(calls["errors"][kind], 0, "{kind}: {calls}");
+    }
+    assert_eq!(calls["restarts"], 2, "{calls}");
+    assert_eq!(calls["replicas"], 2, "{calls}");
+    assert_eq!(calls["given_up"], 0, "{calls}");
+    let ms = |time: &str, q: &str| calls[time][q].as_f64();
+    let (p50, p99) = (ms("call_time", "p50_ms"), ms("call_time", "p99_ms"));
+    assert!(p50.is_some_and(|p| p > 0.0), "{calls}");
+    assert!(p99 >= p50, "{calls}");
+    // Both replicas are up at the end (the killed one restarted): both answered.
+    assert_eq!(calls["service_time"]["replicas_answered"], 2, "{calls}");
+    assert!(ms("service_time", "p99_ms").is_some(), "{calls}");
+    assert!(
+        !stderr.contains("Summary of the calls"),
+        "JSON instead of the table"
+    );
     summary(
         "worker-loss",
-        format!("calls {n}, correct {correct}, errors {errors:?}, restarts 2 (two SIGKILLs)"),
+        format!(
+            "calls {n}, correct {correct}, errors {errors:?}, restarts 2 (two SIGKILLs); summary: calls {}, served {}, retries {}, call p50/p99 {:?}/{:?} ms",
+            calls["calls"], calls["served"], calls["retries"], p50, p99
+        ),
     );
+}
+
+/// The summary's JSON line of `function` on cargo turbolift's stderr
+/// (`--message-format json`); every such line must parse.
+fn function_summary(stderr: &str, function: &str) -> serde_json::Value {
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.contains("\"reason\":\"turbolift-function-summary\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}`: {e}")))
+        .collect();
+    let mut of_function = lines.into_iter().filter(|l| l["function"] == function);
+    let line = of_function
+        .next()
+        .unwrap_or_else(|| panic!("no summary of `{function}` in:\n{stderr}"));
+    assert!(of_function.next().is_none(), "one line per function");
+    line
 }
 
 #[test]
@@ -35,7 +80,7 @@ fn worker_loss_during_a_batch_of_10000_calls_two_kills() {
     built();
     let n = 10_000;
     // Both replicas hold requests of the batch in flight: one dies in the middle of one.
-    let (lines, run) = kill_a_replica_at(&["batch", &n.to_string(), "1"], &[2_500, 6_000]);
+    let (lines, run) = kill_a_replica_at(&[], &["batch", &n.to_string(), "1"], &[2_500, 6_000]);
     let (code, stderr) = run.finish();
     let (correct, errors) = check_burst(&lines, n);
     assert_eq!(code, Some(0), "{stderr}");
@@ -80,10 +125,12 @@ impl Pauses {
     }
 
     /// Starts the program over two replicas of each service, with these pause points.
-    fn start(&self, program_args: &[&str]) -> Run {
+    fn start(&self, run_args: &[&str], program_args: &[&str]) -> Run {
         let go = self.go();
         let env = [("FAULTS_PAUSE_AT", self.at.as_str()), ("FAULTS_GO", &go)];
-        start(&["--replicas", "2"], program_args, &env)
+        let mut args = vec!["--replicas", "2"];
+        args.extend_from_slice(run_args);
+        start(&args, program_args, &env)
     }
 
     /// Reads the program's lines up to its next `pause I`, runs `act` and lets the program
@@ -102,11 +149,12 @@ impl Pauses {
     }
 }
 
-/// Starts `burst`/`batch` with a pause at each of `at`, SIGKILLs one replica of
-/// `slow_double` at each pause, and reads the rest of the run; the result lines.
-fn kill_a_replica_at(program_args: &[&str], at: &[u64]) -> (Vec<String>, Run) {
+/// Starts `burst`/`batch` (with `run_args` for cargo turbolift) with a pause at each of
+/// `at`, SIGKILLs one replica of `slow_double` at each pause, and reads the rest of the
+/// run; the result lines.
+fn kill_a_replica_at(run_args: &[&str], program_args: &[&str], at: &[u64]) -> (Vec<String>, Run) {
     let pauses = Pauses::at(at);
-    let mut run = pauses.start(program_args);
+    let mut run = pauses.start(run_args, program_args);
     let mut lines = Vec::new();
     for _ in at {
         lines.extend(pauses.next(&mut run, || {
@@ -269,7 +317,7 @@ fn sigterm_to_a_service_under_load_finishes_its_calls() {
     // The SIGTERM lands while both replicas hold calls (the program's calls at its pause
     // last long).
     let pauses = Pauses::at(&[1_000]);
-    let mut run = pauses.start(&["burst", &n.to_string(), "64", "2"]);
+    let mut run = pauses.start(&[], &["burst", &n.to_string(), "64", "2"]);
     let mut lines = pauses.next(&mut run, || {
         let replicas = running(&exe("slow_double"));
         assert_eq!(replicas.len(), 2);

@@ -13,7 +13,8 @@
 //!
 //! `image` (static `FROM scratch` images, through the `docker` command line) serves the
 //! Docker and Kubernetes platforms, and `program` (the program as a child process here)
-//! the local and Docker ones.
+//! the local and Docker ones, which end with a summary of the calls (`summary`, with the
+//! replicas' service time from `scrape`).
 
 pub mod docker;
 pub mod image;
@@ -22,10 +23,12 @@ pub mod local;
 pub mod output;
 pub mod program;
 mod run_tls;
+mod scrape;
+pub mod summary;
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use turbolift_syntax::Replicas;
 
 use crate::build::{Binaries, Built, BuiltProgram, Plan, arch, plural};
@@ -76,6 +79,9 @@ pub struct Start<'a> {
     /// services, and for Kubernetes, whose deployment got its authority when its
     /// manifests were written.
     pub tls: Option<RunTls>,
+    /// Where the program's processes write their counts for the summary
+    /// (`<logs>/stats/`, `0700`): for a summary of a run here with services.
+    pub stats: Option<PathBuf>,
 }
 
 /// Replicas that are up, ready for the program.
@@ -115,6 +121,15 @@ impl<'a> Start<'a> {
         } else {
             None
         };
+        let stats = match args.summary {
+            Some(_) if runs_here && !built.services.is_empty() => {
+                let dir = logs.join("stats");
+                crate::private::private_dir(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                Some(dir)
+            }
+            _ => None,
+        };
         Ok(Start {
             args,
             secret: random_hex(32)?,
@@ -123,6 +138,7 @@ impl<'a> Start<'a> {
             keep,
             timeout,
             tls,
+            stats,
         })
     }
 }
@@ -130,7 +146,6 @@ impl<'a> Start<'a> {
 /// A fresh directory for a run's service logs, readable by this user only, as the folder
 /// of every run's; old runs beyond [`KEPT_LOGS`] go.
 fn logs_dir(workspace: &std::path::Path, run_id: &str) -> Result<PathBuf> {
-    use anyhow::Context as _;
     use std::os::unix::fs::DirBuilderExt;
     let root = workspace.join("logs");
     std::fs::DirBuilder::new()

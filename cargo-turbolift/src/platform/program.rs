@@ -1,7 +1,8 @@
 //! The program as a child process on this machine, against replicas that run here too
 //! (local processes or containers): its endpoints and the secret in its environment (with
 //! TLS, `https://` endpoints and the program's certificate), signals passed on, its exit
-//! code returned.
+//! code returned; and when the replicas stop, the summary of the calls
+//! ([`summary`](super::summary)).
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -13,8 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use turbolift_shared::protocol;
 
-use super::{Running, TlsFiles, by_function};
+use super::scrape::Scraper;
+use super::summary;
+use super::{Running, Start, TlsFiles, by_function};
 use crate::build::{BuiltProgram, plural};
+use crate::cli::MessageFormat;
 use crate::process;
 use crate::shell::Shell;
 
@@ -39,8 +43,40 @@ pub trait Replicas {
     fn tls(&self) -> Option<TlsFiles> {
         None
     }
-    /// Stops every replica; how many restarts there were during the run.
-    fn stop(self: Box<Self>) -> u32;
+    /// Stops every replica; what happened to each function's replicas during the run, in
+    /// the order of [`Replicas::addresses`].
+    fn stop(self: Box<Self>) -> Vec<ReplicaCounts>;
+}
+
+/// What happened to one function's replicas during a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaCounts {
+    pub function: String,
+    /// Replicas started.
+    pub replicas: u32,
+    /// Times a replica was started again after it exited.
+    pub restarts: u32,
+    /// Replicas that kept failing and were not restarted again.
+    pub given_up: u32,
+}
+
+impl ReplicaCounts {
+    /// No replicas of `function`.
+    pub fn new(function: &str) -> ReplicaCounts {
+        ReplicaCounts {
+            function: function.to_owned(),
+            replicas: 0,
+            restarts: 0,
+            given_up: 0,
+        }
+    }
+}
+
+/// The summary a run here ends with: its format, and the directory the program's
+/// processes write their counts into ([`protocol::env::STATS_DIR`]).
+struct SummaryPlan {
+    format: MessageFormat,
+    stats: PathBuf,
 }
 
 /// Replicas here, and the program run here against them.
@@ -50,6 +86,10 @@ pub struct OnThisMachine {
     logs: PathBuf,
     /// With TLS, the program's files ([`Replicas::tls`]).
     tls: Option<TlsFiles>,
+    /// `None` with `--no-summary`, and without services.
+    summary: Option<SummaryPlan>,
+    /// Whether a program ran against the replicas: a run stopped before has no summary.
+    ran: bool,
 }
 
 impl OnThisMachine {
@@ -57,10 +97,10 @@ impl OnThisMachine {
     pub fn new(
         shell: &Shell,
         replicas: Box<dyn Replicas>,
-        secret: &str,
-        logs: PathBuf,
+        start: &Start<'_>,
         started: Instant,
     ) -> OnThisMachine {
+        let logs = start.logs.clone();
         let tls = replicas.tls();
         let over = if tls.is_some() { " (TLS)" } else { "" };
         for (id, addrs) in by_function(&replicas.addresses()) {
@@ -71,11 +111,18 @@ impl OnThisMachine {
             "Started",
             format!("in {:?}; logs in {}", started.elapsed(), logs.display()),
         );
+        let summary = start
+            .args
+            .summary
+            .zip(start.stats.clone())
+            .map(|(format, stats)| SummaryPlan { format, stats });
         OnThisMachine {
             replicas,
-            secret: secret.to_owned(),
+            secret: start.secret.clone(),
             logs,
             tls,
+            summary,
+            ran: false,
         }
     }
 }
@@ -112,12 +159,31 @@ impl Running for OnThisMachine {
         if let Some(tls) = &self.tls {
             env.extend(tls.env().map(|(key, path)| (key, path.as_os_str())));
         }
+        if let Some(summary) = &self.summary {
+            env.push((protocol::env::STATS_DIR, summary.stats.as_os_str()));
+        }
+        self.ran = true;
         run(shell, program, args, &env, signals)
     }
 
     fn stop(self: Box<Self>, shell: &Shell) {
         let given_up = self.replicas.given_up();
-        let restarts = self.replicas.stop();
+        // Service time from the replicas before they stop, as a summary needs.
+        let (plan, ran) = (self.summary, self.ran);
+        let service = match &plan {
+            Some(_) if ran => match Scraper::new(&self.secret, self.tls.as_ref()) {
+                Ok(scraper) => scraper.service_times(&self.replicas.addresses()),
+                Err(e) => {
+                    shell.warn(format!(
+                        "the summary has no service time: cannot ask the replicas for it: {e:#}"
+                    ));
+                    Vec::new()
+                }
+            },
+            _ => Vec::new(),
+        };
+        let counts = self.replicas.stop();
+        let restarts: u32 = counts.iter().map(|c| c.restarts).sum();
         // The replicas' last lines before the line that says they stopped.
         super::output::drain();
         let mut notes = Vec::new();
@@ -148,6 +214,15 @@ impl Running for OnThisMachine {
                 "replica {replica} kept failing and was given up during the run; why is in its log: {}",
                 log.display()
             ));
+        }
+        if let Some(plan) = plan {
+            if ran {
+                let program = summary::read_counts(&plan.stats);
+                let rows = summary::rows(program.functions.as_deref(), service, counts);
+                summary::print(shell, plan.format, &rows, &program);
+            }
+            // The logs' folder holds logs alone once the run is over.
+            let _ = std::fs::remove_dir_all(&plan.stats);
         }
     }
 }

@@ -33,8 +33,8 @@ use crate::cli::ServiceOutput;
 use crate::platform::image::engine::{self, docker, label};
 use crate::platform::image::{CONTAINER_PORT, Image};
 use crate::platform::output::Terminal;
-use crate::platform::program::Replicas;
-use crate::platform::{RunTls, ServiceSpec, Start, TlsFiles};
+use crate::platform::program::{ReplicaCounts, Replicas};
+use crate::platform::{RunTls, ServiceSpec, Start, TlsFiles, by_function};
 use crate::shell::Shell;
 use crate::tls::Prober;
 
@@ -346,8 +346,9 @@ impl Containers {
 
     /// Stops every container (SIGTERM, so each finishes its calls in flight; SIGKILL
     /// after 10 s), saves each one's output to the run's log directory, and removes the
-    /// containers and the network. Returns how many times Docker restarted a container.
-    pub fn stop(mut self) -> u32 {
+    /// containers and the network. Returns what happened to each function's containers:
+    /// how many, and how many times Docker restarted them (it never gives one up).
+    pub fn stop(mut self) -> Vec<ReplicaCounts> {
         let names: Vec<String> = self.replicas.iter().map(|i| i.name.clone()).collect();
         if !names.is_empty() {
             let mut stop = docker(["stop", "--time", &STOP_TIMEOUT_SECS.to_string()]);
@@ -357,8 +358,9 @@ impl Containers {
         for follower in self.followers.drain(..) {
             follower.stop();
         }
-        let mut restarts = 0;
-        for name in &names {
+        let mut restarts = Vec::new();
+        for replica in &self.replicas {
+            let name = &replica.name;
             let count = engine::run(
                 docker(["inspect", "--format", "{{.RestartCount}}", name]),
                 "inspecting a container",
@@ -366,11 +368,19 @@ impl Containers {
             .ok()
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(0);
-            restarts += count;
+            restarts.push((replica.function_id.clone(), count));
             self.save_log(name, count);
         }
         self.remove();
-        restarts
+        by_function(&restarts)
+            .into_iter()
+            .map(|(function, counts)| ReplicaCounts {
+                function,
+                replicas: counts.len() as u32,
+                restarts: counts.iter().sum(),
+                given_up: 0,
+            })
+            .collect()
     }
 
     /// Copies a container's output (its stdout and stderr) into `<logs>/<service>-<i>.log`.
@@ -462,7 +472,7 @@ impl Replicas for Containers {
         self.tls.as_ref().map(|(_, program)| program.clone())
     }
 
-    fn stop(self: Box<Self>) -> u32 {
+    fn stop(self: Box<Self>) -> Vec<ReplicaCounts> {
         Containers::stop(*self)
     }
 }

@@ -78,8 +78,7 @@ impl Docker {
         Ok(Box::new(OnThisMachine::new(
             shell,
             Box::new(containers),
-            &start.secret,
-            start.logs.clone(),
+            start,
             started,
         )))
     }

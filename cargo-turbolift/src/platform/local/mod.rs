@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::output::Terminal;
-use super::program::{OnThisMachine, Replicas};
+use super::program::{OnThisMachine, ReplicaCounts, Replicas};
 use super::{Running, Start, specs};
 use crate::build::Built;
 use crate::shell::Shell;
@@ -53,8 +53,7 @@ pub fn start(shell: &Shell, built: &Built, start: &Start<'_>) -> Result<Box<dyn 
     Ok(Box::new(OnThisMachine::new(
         shell,
         Box::new(supervisor),
-        &start.secret,
-        start.logs.clone(),
+        start,
         started,
     )))
 }
@@ -72,7 +71,7 @@ impl Replicas for Supervisor {
         self.program_tls()
     }
 
-    fn stop(self: Box<Self>) -> u32 {
+    fn stop(self: Box<Self>) -> Vec<ReplicaCounts> {
         Supervisor::stop(*self)
     }
 }

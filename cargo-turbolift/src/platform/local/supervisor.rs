@@ -25,7 +25,8 @@ use anyhow::{Context, Result, bail};
 use turbolift_shared::{probe, protocol};
 
 use super::super::output::{Echo, Lines, Terminal};
-use super::super::{RunTls, ServiceSpec, TlsFiles};
+use super::super::program::ReplicaCounts;
+use super::super::{RunTls, ServiceSpec, TlsFiles, by_function};
 use super::port::Port;
 use crate::process;
 use crate::shell::Shell;
@@ -50,7 +51,6 @@ pub struct Supervisor {
 
 struct Shared {
     stopping: AtomicBool,
-    restarts: AtomicU32,
     secret: String,
     /// Says on the terminal that a replica was given up.
     shell: Option<Shell>,
@@ -62,9 +62,13 @@ struct Shared {
 
 struct Replica {
     function_id: String,
+    /// `<service>-<index>`, as its log is named.
+    name: String,
     /// Reserved until the supervisor stops, even once the replica is given up.
     port: Arc<Port>,
     pid: Arc<Mutex<Option<u32>>>,
+    /// Times it was started again.
+    restarts: Arc<AtomicU32>,
     monitor: Option<JoinHandle<()>>,
 }
 
@@ -81,6 +85,7 @@ struct Watch {
     log: PathBuf,
     port: Arc<Port>,
     pid: Arc<Mutex<Option<u32>>>,
+    restarts: Arc<AtomicU32>,
     /// With TLS, the service's certificate, key and the run's authority.
     tls: Option<TlsFiles>,
     /// Where its lines go on the terminal.
@@ -108,7 +113,6 @@ impl Supervisor {
             .with_context(|| format!("cannot create {}", logs.display()))?;
         let shared = Arc::new(Shared {
             stopping: AtomicBool::new(false),
-            restarts: AtomicU32::new(0),
             secret: secret.to_owned(),
             shell: Some(shell.clone()),
             given_up: Mutex::new(Vec::new()),
@@ -180,7 +184,6 @@ impl Supervisor {
         Supervisor {
             shared: Arc::new(Shared {
                 stopping: AtomicBool::new(false),
-                restarts: AtomicU32::new(0),
                 secret: String::new(),
                 shell: None,
                 given_up: Mutex::new(Vec::new()),
@@ -198,9 +201,30 @@ impl Supervisor {
             .collect()
     }
 
-    /// How many times a service was restarted.
-    pub fn restarts(&self) -> u32 {
-        self.shared.restarts.load(Ordering::Relaxed)
+    /// What happened to each function's replicas so far, in the order of
+    /// [`Supervisor::addresses`].
+    pub fn counts(&self) -> Vec<ReplicaCounts> {
+        let given_up = self.given_up();
+        let replicas: Vec<(String, &Replica)> = self
+            .replicas
+            .iter()
+            .map(|r| (r.function_id.clone(), r))
+            .collect();
+        by_function(&replicas)
+            .into_iter()
+            .map(|(function, replicas)| ReplicaCounts {
+                function,
+                replicas: replicas.len() as u32,
+                restarts: replicas
+                    .iter()
+                    .map(|r| r.restarts.load(Ordering::Relaxed))
+                    .sum(),
+                given_up: replicas
+                    .iter()
+                    .filter(|r| given_up.iter().any(|(name, _)| *name == r.name))
+                    .count() as u32,
+            })
+            .collect()
     }
 
     /// The replicas given up so far, with their logs.
@@ -214,8 +238,9 @@ impl Supervisor {
     }
 
     /// Stops every service: SIGTERM, which lets each finish its calls in flight, then
-    /// SIGKILL for any still running after [`STOP_TIMEOUT`]. The ports close last.
-    pub fn stop(mut self) -> u32 {
+    /// SIGKILL for any still running after [`STOP_TIMEOUT`]. The ports close last. What
+    /// happened to each function's replicas during the run.
+    pub fn stop(mut self) -> Vec<ReplicaCounts> {
         self.shared.stopping.store(true, Ordering::SeqCst);
         for replica in &self.replicas {
             if let Some(pid) = *replica.pid.lock().expect("pid lock") {
@@ -236,7 +261,7 @@ impl Supervisor {
                 let _ = monitor.join();
             }
         }
-        self.restarts()
+        self.counts()
     }
 }
 
@@ -255,6 +280,7 @@ fn launch(
             .with_context(|| format!("cannot reserve a port of 127.0.0.1 for {name}"))?,
     );
     let pid = Arc::new(Mutex::new(None));
+    let restarts = Arc::new(AtomicU32::new(0));
     let watch = Watch {
         shared: shared.clone(),
         executable: spec.executable.clone(),
@@ -262,6 +288,7 @@ fn launch(
         log: log.to_owned(),
         port: port.clone(),
         pid: pid.clone(),
+        restarts: restarts.clone(),
         tls,
         echo,
     };
@@ -273,8 +300,10 @@ fn launch(
         })?;
     Ok(Replica {
         function_id: spec.function_id.clone(),
+        name: name.to_owned(),
         port,
         pid,
+        restarts,
         monitor: Some(monitor),
     })
 }
@@ -309,7 +338,7 @@ impl Watch {
                 self.give_up(failures_in_a_row, &outcome);
                 return;
             }
-            shared.restarts.fetch_add(1, Ordering::Relaxed);
+            self.restarts.fetch_add(1, Ordering::Relaxed);
             append(
                 &self.log,
                 &format!(
