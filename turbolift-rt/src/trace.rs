@@ -29,7 +29,7 @@ pub(crate) mod export;
 #[cfg(feature = "service")]
 mod incoming;
 #[cfg(feature = "service")]
-pub(crate) use incoming::serving;
+pub(crate) use incoming::{extract, serving};
 
 /// The W3C header of the caller's span: `00-<trace id>-<span id>-<flags>`.
 pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");

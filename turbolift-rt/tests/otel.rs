@@ -2,7 +2,8 @@
 //! 127.0.0.1 go to one in-memory OpenTelemetry exporter, and the service's span of each
 //! call is the child of the program's span the call was made in — alone, coalesced (two
 //! spans' calls gathered at once) and in an explicit batch; a call made in no span sends
-//! no `traceparent`, and its service span starts a trace of its own.
+//! no `traceparent`, and its service span starts a trace of its own; a refused call makes
+//! no span.
 //!
 //! `./test.sh` runs it: `cargo test -p turbolift --features otlp --test otel`.
 
@@ -41,6 +42,12 @@ async fn halve(n: u64) -> u64 {
 
 #[turbolift::distribute]
 fn lonely(n: u64) -> u64 {
+    n
+}
+
+/// Served with another secret than the program's: every call is refused.
+#[turbolift::distribute]
+fn refused(n: u64) -> u64 {
     n
 }
 
@@ -277,6 +284,20 @@ async fn a_call_in_no_span_starts_a_trace_of_its_own() {
     assert_eq!(spans.len(), 1, "{spans:#?}");
     assert_eq!(spans[0].parent_span_id, SpanId::INVALID);
     assert!(spans[0].span_context.is_valid());
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_call_makes_no_service_span() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let service = serve(&[handler("otel::refused")], "not-the-program-secret").await;
+    route("otel::refused", &[&service.url], SECRET);
+    let (program, _) = program_span("refused");
+    let error = refused(1).instrument(program).await.unwrap_err();
+    assert!(error.to_string().contains("secret"), "{error}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let spans = service_spans("otel::refused", |_| true).await;
+    assert!(spans.is_empty(), "{spans:#?}");
     service.stop().await;
 }
 

@@ -192,7 +192,7 @@ async fn call(
     request: Request,
 ) -> Response {
     #[cfg(feature = "otel")]
-    let span = crate::trace::serving(handler.info().id(), false, request.headers());
+    let parent = crate::trace::extract(request.headers());
     let (body, _permit) = match admit(&state, handler, request).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
@@ -202,7 +202,10 @@ async fn call(
     let started = metrics.clock();
     let invocation = handler.invoke(body);
     #[cfg(feature = "otel")]
-    let invocation = tracing::Instrument::instrument(invocation, span);
+    let invocation = tracing::Instrument::instrument(
+        invocation,
+        crate::trace::serving(handler.info().id(), false, parent),
+    );
     let outcome = invocation.await;
     drop(running);
     match outcome {
@@ -232,7 +235,7 @@ async fn batch(
     request: Request,
 ) -> Response {
     #[cfg(feature = "otel")]
-    let span = crate::trace::serving(handler.info().id(), true, request.headers());
+    let parent = crate::trace::extract(request.headers());
     let (body, permit) = match admit(&state, handler, request).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
@@ -251,6 +254,8 @@ async fn batch(
     }
     let (sink, answer) = BatchSink::new(state.clone(), function, index, permit);
     // With `otel`, the batch's calls run in its span (see `handler`).
+    #[cfg(feature = "otel")]
+    let span = crate::trace::serving(function, true, parent);
     #[cfg(feature = "otel")]
     let start = span.in_scope(|| handler.start_batch(body, sink));
     #[cfg(not(feature = "otel"))]

@@ -7,9 +7,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::{TRACEPARENT, TRACESTATE};
 
-/// The span context a request carries, if its `traceparent` is valid (W3C Trace Context
+/// The span context a request carries (its caller's span), if its `traceparent` is valid (W3C Trace Context
 /// level 1); `tracestate` is kept when it parses too.
-fn extract(headers: &HeaderMap) -> Option<SpanContext> {
+pub(crate) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
     let mut parents = headers.get_all(TRACEPARENT).iter();
     let parent = parents.next()?;
     if parents.next().is_some() {
@@ -69,8 +69,10 @@ fn tracestate(headers: &HeaderMap) -> Option<TraceState> {
 }
 
 /// The service's span of a call of `function` (`batch`: of a batch request, whose
-/// `calls` the service records), a child of the span context the request carries, if any.
-pub(crate) fn serving(function: &str, batch: bool, headers: &HeaderMap) -> tracing::Span {
+/// `calls` the service records), a child of `parent`, the span context the request
+/// carried ([`extract`]), if any. Made once the request is admitted: a request refused
+/// (no secret, say) makes no span.
+pub(crate) fn serving(function: &str, batch: bool, parent: Option<SpanContext>) -> tracing::Span {
     let span = if batch {
         tracing::info_span!(
             target: "turbolift",
@@ -82,7 +84,7 @@ pub(crate) fn serving(function: &str, batch: bool, headers: &HeaderMap) -> traci
     } else {
         tracing::info_span!(target: "turbolift", "turbolift.call", otel.kind = "server", function)
     };
-    if let Some(parent) = extract(headers) {
+    if let Some(parent) = parent {
         // Fails only when the span is disabled or no OpenTelemetry layer is installed:
         // then there is no span to make a child.
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
