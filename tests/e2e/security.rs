@@ -405,6 +405,27 @@ fn a_replica_given_up_refuses_calls_keeps_its_port_and_is_reported() {
         stopped.contains("(20 restarts during the run, 1 replica given up)"),
         "{stopped}"
     );
+    // The summary: every call served, the function's restarts and replica given up, and
+    // the service time of the other replica alone, the one given up named.
+    let row: Vec<&str> = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("faults::slow_double "))
+        .unwrap_or_else(|| panic!("no summary of slow_double:\n{stderr}"))
+        .split_whitespace()
+        .collect();
+    let calls = n.to_string();
+    assert_eq!(
+        row[..4],
+        ["faults::slow_double", &calls, &calls, "0"],
+        "{row:?}"
+    );
+    assert_eq!(row[row.len() - 3..], ["2", "20", "1"], "{row:?}");
+    assert!(
+        stderr.contains(&format!(
+            "service time of `faults::slow_double` without 1 of its 2 replicas: 127.0.0.1:{port}: "
+        )),
+        "{stderr}"
+    );
     let logs = logs_dir(&stderr);
     let log = logs.join("faults-slow-double-0.log");
     let log = if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("not restarting")) {
