@@ -36,8 +36,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// The provider whose spans are flushed when the service stops.
 static PROVIDER: Mutex<Option<SdkTracerProvider>> = Mutex::new(None);
 
-/// The layer that exports the service's spans, when an OTLP endpoint is set; `None`
-/// without one, or (said on stderr) when the exporter cannot be built.
+/// The layer that exports the service's spans, when an OTLP endpoint is set (and
+/// `OTEL_SDK_DISABLED` is not `true`); `None` without one, or (said on stderr) when the
+/// exporter cannot be built.
 pub(crate) fn layer<S>(
     function: &str,
 ) -> Option<OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>
@@ -45,7 +46,9 @@ where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
 {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    if !ENDPOINTS.iter().any(|name| set(name)) {
+    let disabled =
+        std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    if disabled || !ENDPOINTS.iter().any(|name| set(name)) {
         return None;
     }
     match provider(function, None) {
