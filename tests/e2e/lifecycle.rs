@@ -101,6 +101,31 @@ fn sigint_to_cargo_turbolift_stops_everything() {
     );
     assert!(wait_gone(&services, Duration::from_secs(5)).is_empty());
     assert_nothing_left();
+    // Killed by a signal, the program left no counts: the summary says so, and shows
+    // none.
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("Summary without the program's counts of its calls: it left none"),
+        "{stderr}"
+    );
+    let row = summary_row(&stderr);
+    assert_eq!(
+        row[..5],
+        ["lifecycle::double", "—", "—", "—", "—"],
+        "{stderr}"
+    );
+    assert_eq!(row[row.len() - 3..], ["2", "0", "0"], "{stderr}");
+}
+
+/// The words of the summary's row of `double`.
+fn summary_row(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("lifecycle::double "))
+        .unwrap_or_else(|| panic!("no summary of double:\n{stderr}"))
+        .split_whitespace()
+        .collect()
 }
 
 #[test]
@@ -137,6 +162,14 @@ fn a_killed_service_is_restarted_and_every_call_still_succeeds() {
     let stderr = finish_steady(child, seen, lines, 400);
     assert!(stderr.contains("(1 restart during the run)"), "{stderr}");
     assert_nothing_left();
+    // The first call and the 400: every one served, the restart counted for `double`.
+    let row = summary_row(&stderr);
+    assert_eq!(
+        row[..4],
+        ["lifecycle::double", "401", "401", "0"],
+        "{stderr}"
+    );
+    assert_eq!(row[row.len() - 3..], ["2", "1", "0"], "{stderr}");
 }
 
 #[test]
