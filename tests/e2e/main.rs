@@ -16,4 +16,5 @@ mod security;
 mod support;
 mod tls;
 mod tls_memory;
+mod traces;
 mod workspaces;
