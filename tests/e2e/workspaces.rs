@@ -167,6 +167,30 @@ fn test_at_the_virtual_root_passes_with_remote_calls() {
     let stderr = text(&out.stderr);
     assert_eq!(ready_ids(&stderr), served_ids(), "{stderr}");
     assert_nothing_left(&services(&stderr));
+    // The summary of `app`'s tests counts their calls: one of each function they call.
+    let app = stderr
+        .split_once("Running app/tests/remote.rs")
+        .unwrap_or_else(|| panic!("no run of app's tests:\n{stderr}"))
+        .1;
+    assert!(
+        app.contains("Summary of the calls, per function"),
+        "{stderr}"
+    );
+    for (function, calls) in [
+        ("engine::pid", "1"),
+        ("engine::stats::summary::mean", "1"),
+        ("engine::geometry::area", "1"),
+        ("extra::words::count_words", "1"),
+        ("extra::words::longest", "0"),
+    ] {
+        let row: Vec<&str> = app
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(function))
+            .unwrap_or_else(|| panic!("no summary of `{function}`:\n{stderr}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[1..5], [calls, calls, "0", "0"], "{function}: {stderr}");
+    }
 }
 
 #[test]

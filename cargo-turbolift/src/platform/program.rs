@@ -90,6 +90,8 @@ pub struct OnThisMachine {
     summary: Option<SummaryPlan>,
     /// Whether a program ran against the replicas: a run stopped before has no summary.
     ran: bool,
+    /// Whether a signal ended one of the programs that ran (it wrote no counts).
+    signalled: bool,
 }
 
 impl OnThisMachine {
@@ -123,6 +125,7 @@ impl OnThisMachine {
             tls,
             summary,
             ran: false,
+            signalled: false,
         }
     }
 }
@@ -163,7 +166,9 @@ impl Running for OnThisMachine {
             env.push((protocol::env::STATS_DIR, summary.stats.as_os_str()));
         }
         self.ran = true;
-        run(shell, program, args, &env, signals)
+        let code = run(shell, program, args, &env, signals)?;
+        self.signalled |= code > 128;
+        Ok(code)
     }
 
     fn stop(self: Box<Self>, shell: &Shell) {
@@ -217,7 +222,8 @@ impl Running for OnThisMachine {
         }
         if let Some(plan) = plan {
             if ran {
-                let program = summary::read_counts(&plan.stats);
+                let mut program = summary::read_counts(&plan.stats);
+                program.signalled = self.signalled;
                 let rows = summary::rows(program.functions.as_deref(), service, counts);
                 summary::print(shell, plan.format, &rows, &program);
             }

@@ -36,6 +36,9 @@ pub struct ProgramCounts {
     pub functions: Option<Vec<FunctionStats>>,
     /// Files that could not be read, and why.
     pub warnings: Vec<String>,
+    /// Whether a signal ended a process of the program (`128 + signal`), which then wrote
+    /// no counts.
+    pub signalled: bool,
 }
 
 /// Reads and merges every `*.stats` file in `dir` (one per process of the program).
@@ -131,6 +134,9 @@ pub fn print(shell: &Shell, format: MessageFormat, rows: &[Row], program: &Progr
     for warning in &program.warnings {
         shell.warn(warning);
     }
+    if program.signalled && program.functions.is_some() {
+        shell.warn("the summary leaves out the calls of a run of the program that a signal ended: it wrote no counts");
+    }
     match format {
         MessageFormat::Json => {
             let mut text = String::new();
@@ -142,11 +148,15 @@ pub fn print(shell: &Shell, format: MessageFormat, rows: &[Row], program: &Progr
         }
         MessageFormat::Human if shell.is_quiet() => {}
         MessageFormat::Human => {
-            let what = if program.functions.is_some() {
-                "of the calls, per function"
-            } else {
-                "without the program's counts of its calls: it left none (killed by a signal, \
-                 or it made no remote calls, or ran with TURBOLIFT_METRICS=off)"
+            let what = match (&program.functions, program.signalled) {
+                (Some(_), _) => "of the calls, per function",
+                (None, true) => {
+                    "without the program's counts of its calls: a signal ended it before it wrote them"
+                }
+                (None, false) => {
+                    "without the program's counts of its calls: it wrote none (it made no remote \
+                     call, or ran with TURBOLIFT_METRICS=off)"
+                }
             };
             shell.status("Summary", what);
             shell.print_rendered(&table(rows, shell.stderr_has_color()));
