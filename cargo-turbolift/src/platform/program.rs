@@ -2,7 +2,7 @@
 //! (local processes or containers): its endpoints and the secret in its environment (with
 //! TLS, `https://` endpoints and the program's certificate), signals passed on, its exit
 //! code returned; and when the replicas stop, the summary of the calls
-//! ([`summary`](super::summary)).
+//! ([`super::summary`]).
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
