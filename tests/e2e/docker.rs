@@ -398,6 +398,15 @@ fn a_killed_container_is_restarted_and_every_call_still_succeeds() {
             .all(|(file, calls)| file.ends_with(".log") && *calls > 0),
         "both replicas served calls, the restarted one after its restart: {served:?}"
     );
+    // The summary: the first call and the 400 all served, Docker's restart of `double`.
+    let row: Vec<&str> = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("lifecycle_docker::double "))
+        .unwrap_or_else(|| panic!("no summary of double:\n{stderr}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..4], ["401", "401", "0"], "{stderr}");
+    assert_eq!(row[row.len() - 3..], ["2", "1", "0"], "{stderr}");
     assert_nothing_left(&run_id);
 }
 
