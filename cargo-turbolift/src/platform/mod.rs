@@ -20,6 +20,7 @@ pub mod docker;
 pub mod image;
 pub mod kubernetes;
 pub mod local;
+mod logs_child;
 pub mod output;
 pub mod program;
 mod run_tls;

@@ -9,13 +9,13 @@
 //! `docker logs` (`Containers::stop`).
 
 use std::io::Read;
-use std::process::{Child, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::platform::image::engine::docker;
+use crate::platform::logs_child::LogsChild;
 use crate::platform::output::{Echo, Lines};
 
 /// How long a follower has to end once its container stopped, before its `docker logs`
@@ -28,7 +28,7 @@ const AGAIN_AFTER: Duration = Duration::from_millis(250);
 pub struct Follower {
     stopping: Arc<AtomicBool>,
     /// The running `docker logs`, while it runs; killed if it outlasts the container.
-    logs: Arc<Mutex<Option<Child>>>,
+    logs: Arc<LogsChild>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -37,7 +37,7 @@ impl Follower {
     /// (the run goes on, its output in the logs only).
     pub fn start(container: &str, echo: Echo) -> Option<Follower> {
         let stopping = Arc::new(AtomicBool::new(false));
-        let logs = Arc::new(Mutex::new(None));
+        let logs = Arc::new(LogsChild::default());
         let (name, stop, slot) = (container.to_owned(), stopping.clone(), logs.clone());
         let thread = std::thread::Builder::new()
             .name(format!("logs {container}"))
@@ -61,41 +61,25 @@ impl Follower {
         while !thread.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        if !thread.is_finished()
-            && let Some(child) = self.logs.lock().expect("logs lock").as_mut()
-        {
-            let _ = child.kill();
+        if !thread.is_finished() {
+            self.logs.kill();
         }
         let _ = thread.join();
     }
 }
 
 /// Follows `container` again each time `docker logs --follow` ends, until `stopping`.
-fn follow(container: &str, echo: &Echo, stopping: &AtomicBool, slot: &Mutex<Option<Child>>) {
+fn follow(container: &str, echo: &Echo, stopping: &AtomicBool, slot: &LogsChild) {
     let mut since: Option<String> = None;
     while !stopping.load(Ordering::SeqCst) {
         let mut command = docker(["logs", "--follow", "--timestamps"]);
         if let Some(since) = &since {
             command.arg("--since").arg(since);
         }
-        command
-            .arg(container)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let (stdout, stderr) = {
-            // Spawned under the lock, so that `stop` sees either this process or
-            // `stopping`.
-            let mut running = slot.lock().expect("logs lock");
-            if stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            let Ok(mut child) = command.spawn() else {
-                return;
-            };
-            let streams = (child.stdout.take(), child.stderr.take());
-            *running = Some(child);
-            streams
+        command.arg(container);
+        let Some((stdout, stderr)) = slot.spawn(&mut command, || stopping.load(Ordering::SeqCst))
+        else {
+            return;
         };
         let shown = since.clone();
         let (out_last, err_last) = std::thread::scope(|scope| {
@@ -103,11 +87,7 @@ fn follow(container: &str, echo: &Echo, stopping: &AtomicBool, slot: &Mutex<Opti
             let out = stdout.and_then(|s| show(s, shown.as_deref(), echo));
             (out, err.join().ok().flatten().flatten())
         });
-        // Taken out under the lock before it is reaped: `stop` never signals a pid that
-        // could be another process's by then.
-        if let Some(mut child) = slot.lock().expect("logs lock").take() {
-            let _ = child.wait();
-        }
+        slot.reap();
         since = [since, out_last, err_last].into_iter().flatten().max();
         let again = Instant::now() + AGAIN_AFTER;
         while Instant::now() < again && !stopping.load(Ordering::SeqCst) {

@@ -21,7 +21,6 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,6 +29,7 @@ use std::time::{Duration, Instant};
 use super::kubectl::Kubectl;
 use super::manifests::{DEPLOYMENT_LABEL, Plan};
 use crate::cli::ServiceOutput;
+use crate::platform::logs_child::LogsChild;
 use crate::platform::output::{Echo, Lines, Terminal};
 use crate::shell::Shell;
 
@@ -204,7 +204,7 @@ impl Watch {
 struct Follower {
     pod: String,
     gone: Arc<AtomicBool>,
-    logs: Arc<Mutex<Option<Child>>>,
+    logs: Arc<LogsChild>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -217,7 +217,7 @@ impl Follower {
         shared: Arc<Shared>,
     ) -> Option<Follower> {
         let gone = Arc::new(AtomicBool::new(false));
-        let logs = Arc::new(Mutex::new(None));
+        let logs = Arc::new(LogsChild::default());
         let (name, slot, ended, shell) =
             (pod.to_owned(), logs.clone(), gone.clone(), shell.clone());
         let thread = std::thread::Builder::new()
@@ -241,9 +241,7 @@ impl Drop for Follower {
     /// Kills the pod's `kubectl logs` and waits for the thread that read it.
     fn drop(&mut self) {
         self.gone.store(true, Ordering::SeqCst);
-        if let Some(child) = self.logs.lock().expect("logs lock").as_mut() {
-            let _ = child.kill();
-        }
+        self.logs.kill();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -257,30 +255,15 @@ fn follow(
     pod: &str,
     echo: &Echo,
     ended: &dyn Fn() -> bool,
-    slot: &Mutex<Option<Child>>,
+    slot: &LogsChild,
 ) {
     let mut since: Option<Stamp> = None;
     let mut warned = false;
     loop {
         let mut command = kubectl.command();
-        command
-            .args(logs_args(pod, since.as_ref().map(|s| s.text.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        crate::process::tie_to_parent(&mut command, libc::SIGKILL, false);
-        let (stdout, stderr) = {
-            // Spawned under the lock, so that a drop sees either this process or `ended`.
-            let mut running = slot.lock().expect("logs lock");
-            if ended() {
-                return;
-            }
-            let Ok(mut child) = command.spawn() else {
-                return;
-            };
-            let streams = (child.stdout.take(), child.stderr.take());
-            *running = Some(child);
-            streams
+        command.args(logs_args(pod, since.as_ref().map(|s| s.text.as_str())));
+        let Some((stdout, stderr)) = slot.spawn(&mut command, ended) else {
+            return;
         };
         let shown = since.clone();
         let (last, error) = std::thread::scope(|scope| {
@@ -288,11 +271,7 @@ fn follow(
             let last = stdout.and_then(|s| show(s, shown.as_ref(), echo));
             (last, error.join().unwrap_or_default())
         });
-        // Taken out under the lock before it is reaped: a drop never signals a pid that
-        // could be another process's by then.
-        if let Some(mut child) = slot.lock().expect("logs lock").take() {
-            let _ = child.wait();
-        }
+        slot.reap();
         if ended() {
             return;
         }
