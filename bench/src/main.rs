@@ -416,7 +416,7 @@ fn launch(env: &Env, options: &Options) -> Vec<Row> {
             Figure::of(plain),
             None,
         )
-        .with_goal_absolute("< 300 ms", 300.0, false),
+        .with_goal_absolute("< 200 ms", 200.0, false),
         Row::pair(
             "4. program main to first result",
             "ms",
@@ -623,7 +623,7 @@ fn builds(env: &Env, repeats: usize) -> Vec<Row> {
                 "s",
                 Figure::of(tl_cold),
                 Figure::of(plain_cold),
-                Some(("≤ 1.5× peer", 1.5, false)),
+                Some(("≤ 1.6× peer", 1.6, false)),
             )
             .with_peer_name("cargo build"),
         );
@@ -633,7 +633,7 @@ fn builds(env: &Env, repeats: usize) -> Vec<Row> {
                 "s",
                 Figure::of(tl_inc),
                 Figure::of(plain_inc),
-                Some(("≤ 2.5× peer", 2.5, false)),
+                Some(("≤ 1.5× peer", 1.5, false)),
             )
             .with_peer_name("cargo build"),
         );
