@@ -206,6 +206,29 @@ fn a_terminal_that_does_not_read_holds_up_no_replica() {
     assert!(status.success(), "{stderr}");
 }
 
+/// A `cargo turbolift run` whose own environment names a stats folder (it runs under
+/// another `cargo turbolift`, say) keeps its program's counts out of that folder, with
+/// its summary and without, and its summary counts its own calls.
+#[test]
+fn an_inherited_stats_folder_is_not_written_into() {
+    let outer = tempfile::tempdir().unwrap();
+    for summary in [true, false] {
+        let mut args = vec!["run", "--replicas", "2"];
+        if !summary {
+            args.push("--no-summary");
+        }
+        let mut command = turbolift(&fixture("output"), &args);
+        command.env("TURBOLIFT_STATS_DIR", outer.path());
+        let out = output(&mut command);
+        assert_success("cargo turbolift run", &out);
+        let left: Vec<_> = std::fs::read_dir(outer.path()).unwrap().collect();
+        assert!(left.is_empty(), "summary {summary}: {left:?}");
+        if summary {
+            assert_summary(&text(&out.stderr), "2");
+        }
+    }
+}
+
 #[test]
 fn with_service_output_log_they_are_in_the_logs_only() {
     let plain = plain_stdout();

@@ -245,8 +245,10 @@ pub fn endpoints_variable(endpoints: &[(String, Vec<String>)]) -> String {
 /// Runs `program` here with `env` to its end, passing on SIGINT, SIGTERM and SIGHUP that
 /// a process sent (a Ctrl-C at the terminal reaches the program directly, as under
 /// `cargo run`); returns its exit code (128 + signal when a signal ended it). The TLS
-/// variables are `env`'s or none: a program that calls in plain HTTP is not given files
-/// of another run that this environment may name.
+/// variables and the stats folder are `env`'s or none: a program that calls in plain HTTP
+/// is not given files of another run that this environment may name, and one run without
+/// a summary does not write its counts into another run's folder (`cargo turbolift` run
+/// by a program or test that itself runs under `cargo turbolift`).
 pub fn run(
     shell: &Shell,
     program: &BuiltProgram,
@@ -269,6 +271,7 @@ pub fn run(
     for key in TlsFiles::VARIABLES {
         command.env_remove(key);
     }
+    command.env_remove(protocol::env::STATS_DIR);
     for (key, value) in env {
         command.env(key, value);
     }

@@ -397,6 +397,8 @@ impl Watch {
         command
             .env(protocol::env::SECRET, &shared.secret)
             .env_remove(protocol::env::BIND)
+            // A replica's own remote calls are not the program's: none in the summary.
+            .env_remove(protocol::env::STATS_DIR)
             .env(protocol::env::REPLICA, &self.name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
