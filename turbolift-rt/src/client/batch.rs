@@ -231,7 +231,6 @@ pub(super) async fn run_request(
     // The calls have the function's timeout from the moment the previous result arrived
     // (the first, from now): a request that answers nothing for that long timed out.
     let mut deadline = Instant::now() + remote.timeout;
-    let mut sent = false;
     loop {
         todo.retain(|&p| answers.wanted(p));
         if todo.is_empty() {
@@ -244,12 +243,9 @@ pub(super) async fn run_request(
             };
             return fail(answers, &todo, &timeout);
         }
-        let Some(index) = retry.next(Some(deadline)).await else {
+        let Some(index) = retry.next(Some(deadline), todo.len()).await else {
             return fail(answers, &todo, &retry.unavailable());
         };
-        if std::mem::replace(&mut sent, true) {
-            remote.count_retries(todo.len());
-        }
         let replica = &remote.replicas[index];
         let _in_flight = replica.begin();
         let body = calls.body(&todo);

@@ -191,11 +191,7 @@ fn exchange<'a>(
 /// bounds them all, pauses included.
 async fn attempts(remote: &Remote, body: Encoded) -> Result<Bytes, Error> {
     let mut retry = Retry::new(remote);
-    let mut sent = false;
-    while let Some(index) = retry.next(None).await {
-        if std::mem::replace(&mut sent, true) {
-            remote.count_retries(1);
-        }
+    while let Some(index) = retry.next(None, 1).await {
         let replica = &remote.replicas[index];
         let outcome = {
             let _in_flight = replica.begin();

@@ -31,6 +31,9 @@ pub(crate) struct Retry<'r> {
     busy: u32,
     /// What went wrong last, and where.
     last: String,
+    /// Whether an attempt was handed out: each one after it is a retry, counted for the
+    /// summary.
+    sent: bool,
 }
 
 impl<'r> Retry<'r> {
@@ -41,18 +44,22 @@ impl<'r> Retry<'r> {
             attempts: 0,
             busy: 0,
             last: String::new(),
+            sent: false,
         }
     }
 
-    /// The replica for the next attempt, `None` once the attempts are spent. When every
-    /// replica was tried, it first pauses for [`backoff`] (cut short at `deadline`, if
-    /// given).
-    pub(crate) async fn next(&self, deadline: Option<Instant>) -> Option<usize> {
+    /// The replica for the next attempt of `calls` calls, `None` once the attempts are
+    /// spent. When every replica was tried, it first pauses for [`backoff`] (cut short at
+    /// `deadline`, if given). Every attempt after the first counts `calls` retries.
+    pub(crate) async fn next(&mut self, deadline: Option<Instant>, calls: usize) -> Option<usize> {
         if self.attempts >= self.remote.max_attempts {
             return None;
         }
         if self.attempts > 0 && self.tried.iter().all(|t| *t) {
             pause(backoff(self.attempts), deadline).await;
+        }
+        if std::mem::replace(&mut self.sent, true) {
+            self.remote.count_retries(calls);
         }
         Some(self.remote.pick(&self.tried))
     }
