@@ -220,10 +220,8 @@ fn read_answer(mut stream: impl Read) -> Result<(u16, Vec<u8>), String> {
     let status_line =
         String::from_utf8_lossy(&answer[..answer.iter().position(|&b| b == b'\r').unwrap_or(0)])
             .into_owned();
-    let mut words = status_line.split_whitespace();
-    let status = match (words.next(), words.next().map(str::parse::<u16>)) {
-        (Some(version), Some(Ok(status))) if version.starts_with("HTTP/") => status,
-        _ => return Err(format!("`{status_line}` is not an HTTP status line")),
+    let Some(status) = turbolift_shared::probe::status_of(&status_line) else {
+        return Err(format!("`{status_line}` is not an HTTP status line"));
     };
     let mut body = answer.split_off(start);
     if let Some(length) = length {

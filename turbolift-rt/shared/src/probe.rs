@@ -45,18 +45,24 @@ pub fn ready_over(mut stream: impl Read + Write, addr: SocketAddr) -> Result<(),
     if line.is_empty() {
         return Err(format!("{addr}: the connection closed without an answer"));
     }
-    // `HTTP/1.1 200 OK`: the status is the second word.
     let line = String::from_utf8_lossy(&line);
-    let mut words = line.split_whitespace();
-    match (words.next(), words.next()) {
-        (Some(version), Some("200")) if version.starts_with("HTTP/") => Ok(()),
-        (Some(version), Some(status)) if version.starts_with("HTTP/") => {
-            Err(format!("{addr}{READY_PATH} answered {status}"))
-        }
-        _ => Err(format!(
+    match status_of(&line) {
+        Some(200) => Ok(()),
+        Some(status) => Err(format!("{addr}{READY_PATH} answered {status}")),
+        None => Err(format!(
             "{addr}{READY_PATH} answered `{}`, which is not an HTTP status line",
             line.trim()
         )),
+    }
+}
+
+/// The status of an HTTP status line (`HTTP/1.1 200 OK`: the second word); `None` for a
+/// line that is not one.
+pub fn status_of(line: &str) -> Option<u16> {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(version), Some(status)) if version.starts_with("HTTP/") => status.parse().ok(),
+        _ => None,
     }
 }
 
