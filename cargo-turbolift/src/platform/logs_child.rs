@@ -1,8 +1,36 @@
-//! The `docker logs --follow` or `kubectl logs --follow` that a follower reads (a
-//! container's output, a pod's), kept where the follower's stopper can kill it.
+//! What the followers of a container's or a pod's output share: the `docker logs
+//! --follow` or `kubectl logs --follow` they read, kept where the follower's stopper can
+//! kill it, and the showing of its timestamped lines.
 
+use std::io::Read;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
+
+use super::output::{Echo, Lines};
+
+/// Shows the lines of a `logs --timestamps` stream whose timestamp (`split` takes it off
+/// the line) `is_new` keeps, without it (a line without one is shown whole); the
+/// timestamp of the last one shown, to follow again from.
+pub fn show_new<S>(
+    stream: impl Read,
+    echo: &Echo,
+    split: impl for<'l> Fn(&'l [u8]) -> Option<(S, &'l [u8])>,
+    is_new: impl Fn(&S) -> bool,
+) -> Option<S> {
+    let mut last = None;
+    let mut lines = Lines::new(stream);
+    while let Some(line) = lines.next_line() {
+        let Some((stamp, text)) = split(line) else {
+            echo.line(line);
+            continue;
+        };
+        if is_new(&stamp) {
+            echo.line(text);
+            last = Some(stamp);
+        }
+    }
+    last
+}
 
 /// The running `logs --follow`, while it runs.
 #[derive(Default)]

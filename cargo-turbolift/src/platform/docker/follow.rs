@@ -15,8 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::platform::image::engine::docker;
-use crate::platform::logs_child::LogsChild;
-use crate::platform::output::{Echo, Lines};
+use crate::platform::logs_child::{LogsChild, show_new};
+use crate::platform::output::Echo;
 
 /// How long a follower has to end once its container stopped, before its `docker logs`
 /// is killed.
@@ -99,20 +99,12 @@ fn follow(container: &str, echo: &Echo, stopping: &AtomicBool, slot: &LogsChild)
 /// Shows the lines of one stream of `docker logs --timestamps` that are newer than
 /// `since`, without their timestamps; the timestamp of the last one shown.
 fn show(stream: impl Read, since: Option<&str>, echo: &Echo) -> Option<String> {
-    let mut last = None;
-    let mut lines = Lines::new(stream);
-    while let Some(line) = lines.next_line() {
-        let Some((stamp, text)) = split_timestamp(line) else {
-            echo.line(line);
-            continue;
-        };
-        if since.is_some_and(|since| stamp <= since) {
-            continue;
-        }
-        echo.line(text);
-        last = Some(stamp.to_owned());
-    }
-    last
+    show_new(
+        stream,
+        echo,
+        |line| split_timestamp(line).map(|(stamp, text)| (stamp.to_owned(), text)),
+        |stamp| since.is_none_or(|since| stamp.as_str() > since),
+    )
 }
 
 /// `2026-12-06T03:02:26.986504060Z text` as the timestamp and the text. Docker writes

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use super::kubectl::Kubectl;
 use super::manifests::{DEPLOYMENT_LABEL, Plan};
 use crate::cli::ServiceOutput;
-use crate::platform::logs_child::LogsChild;
-use crate::platform::output::{Echo, Lines, Terminal};
+use crate::platform::logs_child::{LogsChild, show_new};
+use crate::platform::output::{Echo, Terminal};
 use crate::shell::Shell;
 
 /// How often the deployment's pods are listed, to follow those that appear.
@@ -328,24 +328,13 @@ struct Stamp {
 /// Shows the lines of `kubectl logs --timestamps` that are newer than `since`, without
 /// their timestamps; the timestamp of the last one shown.
 fn show(stream: impl Read, since: Option<&Stamp>, echo: &Echo) -> Option<Stamp> {
-    let mut last = None;
-    let mut lines = Lines::new(stream);
-    while let Some(line) = lines.next_line() {
-        let Some((stamp, text)) = split_timestamp(line) else {
-            echo.line(line);
-            continue;
-        };
-        let old = match (since.and_then(|s| s.key.as_ref()), &stamp.key) {
-            (Some(since), Some(key)) => key <= since,
-            _ => false,
-        };
-        if old {
-            continue;
+    let since = since.and_then(|s| s.key.as_ref());
+    show_new(stream, echo, split_timestamp, |stamp| {
+        match (since, &stamp.key) {
+            (Some(since), Some(key)) => key > since,
+            _ => true,
         }
-        echo.line(text);
-        last = Some(stamp);
-    }
-    last
+    })
 }
 
 /// `2026-12-06T03:02:26.98650406Z text` as the timestamp and the text. The kubelet
