@@ -223,6 +223,11 @@ impl Placement {
     pub(crate) fn ran_inline(&self, slot: InlineSlot, function: &str) {
         let took = slot.started.elapsed();
         drop(slot);
+        self.took_inline(took, function);
+    }
+
+    /// What [`Placement::ran_inline`] learns from an inline call that took `took`.
+    fn took_inline(&self, took: Duration, function: &str) {
         let max = u128::from(inline_max());
         if took.as_nanos() <= max {
             // Counted only while there are strikes to wipe out, so that the usual short
@@ -328,13 +333,15 @@ impl Drop for InlineSlot {
 mod tests {
     use super::*;
 
-    /// Records an inline call that took `took`, as `ran_inline` sees one.
+    /// Records an inline call that took `took`, as `ran_inline` sees one: its time given,
+    /// not measured, so that a test thread preempted on a loaded machine does not turn a
+    /// short call into a long one.
     fn ran(placement: &Placement, took: Duration) {
         INLINE_NOW.fetch_add(1, Ordering::AcqRel);
-        let slot = InlineSlot {
-            started: Instant::now() - took,
-        };
-        placement.ran_inline(slot, "test");
+        drop(InlineSlot {
+            started: Instant::now(),
+        });
+        placement.took_inline(took, "test");
     }
 
     fn warm(placement: &Placement) {
