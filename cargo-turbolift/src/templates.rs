@@ -60,6 +60,7 @@ template!(SERVICE_MANIFEST, "service/Cargo.toml.in", Toml);
 template!(SERVICE_MAIN, "service/main.rs", Rust);
 template!(BUILD_SCRIPT, "service/build.rs", Rust);
 template!(PROGRAM_MANIFEST, "program/Cargo.toml.in", Toml);
+template!(PROGRAM_MAIN, "program/main.rs", Rust);
 template!(LIBRARY_MANIFEST, "library/Cargo.toml.in", Toml);
 template!(SERVICE_DOCKERFILE, "docker/Dockerfile", Text);
 template!(PROGRAM_DOCKERFILE, "docker/program.Dockerfile", Text);
@@ -82,6 +83,7 @@ pub const ALL: &[Template] = &[
     SERVICE_MAIN,
     BUILD_SCRIPT,
     PROGRAM_MANIFEST,
+    PROGRAM_MAIN,
     LIBRARY_MANIFEST,
     SERVICE_DOCKERFILE,
     PROGRAM_DOCKERFILE,

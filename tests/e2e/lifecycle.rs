@@ -76,6 +76,26 @@ fn a_panicking_program_passes_its_exit_code_on_and_leaves_no_process() {
     assert_nothing_left();
 }
 
+#[test]
+fn a_main_that_returns_an_error_exits_as_under_cargo_run() {
+    let _serial = serial();
+    built();
+    let dir = fixture("lifecycle");
+    let plain = output(&mut cargo(&dir, &["run", "-q", "--", "err"]));
+    let lifted = output(&mut turbolift(&dir, &["run", "--", "err"]));
+    let message = "Error: \"the program fails on purpose after 42\"";
+    for (how, out) in [("cargo run", &plain), ("cargo turbolift run", &lifted)] {
+        assert_eq!(out.status.code(), Some(1), "{how}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "doubled 42\n", "{how}");
+        assert!(
+            text(&out.stderr).lines().any(|l| l == message),
+            "{how}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_nothing_left();
+}
+
 /// A run whose program waits after its first call, and the pids of its two replicas.
 fn waiting_run() -> (Running, Vec<u32>) {
     let mut run = spawn(&["wait"]);

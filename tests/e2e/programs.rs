@@ -114,3 +114,35 @@ fn count_ready(stderr: &str) -> usize {
     assert!(n > 0, "no service was started:\n{stderr}");
     n
 }
+
+/// A change to a binary with distributed functions compiles its code once: as its service
+/// package's library, which the services' executable and the program's both link.
+#[test]
+fn a_binary_s_code_is_compiled_once_for_its_services_and_its_program() {
+    let dir = fixture("layout");
+    let root = dir.join("src/main.rs").canonicalize().unwrap();
+    let build = || output(&mut turbolift(&dir, &["build", "-v"]));
+    assert_success("cargo turbolift build", &build());
+    // A new modification time: cargo compiles whatever reads the file again.
+    let file = std::fs::File::options().append(true).open(&root).unwrap();
+    file.set_modified(std::time::SystemTime::now()).unwrap();
+    let out = build();
+    assert_success("cargo turbolift build -v after a change", &out);
+    let stderr = text(&out.stderr);
+    let root_text = root.display().to_string();
+    let compilations: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Running `") && l.contains("--crate-name "))
+        .filter(|l| l.split_whitespace().any(|word| word == root_text))
+        .collect();
+    assert_eq!(
+        compilations.len(),
+        1,
+        "one compilation of the binary's code:\n{compilations:#?}"
+    );
+    assert!(
+        compilations[0].contains("--crate-type lib"),
+        "{}",
+        compilations[0]
+    );
+}

@@ -60,3 +60,25 @@ macro_rules! __register_handler {
 macro_rules! __register_handler {
     ($handler:expr) => {};
 }
+
+/// Registers the way to run the crate's `main` (see `service::program_main`). Expanded by
+/// `#[turbolift::distribute]` when the generated build asks for it; it expands to nothing
+/// unless the `service` feature is on.
+#[cfg(feature = "service")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_program_main {
+    ($main:expr) => {
+        $crate::__private::inventory::submit! { $crate::service::ProgramMain::new($main) }
+    };
+}
+
+/// Registers the way to run the crate's `main` (see `service::program_main`). Expanded by
+/// `#[turbolift::distribute]` when the generated build asks for it; it expands to nothing
+/// unless the `service` feature is on.
+#[cfg(not(feature = "service"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_program_main {
+    ($main:expr) => {};
+}

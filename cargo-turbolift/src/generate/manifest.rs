@@ -74,10 +74,11 @@ pub struct PackageManifest<'a> {
     pub turbolift_features: &'a [&'a str],
     /// The `[lints]` table: the package's own (or its workspace's), or warnings allowed.
     pub lints: Option<Value>,
-    /// The library of the original package, which binaries' code uses, as a dependency
-    /// (for a function in a binary target, and for the program, of a package that also
-    /// has a library).
-    pub lib_dep: Option<LibDep>,
+    /// The crates of the package compiled by other packages, as dependencies: the
+    /// original library, which binaries' code uses (for a function in a binary target, and
+    /// for the program, of a package that also has a library), and for the program the
+    /// service packages whose libraries are its binaries' code.
+    pub crate_deps: Vec<LibDep>,
 }
 
 /// A binary target of a generated package.
@@ -88,9 +89,11 @@ pub struct Bin {
     pub required_features: Vec<String>,
 }
 
-/// The original library as a dependency: the original package itself, or the generated
-/// package that already compiles it for the library's services.
+/// A crate of the package as a dependency: the original library (from the original
+/// package itself, or from the generated package that already compiles it for the
+/// library's services), or a binary's code compiled as its service package's library.
 pub struct LibDep {
+    /// The dependency's name in the manifest, which the code uses.
     pub crate_name: String,
     pub package: String,
     pub path: String,
@@ -145,12 +148,12 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
     let mut features = Table::new();
     for (name, enables) in &package.features {
         let mut list: Vec<Value> = enables.iter().map(|f| Value::String(f.clone())).collect();
-        if let Some(lib) = &m.lib_dep {
+        for lib in &m.crate_deps {
             list.push(Value::String(format!("{}/{name}", lib.crate_name)));
         }
         features.insert(name.clone(), Value::Array(list));
     }
-    if let Some(lib) = &m.lib_dep {
+    for lib in &m.crate_deps {
         let mut dep = Table::new();
         dep.insert("package".into(), lib.package.as_str().into());
         dep.insert("path".into(), lib.path.as_str().into());
@@ -263,13 +266,21 @@ pub fn enables_otel(package: &Package) -> bool {
         })
 }
 
-/// `[lints.rust] warnings = "allow"`.
-pub fn warnings_allowed() -> Value {
-    let mut rust = Table::new();
-    rust.insert("warnings".into(), "allow".into());
-    let mut lints = Table::new();
-    lints.insert("rust".into(), Value::Table(rust));
-    Value::Table(lints)
+/// The `[lints]` of a binary's code compiled as a library (its service package's, which
+/// the program links): the package's own, but `missing_docs`, which a binary's public
+/// items do not meet in `cargo build` and a library's do.
+pub fn binary_as_library_lints(lints: Option<Value>) -> Option<Value> {
+    let mut lints = match lints {
+        Some(Value::Table(lints)) => lints,
+        _ => Table::new(),
+    };
+    let rust = lints
+        .entry("rust")
+        .or_insert_with(|| Value::Table(Table::new()));
+    if let Value::Table(rust) = rust {
+        rust.insert("missing_docs".into(), "allow".into());
+    }
+    Some(Value::Table(lints))
 }
 
 /// The package's `rust-version`, if it has one.
@@ -474,7 +485,7 @@ libc = { path = "vendor/libc" }
             package,
             turbolift_key: "tl",
             turbolift_features,
-            lib_dep: None,
+            crate_deps: Vec::new(),
         })
         .unwrap()
     }
@@ -524,14 +535,22 @@ libc = { path = "vendor/libc" }
     #[test]
     fn a_program_package_manifest() {
         let (dir, package) = package();
-        let bins = [Bin {
-            name: "shop-app".into(),
-            path: "src/main.rs".into(),
-            required_features: vec!["json".into()],
-        }];
+        // `shop-app` has distributed functions, `report` has none.
+        let bins = [
+            Bin {
+                name: "shop-app".into(),
+                path: "turbolift-program/shop-app.rs".into(),
+                required_features: vec!["json".into()],
+            },
+            Bin {
+                name: "report".into(),
+                path: "src/bin/report.rs".into(),
+                required_features: Vec::new(),
+            },
+        ];
         let text = super::package(&PackageManifest {
             name: "shop-app-program",
-            lints: Some(warnings_allowed()),
+            lints: None,
             examples: &[],
             dev_dependencies: false,
             lib: None,
@@ -539,14 +558,36 @@ libc = { path = "vendor/libc" }
             package: &package,
             turbolift_key: "tl",
             turbolift_features: &["service"],
-            lib_dep: Some(LibDep {
-                crate_name: "shop_app".into(),
-                package: "shop-app-lib-services".into(),
-                path: "../shop-app-lib-services".into(),
-            }),
+            crate_deps: vec![
+                LibDep {
+                    crate_name: "shop_app".into(),
+                    package: "shop-app-lib-services".into(),
+                    path: "../shop-app-lib-services".into(),
+                },
+                LibDep {
+                    crate_name: "turbolift_binary_shop_app".into(),
+                    package: "shop-app-services".into(),
+                    path: "../shop-app-services".into(),
+                },
+            ],
         })
         .unwrap();
         insta::assert_snapshot!(redact(&text, dir.path()));
+    }
+
+    #[test]
+    fn a_binary_compiled_as_a_library_keeps_its_lints_but_missing_docs() {
+        let lints: Value = toml::from_str(
+            "[rust]\nunsafe_code = \"forbid\"\nmissing_docs = \"deny\"\n[clippy]\nall = \"warn\"\n",
+        )
+        .unwrap();
+        let lints = binary_as_library_lints(Some(lints)).unwrap();
+        assert_eq!(lints["rust"]["unsafe_code"].as_str(), Some("forbid"));
+        assert_eq!(lints["rust"]["missing_docs"].as_str(), Some("allow"));
+        assert_eq!(lints["clippy"]["all"].as_str(), Some("warn"));
+        let none = binary_as_library_lints(None).unwrap();
+        assert_eq!(none["rust"]["missing_docs"].as_str(), Some("allow"));
+        assert_eq!(none.as_table().map(|t| t.len()), Some(1));
     }
 
     #[test]

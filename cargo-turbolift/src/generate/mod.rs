@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use turbolift_shared::naming;
+use turbolift_syntax::PROGRAM_MAIN_ENV;
 
 use crate::discover::{DistributedFn, Target, TargetKind};
 use crate::project::{Library, Project};
@@ -38,10 +39,14 @@ const NOT_MIRRORED: &[&str] = &[
     ".git",
     "build.rs",
     SERVICE_MAINS,
+    PROGRAM_MAINS,
 ];
 
 /// The directory of the service package's binaries, beside its manifest.
 const SERVICE_MAINS: &str = "turbolift-services";
+
+/// The directory of the program package's generated binaries, beside its manifest.
+const PROGRAM_MAINS: &str = "turbolift-program";
 
 /// The generated workspace.
 pub struct Generated {
@@ -154,10 +159,17 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
     let original_build = original_build
         .as_ref()
         .map(|(source, path)| (source.as_str(), path.as_path()));
+    let mut code = CodePackages {
+        lib: groups
+            .iter()
+            .map(|(target, _)| *target)
+            .find(|t| t.kind == TargetKind::Lib && t.package == project.package.name.as_str())
+            .map(|t| package_name(project, t)),
+        binaries: Vec::new(),
+    };
     let mut packages = Vec::new();
     let mut mirrors = Vec::new();
     let mut services = Vec::new();
-    let mut lib_package = None;
     for (target, members) in groups {
         let package = package_name(project, target);
         let library = project
@@ -178,12 +190,24 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
             None => {
                 mirrors.push(package.clone());
                 let generated = (target, package.as_str(), group.as_slice());
-                generate_package(project, generated, features, original_build, &dir)
+                let lib_package = code.lib.as_deref();
+                generate_package(
+                    project,
+                    generated,
+                    features,
+                    lib_package,
+                    original_build,
+                    &dir,
+                )
             }
         }
         .with_context(|| format!("cannot generate the service package `{package}`"))?;
-        if library.is_none() && target.kind == TargetKind::Lib {
-            lib_package = Some(package.clone());
+        if library.is_none() && target.kind != TargetKind::Lib {
+            code.binaries.push(BinaryPackage {
+                kind: target.kind,
+                name: target.name.clone(),
+                package: package.clone(),
+            });
         }
         packages.push(package);
         services.extend(group);
@@ -201,7 +225,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
         let programs = generate_program(
             project,
             &program_package,
-            lib_package.as_deref(),
+            &code,
             &services,
             features,
             original_build,
@@ -238,11 +262,14 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
     })
 }
 
-/// The service package `name` of `target`'s functions, served as `services`.
+/// The service package `name` of `target`'s functions, served as `services`. A binary's
+/// code uses the package's library from `lib_package` (its service package) when there is
+/// one, and is compiled here for the program too.
 fn generate_package(
     project: &Project,
     (target, name, services): (&Target, &str, &[Service]),
     turbolift_features: &[&str],
+    lib_package: Option<&str>,
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<()> {
@@ -270,21 +297,28 @@ fn generate_package(
         .with_context(|| format!("cannot clean {}", mains_dir.display()))?;
 
     let bin_name = (target.kind == TargetKind::Bin).then_some(target.name.as_str());
-    write_build_script(project, bin_name, original_build, dir)?;
+    let mut env = package_env(project, bin_name);
+    if target.kind != TargetKind::Lib {
+        // The program's executable runs the binary's `main` from this compilation.
+        env.push((PROGRAM_MAIN_ENV.to_owned(), "1".to_owned()));
+    }
+    write_build_script(&env, original_build, dir)?;
 
-    let lib_crate = if target.kind == TargetKind::Lib {
-        None
-    } else {
-        project.lib_crate()
-    };
-    // A binary's code is compiled again by the program, which shows its warnings.
-    let lints = match target.kind {
-        TargetKind::Lib => project.lints()?,
-        TargetKind::Bin | TargetKind::Example => Some(manifest::warnings_allowed()),
+    let lib_dep = match target.kind {
+        TargetKind::Lib => None,
+        TargetKind::Bin | TargetKind::Example => project
+            .lib_crate()
+            .map(|crate_name| lib_dependency(project, crate_name, lib_package)),
     };
     let manifest = manifest::package(&manifest::PackageManifest {
         name,
-        lints,
+        // The only compilation of the target's code: its warnings are shown.
+        lints: match target.kind {
+            TargetKind::Lib => project.lints()?,
+            TargetKind::Bin | TargetKind::Example => {
+                manifest::binary_as_library_lints(project.lints()?)
+            }
+        },
         examples: &[],
         // An example's code may use the package's dev-dependencies.
         dev_dependencies: target.kind == TargetKind::Example,
@@ -293,7 +327,7 @@ fn generate_package(
         package: &project.package,
         turbolift_key: &project.turbolift_key,
         turbolift_features,
-        lib_dep: lib_crate.map(|crate_name| original_lib(project, crate_name)),
+        crate_deps: lib_dep.into_iter().collect(),
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
@@ -329,19 +363,79 @@ fn generate_library_package(
     Ok(())
 }
 
-/// The program package: every binary of the original package, from its own source in the
-/// mirror, using the library of `lib_package` (the library's service package) when there
-/// is one, else the original library if the package has one. Returns the binaries' names.
+/// The service packages that compile the package's own crates.
+struct CodePackages {
+    /// The library's, which the binaries' code uses.
+    lib: Option<String>,
+    /// The binaries' (and the example's) with distributed functions.
+    binaries: Vec<BinaryPackage>,
+}
+
+/// A binary (or the example) whose code its service package compiles.
+struct BinaryPackage {
+    kind: TargetKind,
+    name: String,
+    package: String,
+}
+
+/// The program package: every binary of the original package, using the library of
+/// `code.lib` (the library's service package) when there is one, else the original
+/// library if the package has one. A binary with distributed functions (one of
+/// `code.binaries`) is a generated `main` that runs the binary's code compiled as its
+/// service package's library; any other is compiled from its own source in the mirror.
+/// Returns the binaries' names.
 fn generate_program(
     project: &Project,
     name: &str,
-    lib_package: Option<&str>,
+    code: &CodePackages,
     services: &[Service],
     turbolift_features: &[&str],
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<Vec<String>> {
     mirror_package(project, dir)?;
+    let mains_dir = dir.join(PROGRAM_MAINS);
+    let mut mains = Vec::new();
+    let mut crate_deps = Vec::new();
+    // A binary's target: its generated `main` when its code is its service package's
+    // library, else its own source.
+    let mut binary = |kind: TargetKind, target: &cargo_metadata::Target| -> Result<manifest::Bin> {
+        let path = match code
+            .binaries
+            .iter()
+            .find(|b| b.kind == kind && b.name == target.name)
+        {
+            Some(BinaryPackage { package, .. }) => {
+                let prefix = match kind {
+                    TargetKind::Example => "turbolift_example",
+                    TargetKind::Bin | TargetKind::Lib => "turbolift_binary",
+                };
+                let crate_name = format!("{prefix}_{}", naming::crate_name(&target.name));
+                let file = format!("{}.rs", target.name);
+                write_if_changed(&mains_dir.join(&file), &source::program_main(&crate_name)?)?;
+                mains.push(file.clone());
+                crate_deps.push(manifest::LibDep {
+                    crate_name,
+                    package: package.clone(),
+                    path: format!("../{package}"),
+                });
+                format!("{PROGRAM_MAINS}/{file}")
+            }
+            None => {
+                let what = match kind {
+                    TargetKind::Example => format!("the example `{}`", target.name),
+                    TargetKind::Bin | TargetKind::Lib => format!("the binary `{}`", target.name),
+                };
+                within_package(project, target.src_path.as_std_path(), &what)?;
+                target.src_path.to_string()
+            }
+        };
+        Ok(manifest::Bin {
+            name: target.name.clone(),
+            path,
+            required_features: target.required_features.clone(),
+        })
+    };
     let mut bins = Vec::new();
     for target in project.package.targets.iter().filter(|t| t.is_bin()) {
         if let Some(service) = services
@@ -354,35 +448,24 @@ fn generate_program(
                 service.function.id
             );
         }
-        let what = format!("the binary `{}`", target.name);
-        within_package(project, target.src_path.as_std_path(), &what)?;
-        bins.push(manifest::Bin {
-            name: target.name.clone(),
-            path: target.src_path.to_string(),
-            required_features: target.required_features.clone(),
-        });
+        bins.push(binary(TargetKind::Bin, target)?);
     }
-    // `--example`: the example too, from its real path.
-    let examples: Vec<manifest::Bin> = project
+    // `--example`: the example too.
+    let examples = project
         .package
         .targets
         .iter()
         .filter(|t| t.is_example() && project.example.as_deref() == Some(t.name.as_str()))
-        .map(|t| manifest::Bin {
-            name: t.name.clone(),
-            path: t.src_path.to_string(),
-            required_features: t.required_features.clone(),
-        })
-        .collect();
-    write_build_script(project, None, original_build, dir)?;
-    let lib_dep = project.lib_crate().map(|crate_name| match lib_package {
-        Some(package) => manifest::LibDep {
-            crate_name,
-            package: package.to_owned(),
-            path: format!("../{package}"),
-        },
-        None => original_lib(project, crate_name),
-    });
+        .map(|t| binary(TargetKind::Example, t))
+        .collect::<Result<Vec<_>>>()?;
+    if mains_dir.exists() {
+        files::remove_other_files(&mains_dir, mains.into_iter())
+            .with_context(|| format!("cannot clean {}", mains_dir.display()))?;
+    }
+    write_build_script(&package_env(project, None), original_build, dir)?;
+    let lib_dep = project
+        .lib_crate()
+        .map(|crate_name| lib_dependency(project, crate_name, code.lib.as_deref()));
     let manifest = manifest::package(&manifest::PackageManifest {
         name,
         lints: project.lints()?,
@@ -393,7 +476,7 @@ fn generate_program(
         package: &project.package,
         turbolift_key: &project.turbolift_key,
         turbolift_features,
-        lib_dep,
+        crate_deps: lib_dep.into_iter().chain(crate_deps).collect(),
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(bins.into_iter().chain(examples).map(|b| b.name).collect())
@@ -426,25 +509,36 @@ fn mirror_package(project: &Project, dir: &Path) -> Result<()> {
     })
 }
 
-/// The original package as the dependency that provides its library.
-fn original_lib(project: &Project, crate_name: String) -> manifest::LibDep {
-    manifest::LibDep {
-        crate_name,
-        package: project.package.name.to_string(),
-        path: project.package_root().display().to_string(),
+/// The package's library `crate_name` as a dependency: from `lib_package`, the library's
+/// service package, when it has one (so that the library is compiled once), else from the
+/// original package.
+fn lib_dependency(
+    project: &Project,
+    crate_name: String,
+    lib_package: Option<&str>,
+) -> manifest::LibDep {
+    match lib_package {
+        Some(package) => manifest::LibDep {
+            crate_name,
+            package: package.to_owned(),
+            path: format!("../{package}"),
+        },
+        None => manifest::LibDep {
+            crate_name,
+            package: project.package.name.to_string(),
+            path: project.package_root().display().to_string(),
+        },
     }
 }
 
-/// The generated package's build script: the original package's variables (with
-/// `CARGO_BIN_NAME` for a package built for one binary), then the original build script
-/// (its source and path), if any.
+/// The generated package's build script: the variables `env` for its code, then the
+/// original build script (its source and path), if any.
 fn write_build_script(
-    project: &Project,
-    bin_name: Option<&str>,
+    env: &[(String, String)],
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<()> {
-    let build = source::build_script(&package_env(project, bin_name), original_build)?;
+    let build = source::build_script(env, original_build)?;
     write_if_changed(&dir.join("build.rs"), &build)?;
     Ok(())
 }

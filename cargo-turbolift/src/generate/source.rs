@@ -21,6 +21,13 @@ pub fn service_main(crate_name: &str, services: &[(&str, &str)]) -> Result<Strin
     ])
 }
 
+/// The program's executable for a binary whose code is the library `binary_crate` (the
+/// name of the program package's dependency on the binary's service package).
+pub fn program_main(binary_crate: &str) -> Result<String> {
+    let crate_ident = syn::Ident::new(binary_crate, proc_macro2::Span::call_site());
+    templates::PROGRAM_MAIN.render(&[("binary_crate", Value::Rust(quote!(#crate_ident)))])
+}
+
 /// The generated package's build script: the original package's variables, then its own
 /// build script (`original`, if any) with its `main` renamed.
 pub fn build_script(env: &[(String, String)], original: Option<(&str, &Path)>) -> Result<String> {
@@ -72,6 +79,11 @@ mod tests {
         ];
         let main = service_main("layout_fixture", &services).unwrap();
         insta::assert_snapshot!(main);
+    }
+
+    #[test]
+    fn the_program_executable_links_the_binary_code_and_runs_its_main() {
+        insta::assert_snapshot!(program_main("turbolift_binary_layout_fixture").unwrap());
     }
 
     #[test]

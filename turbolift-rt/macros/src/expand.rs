@@ -17,7 +17,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, ItemFn, Pat, ReturnType};
-use turbolift_syntax::{DistributeArgs, check_function, signature_hash};
+use turbolift_syntax::{DistributeArgs, PROGRAM_MAIN_ENV, check_function, signature_hash};
 
 pub fn distribute(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let parsed_args = DistributeArgs::parse_tokens(args);
@@ -158,6 +158,7 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         )
     };
 
+    let program_main = program_main(&cfgs);
     quote! {
         #(#docs)*
         #(#others)*
@@ -207,6 +208,27 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
                     #invoke_batch
                 }
                 ::turbolift::__private::Handler::new(&#info, __invoke, __batch)
+            }
+        }
+
+        #program_main
+    }
+}
+
+/// The registration of the crate's `main` (see `turbolift_syntax::PROGRAM_MAIN_ENV`), when
+/// the build asks for it; `cfgs` are the function's own.
+fn program_main(cfgs: &[&&Attribute]) -> TokenStream {
+    if std::env::var_os(PROGRAM_MAIN_ENV).is_none() {
+        return TokenStream::new();
+    }
+    quote! {
+        #(#cfgs)*
+        ::turbolift::__register_program_main! {
+            {
+                fn __main() -> ::std::process::ExitCode {
+                    ::std::process::Termination::report(crate::main())
+                }
+                __main
             }
         }
     }

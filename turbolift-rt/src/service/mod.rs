@@ -9,6 +9,7 @@ pub(crate) mod handler;
 mod metrics;
 mod options;
 pub(crate) mod placement;
+mod program;
 mod refusals;
 mod router;
 mod serve;
@@ -31,6 +32,8 @@ use turbolift_shared::protocol::{self, ErrorKind, env};
 pub use batch::BatchSink;
 pub use handler::{Handler, InvokeError, registered};
 pub use placement::{DEFAULT_INLINE_MAX, Placement};
+#[doc(hidden)]
+pub use program::{ProgramMain, program_main};
 
 pub use options::{
     DEFAULT_MAX_BODY, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_CONNECTIONS,
