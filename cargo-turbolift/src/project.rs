@@ -1,5 +1,7 @@
 //! The user's package, as cargo describes it.
 
+mod metadata;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -252,11 +254,14 @@ pub fn metadata(args: &BuildArgs) -> Result<Metadata> {
     if !features.is_empty() {
         command.features(CargoOpt::SomeFeatures(features));
     }
-    for flag in args.resolve_flags() {
-        command.other_options(vec![flag.to_owned()]);
-    }
-    command
-        .exec()
+    // All at once: each call replaces the options of the one before.
+    command.other_options(
+        args.resolve_flags()
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+    );
+    metadata::cached(&command, args.target_dir.as_deref())
         .context("could not read the package with `cargo metadata`")
 }
 
