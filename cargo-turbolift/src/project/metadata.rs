@@ -192,8 +192,17 @@ fn outside(metadata: &Metadata) -> Vec<(String, String)> {
         for dir in root.ancestors().skip(1) {
             read.push(file_input(&dir.join("Cargo.toml")));
         }
-        for folder in ["", "src", "src/bin", "examples", "tests", "benches"] {
-            read.push(listing(&root.join(folder)));
+        // Where cargo discovers targets: `build.rs`, `src/lib.rs`, `src/main.rs`, and
+        // files or folders with a `main.rs` in the others.
+        for (folder, depth) in [
+            ("", 1),
+            ("src", 1),
+            ("src/bin", 2),
+            ("examples", 2),
+            ("tests", 2),
+            ("benches", 2),
+        ] {
+            read.push(listing(&root.join(folder), depth));
         }
     }
     read
@@ -208,8 +217,8 @@ fn file_input(path: &Path) -> (String, String) {
     (path.display().to_string(), contents)
 }
 
-/// The entries of the folder `path`, and of each folder in it, by name.
-fn listing(path: &Path) -> (String, String) {
+/// The entries of the folder `path` by name, and with `depth` 2 those of each folder in it.
+fn listing(path: &Path, depth: usize) -> (String, String) {
     let names = |dir: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .into_iter()
@@ -222,7 +231,7 @@ fn listing(path: &Path) -> (String, String) {
     let mut entries = Vec::new();
     for name in names(path) {
         let inner = path.join(&name);
-        if inner.is_dir() {
+        if depth > 1 && inner.is_dir() {
             entries.extend(names(&inner).into_iter().map(|n| format!("{name}/{n}")));
         }
         entries.push(name);
