@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 
 pub use bytes::Bytes;
 
+pub use crate::wire::{Encoded, is_byte_buffer};
+
 use crate::local;
 use crate::{Batch, Error, batch};
 

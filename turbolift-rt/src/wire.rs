@@ -53,6 +53,14 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// An encoding in one part.
+    pub fn whole(head: Bytes) -> Self {
+        Encoded {
+            head,
+            tail: Bytes::new(),
+        }
+    }
+
     /// The length of the encoding.
     pub fn len(&self) -> usize {
         self.head.len() + self.tail.len()
@@ -124,6 +132,33 @@ pub fn decode_owned<T: DeserializeOwned + 'static>(body: Bytes) -> Result<T, Wir
     // Anything else, including a malformed byte buffer, takes the general path, with its
     // errors.
     decode(&body)
+}
+
+/// Decodes exactly one `T` from a body read in up to two parts (see
+/// `body::read_all`): a byte buffer alone whose prefix and bytes came apart is its
+/// `tail` as it is; anything else is decoded from the whole body (copied into one buffer
+/// when it came in two parts).
+pub fn decode_received<T: DeserializeOwned + 'static>(body: Encoded) -> Result<T, WireError> {
+    if body.tail.is_empty() {
+        return decode_owned(body.head);
+    }
+    let apart = is_bytes::<T>()
+        && postcard::take_from_bytes::<usize>(&body.head)
+            .is_ok_and(|(len, rest)| rest.is_empty() && len == body.tail.len());
+    if apart {
+        // Moved, not cloned: a `Vec<u8>` takes the buffer over only from its one owner.
+        if let Some(value) = give_bytes(body.tail) {
+            return Ok(value);
+        }
+        unreachable!("is_bytes said T is a byte buffer");
+    }
+    decode_owned(body.to_bytes())
+}
+
+/// Whether `T` is a byte buffer alone (`Vec<u8>`, `serde_bytes::ByteBuf`, `bytes::Bytes`,
+/// or a one-tuple of one), whose body a reader can split (see [`decode_received`]).
+pub fn is_byte_buffer<T: 'static>() -> bool {
+    is_bytes::<T>()
 }
 
 fn is_bytes<T: 'static>() -> bool {

@@ -175,7 +175,7 @@ async fn a_wrong_secret_is_refused() {
 static OLD_MISMATCHED: FnInfo = FnInfo::new("remote", "mismatched", 0x0123_4567_89ab_cdef, None);
 static OLD_HANDLER: Handler = Handler::new(&OLD_MISMATCHED, invoke_old, batch_old);
 
-fn invoke_old(body: Bytes) -> Invocation {
+fn invoke_old(body: turbolift::__private::Encoded) -> Invocation {
     turbolift::__private::invoke_blocking(&OLD_MISMATCHED, body, |(u,): (u64,)| u)
 }
 

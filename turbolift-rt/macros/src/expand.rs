@@ -11,6 +11,9 @@
 //! fn __turbolift_body_square(u: u64) -> u64 { u * u }   // what a service runs
 //! pub fn square_batch(inputs: impl IntoIterator<Item = u64>) -> turbolift::Batch<u64> { /* many calls */ }
 //! ::turbolift::__register_handler! { /* the service's entry for `square` */ }
+//! // and, when the generated build sets TURBOLIFT_PROGRAM_MAIN (a binary's code compiled
+//! // as its service package's library), the way to run `crate::main`:
+//! ::turbolift::__register_program_main! { /* runs crate::main, reports its result */ }
 //! ```
 
 use proc_macro2::TokenStream;
@@ -197,7 +200,7 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
         ::turbolift::__register_handler! {
             {
                 fn __invoke(
-                    #body_arg: ::turbolift::__private::Bytes,
+                    #body_arg: ::turbolift::__private::Encoded,
                 ) -> ::turbolift::__private::Invocation {
                     #invoke
                 }
@@ -208,6 +211,7 @@ fn expand(args: DistributeArgs, func: ItemFn) -> TokenStream {
                     #invoke_batch
                 }
                 ::turbolift::__private::Handler::new(&#info, __invoke, __batch)
+                    .arguments(::turbolift::__private::is_byte_buffer::<(#(#types,)*)>)
             }
         }
 

@@ -16,7 +16,6 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
@@ -32,7 +31,7 @@ use retry::{Refusal, Retry};
 
 use crate::__private::Wire;
 use crate::wire::Encoded;
-use crate::wire::body::{Chunks, read_all};
+use crate::wire::body::{Chunks, READ_BUFFER, read_all};
 use crate::{Error, RemoteError, wire};
 
 /// Connections to services: plain TCP, and with the `tls` feature TLS over it for
@@ -113,6 +112,7 @@ fn pooled(connector: Connector) -> HttpClient {
     Client::builder(QuietExecutor)
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
+        .http1_max_buf_size(READ_BUFFER)
         .build(connector)
 }
 
@@ -139,14 +139,16 @@ async fn encode_exchange_decode<A: Wire, R: Wire>(
         function: function.to_owned(),
         detail: e.to_string(),
     })?;
-    let answer = exchange(remote, body).await?;
-    wire::decode_owned(answer).map_err(|e| Error::Decode {
+    let answer = exchange(remote, body, wire::is_byte_buffer::<R>()).await?;
+    wire::decode_received(answer).map_err(|e| Error::Decode {
         function: function.to_owned(),
         detail: e.to_string(),
     })
 }
 
-/// The encoded result of one call, from one of the replicas within the timeout.
+/// The encoded result of one call, from one of the replicas within the timeout; with
+/// `byte_buffer` (the result is a byte buffer alone) a long answer comes in two parts
+/// (see `wire::body::read_all`).
 ///
 /// A boxed future made here, so that its code is generated in this crate: an `async fn`
 /// awaited only from generic code would be compiled into each caller's crate instead,
@@ -154,7 +156,8 @@ async fn encode_exchange_decode<A: Wire, R: Wire>(
 fn exchange<'a>(
     remote: &'a Arc<Remote>,
     body: Encoded,
-) -> Pin<Box<dyn Future<Output = Result<Bytes, Error>> + Send + 'a>> {
+    byte_buffer: bool,
+) -> Pin<Box<dyn Future<Output = Result<Encoded, Error>> + Send + 'a>> {
     Box::pin(async move {
         let timeout = || Error::Timeout {
             function: remote.info.id().to_owned(),
@@ -162,7 +165,9 @@ fn exchange<'a>(
         };
         match coalesce::enter(remote, &body) {
             Entry::Alone(mut slot) => {
-                match tokio::time::timeout(remote.timeout, attempts(remote, body)).await {
+                match tokio::time::timeout(remote.timeout, attempts(remote, body, byte_buffer))
+                    .await
+                {
                     Ok(answer) => {
                         if answer.is_ok() {
                             slot.answered();
@@ -173,7 +178,9 @@ fn exchange<'a>(
                 }
             }
             Entry::Gathered(answer) => match tokio::time::timeout(remote.timeout, answer).await {
-                Ok(answer) => answer.unwrap_or_else(|_| Err(coalesce::abandoned(remote))),
+                Ok(answer) => answer
+                    .unwrap_or_else(|_| Err(coalesce::abandoned(remote)))
+                    .map(Encoded::whole),
                 Err(_) => {
                     // Held up behind a slow call, or the function is slow: either way
                     // its calls go alone from now on.
@@ -189,13 +196,13 @@ fn exchange<'a>(
 
 /// The call's attempts across the replicas, as [`Retry`] has them; the caller's timeout
 /// bounds them all, pauses included.
-async fn attempts(remote: &Remote, body: Encoded) -> Result<Bytes, Error> {
+async fn attempts(remote: &Remote, body: Encoded, byte_buffer: bool) -> Result<Encoded, Error> {
     let mut retry = Retry::new(remote);
     while let Some(index) = retry.next(None, 1).await {
         let replica = &remote.replicas[index];
         let outcome = {
             let _in_flight = replica.begin();
-            send(remote, replica, body.clone()).await
+            send(remote, replica, body.clone(), byte_buffer).await
         };
         match outcome {
             Ok(answer) => return Ok(answer),
@@ -210,9 +217,14 @@ async fn attempts(remote: &Remote, body: Encoded) -> Result<Bytes, Error> {
     Err(retry.unavailable())
 }
 
-async fn send(remote: &Remote, replica: &Replica, body: Encoded) -> Result<Bytes, Refusal> {
+async fn send(
+    remote: &Remote,
+    replica: &Replica,
+    body: Encoded,
+    byte_buffer: bool,
+) -> Result<Encoded, Refusal> {
     let body = post(remote, replica, &replica.uri, body).await?;
-    read_all(body, usize::MAX)
+    read_all(body, usize::MAX, byte_buffer)
         .await
         .map_err(|e| Refusal::Retry(format!("connection lost in the answer: {e}")))
 }

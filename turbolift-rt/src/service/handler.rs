@@ -21,8 +21,11 @@ use crate::wire::{self, Encoded};
 /// when the `service` feature is on.
 pub struct Handler {
     info: &'static FnInfo,
-    invoke: fn(Bytes) -> Invocation,
+    invoke: fn(Encoded) -> Invocation,
     batch: fn(Bytes, BatchSink) -> Result<usize, InvokeError>,
+    /// Whether the arguments are a byte buffer alone, whose body a call's reader splits
+    /// (see `wire::decode_received`).
+    byte_buffer: fn() -> bool,
 }
 
 impl Handler {
@@ -30,14 +33,22 @@ impl Handler {
     /// starts the calls of a batch.
     pub const fn new(
         info: &'static FnInfo,
-        invoke: fn(Bytes) -> Invocation,
+        invoke: fn(Encoded) -> Invocation,
         batch: fn(Bytes, BatchSink) -> Result<usize, InvokeError>,
     ) -> Self {
         Handler {
             info,
             invoke,
             batch,
+            byte_buffer: no_byte_buffer,
         }
+    }
+
+    /// The handler, told by `byte_buffer` (`wire::is_byte_buffer` of the argument tuple)
+    /// whether the function's arguments are a byte buffer alone.
+    pub const fn arguments(mut self, byte_buffer: fn() -> bool) -> Self {
+        self.byte_buffer = byte_buffer;
+        self
     }
 
     /// The function's compile-time facts.
@@ -46,8 +57,14 @@ impl Handler {
     }
 
     /// Runs the function on an encoded argument tuple.
-    pub fn invoke(&self, body: Bytes) -> Invocation {
+    pub fn invoke(&self, body: Encoded) -> Invocation {
         (self.invoke)(body)
+    }
+
+    /// Whether the function's arguments are a byte buffer alone (then the body of a call
+    /// is read into two parts, see `wire::body::read_all`).
+    pub fn takes_a_byte_buffer(&self) -> bool {
+        (self.byte_buffer)()
     }
 
     /// Checks a batch body (see [`BatchArgs`]) and starts its calls, which write their
@@ -55,6 +72,10 @@ impl Handler {
     pub fn start_batch(&self, body: Bytes, sink: BatchSink) -> Result<usize, InvokeError> {
         (self.batch)(body, sink)
     }
+}
+
+fn no_byte_buffer() -> bool {
+    false
 }
 
 inventory::collect!(Handler);
@@ -90,7 +111,7 @@ type BlockingCall = Box<dyn FnOnce() -> Result<Encoded, InvokeError> + Send>;
 
 /// Runs a synchronous function: inline when it has proven short (see
 /// `service::placement`), else on the blocking pool, off the I/O threads.
-pub fn invoke_blocking<A, R, F>(info: &'static FnInfo, body: Bytes, f: F) -> Invocation
+pub fn invoke_blocking<A, R, F>(info: &'static FnInfo, body: Encoded, f: F) -> Invocation
 where
     A: Wire,
     R: Wire,
@@ -137,7 +158,7 @@ fn run_blocking_call(info: &'static FnInfo, call: BlockingCall) -> Invocation {
 }
 
 /// Runs an async function on the service's runtime.
-pub fn invoke_async<A, R, F, Fut>(body: Bytes, f: F) -> Invocation
+pub fn invoke_async<A, R, F, Fut>(body: Encoded, f: F) -> Invocation
 where
     A: Wire,
     R: Wire,
@@ -351,8 +372,8 @@ fn push_result(sink: &BatchSink, frames: &mut Vec<u8>, index: usize, outcome: Ou
     }
 }
 
-fn decode<A: Wire>(body: Bytes) -> Result<A, InvokeError> {
-    wire::decode_owned(body).map_err(|e| InvokeError::BadArguments(e.to_string()))
+fn decode<A: Wire>(body: Encoded) -> Result<A, InvokeError> {
+    wire::decode_received(body).map_err(|e| InvokeError::BadArguments(e.to_string()))
 }
 
 /// The calls of a batch, checked whole, their arguments decoded as they are handed out.

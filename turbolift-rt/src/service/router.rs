@@ -17,7 +17,6 @@ use http_body_util::{LengthLimitError, Limited};
 use turbolift_shared::naming;
 use turbolift_shared::protocol::{self, ErrorKind};
 
-use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::State;
@@ -25,7 +24,7 @@ use super::batch::BatchSink;
 use super::handler::{Handler, InvokeError};
 use super::metrics;
 use crate::wire::body::{Chunks, read_all};
-use crate::wire::frames;
+use crate::wire::{Encoded, frames};
 
 pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router {
     let mut router = Router::new()
@@ -193,7 +192,8 @@ async fn call(
 ) -> Response {
     #[cfg(feature = "otel")]
     let parent = crate::trace::extract(request.headers());
-    let (body, _permit) = match admit(&state, handler, request).await {
+    let split = handler.takes_a_byte_buffer();
+    let (body, _permit) = match admit(&state, handler, request, split).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
@@ -236,8 +236,8 @@ async fn batch(
 ) -> Response {
     #[cfg(feature = "otel")]
     let parent = crate::trace::extract(request.headers());
-    let (body, permit) = match admit(&state, handler, request).await {
-        Ok(admitted) => admitted,
+    let (body, permit) = match admit(&state, handler, request, false).await {
+        Ok((body, permit)) => (body.to_bytes(), permit),
         Err(refused) => return refused,
     };
     let function = handler.info().id();
@@ -295,7 +295,8 @@ async fn admit(
     state: &State,
     handler: &'static Handler,
     request: Request,
-) -> Result<(Bytes, OwnedSemaphorePermit), Response> {
+    split: bool,
+) -> Result<(Encoded, OwnedSemaphorePermit), Response> {
     let info = handler.info();
     if state.draining.load(Ordering::Acquire) {
         return Err(state.draining("the service is shutting down; retry on another replica"));
@@ -330,6 +331,7 @@ async fn admit(
     let read = read_all(
         Limited::new(request.into_body(), state.max_body),
         state.max_body,
+        split,
     );
     // A small body has usually arrived with the head: then no timer is needed.
     let mut read = std::pin::pin!(read);

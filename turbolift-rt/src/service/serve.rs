@@ -48,6 +48,7 @@ pub(super) async fn serve(
         // none on an idle connection, is dropped.
         .header_read_timeout(state.header_timeout)
         .max_header_size(MAX_HEAD)
+        .max_buf_size(crate::wire::body::READ_BUFFER)
         .keep_alive(true);
     let connections = state.connections.clone();
     let trim = Arc::new(Trim::default());
