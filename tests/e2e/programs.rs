@@ -146,3 +146,53 @@ fn a_binary_s_code_is_compiled_once_for_its_services_and_its_program() {
         compilations[0]
     );
 }
+
+/// A binary with distributed functions whose crate name is also its package's library's:
+/// a clear error before anything is built, and with the library renamed, a build.
+#[test]
+fn a_binary_named_like_its_library_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shapes-app");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    let manifest = format!(
+        "[package]\nname = \"shapes-app\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[workspace]\n\n[dependencies]\nturbolift = {{ path = {:?} }}\ntokio = {{ version = \"1\", features = [\"full\"] }}\n",
+        repo().join("turbolift-rt").display().to_string()
+    );
+    std::fs::write(root.join("Cargo.toml"), &manifest).unwrap();
+    std::fs::write(
+        root.join("src/lib.rs"),
+        "#[turbolift::distribute]\npub fn area(w: u64, h: u64) -> u64 {\n    w * h\n}\n",
+    )
+    .unwrap();
+    let main = "#[turbolift::distribute]\nfn label(n: u64) -> String {\n    format!(\"{n} units\")\n}\n\n#[tokio::main]\nasync fn main() {\n    let a = LIB::area(6, 7).await.unwrap();\n    println!(\"{}\", label(a).await.unwrap());\n}\n";
+    std::fs::write(root.join("src/main.rs"), main.replace("LIB", "shapes_app")).unwrap();
+    std::fs::copy(repo().join("Cargo.lock"), root.join("Cargo.lock")).unwrap();
+
+    let out = output(&mut turbolift(&root, &["build"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the binary `shapes-app` has distributed functions and the same crate name as the package's library, `shapes_app`")
+            && stderr.contains("[lib] name = \"shapes_app_core\""),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Compiling"),
+        "refused before building:\n{stderr}"
+    );
+
+    std::fs::write(
+        root.join("Cargo.toml"),
+        format!("{manifest}\n[lib]\nname = \"shapes_app_core\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("src/main.rs"),
+        main.replace("LIB", "shapes_app_core"),
+    )
+    .unwrap();
+    let out = output(&mut turbolift(&root, &["run"]));
+    assert_success("cargo turbolift run with the library renamed", &out);
+    assert_eq!(text(&out.stdout), "42 units\n");
+    assert_eq!(count_ready(&text(&out.stderr)), 2, "{}", text(&out.stderr));
+}

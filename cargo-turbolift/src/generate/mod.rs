@@ -184,6 +184,9 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
                 function: function.clone(),
             })
             .collect();
+        if library.is_none() && target.kind != TargetKind::Lib {
+            check_crate_names(project, target)?;
+        }
         let dir = packages_dir.join(&package);
         match library {
             Some(library) => generate_library_package(library, &package, &group, features, &dir),
@@ -361,6 +364,26 @@ fn generate_library_package(
     let manifest = manifest::library_package(name, library, &crate_name, turbolift_features)?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
+}
+
+/// A binary's service package compiles the binary's code as a library under the binary's
+/// crate name and depends on the package's library under the library's: with the two
+/// names equal, its executable cannot tell them apart (rustc's E0464), so that is said
+/// here, with what to do.
+fn check_crate_names(project: &Project, target: &Target) -> Result<()> {
+    let crate_name = naming::crate_name(&target.name);
+    if project.lib_crate().as_deref() != Some(crate_name.as_str()) {
+        return Ok(());
+    }
+    let what = match target.kind {
+        TargetKind::Example => "example",
+        TargetKind::Bin | TargetKind::Lib => "binary",
+    };
+    anyhow::bail!(
+        "the {what} `{}` has distributed functions and the same crate name as the package's library, `{crate_name}`; its services cannot link both: give the library another name in {} (`[lib] name = \"{crate_name}_core\"`, and use that name in the {what}), or move the {what}'s distributed functions into the library",
+        target.name,
+        project.package.manifest_path
+    )
 }
 
 /// The service packages that compile the package's own crates.
