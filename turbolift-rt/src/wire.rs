@@ -118,16 +118,12 @@ fn encode_sized<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> 
 /// `bytes::Bytes` shares it, a `Vec<u8>` or `ByteBuf` takes it over when the body is the
 /// only owner (else it is copied once).
 pub fn decode_owned<T: DeserializeOwned + 'static>(body: Bytes) -> Result<T, WireError> {
-    if is_bytes::<T>()
-        && let Ok((len, rest)) = postcard::take_from_bytes::<usize>(&body)
-        && rest.len() == len
+    if is_byte_buffer::<T>()
+        && let Some((at, len)) = byte_buffer_prefix(&body)
+        && body.len() - at == len
     {
         // Exactly a length prefix and that many bytes: what postcard would decode, too.
-        let prefix = body.len() - len;
-        if let Some(value) = give_bytes(body.slice(prefix..)) {
-            return Ok(value);
-        }
-        unreachable!("is_bytes said T is a byte buffer");
+        return Ok(give_bytes(body.slice(at..)));
     }
     // Anything else, including a malformed byte buffer, takes the general path, with its
     // errors.
@@ -142,26 +138,26 @@ pub fn decode_received<T: DeserializeOwned + 'static>(body: Encoded) -> Result<T
     if body.tail.is_empty() {
         return decode_owned(body.head);
     }
-    let apart = is_bytes::<T>()
-        && postcard::take_from_bytes::<usize>(&body.head)
-            .is_ok_and(|(len, rest)| rest.is_empty() && len == body.tail.len());
-    if apart {
+    if is_byte_buffer::<T>()
+        && byte_buffer_prefix(&body.head) == Some((body.head.len(), body.tail.len()))
+    {
         // Moved, not cloned: a `Vec<u8>` takes the buffer over only from its one owner.
-        if let Some(value) = give_bytes(body.tail) {
-            return Ok(value);
-        }
-        unreachable!("is_bytes said T is a byte buffer");
+        return Ok(give_bytes(body.tail));
     }
     decode_owned(body.to_bytes())
 }
 
-/// Whether `T` is a byte buffer alone (`Vec<u8>`, `serde_bytes::ByteBuf`, `bytes::Bytes`,
-/// or a one-tuple of one), whose body a reader can split (see [`decode_received`]).
-pub fn is_byte_buffer<T: 'static>() -> bool {
-    is_bytes::<T>()
+/// The length prefix of a byte buffer at the start of `bytes`, if it begins with one: its
+/// own length, and the length of the bytes it announces.
+pub(crate) fn byte_buffer_prefix(bytes: &[u8]) -> Option<(usize, usize)> {
+    let (len, rest) = postcard::take_from_bytes::<usize>(bytes).ok()?;
+    Some((bytes.len() - rest.len(), len))
 }
 
-fn is_bytes<T: 'static>() -> bool {
+/// Whether `T` is a byte buffer alone (`Vec<u8>`, `serde_bytes::ByteBuf`, `bytes::Bytes`,
+/// or a one-tuple of one), which travels as its length prefix and its own buffer (see
+/// [`encode_owned`]) and whose body a reader can split (see [`decode_received`]).
+pub fn is_byte_buffer<T: 'static>() -> bool {
     let t = TypeId::of::<T>();
     [
         TypeId::of::<Vec<u8>>(),
@@ -201,8 +197,9 @@ fn take_bytes<T: 'static>(value: T) -> Result<Bytes, T> {
     Err(slot.expect("the value is still there"))
 }
 
-/// `bytes` as a `T` that is a byte buffer alone (see [`is_bytes`]).
-fn give_bytes<T: 'static>(bytes: Bytes) -> Option<T> {
+/// `bytes` as a `T` that is a byte buffer alone (see [`is_byte_buffer`], which callers ask
+/// first).
+fn give_bytes<T: 'static>(bytes: Bytes) -> T {
     let mut slot: Option<T> = None;
     let any = &mut slot as &mut dyn Any;
     if let Some(s) = any.downcast_mut::<Option<Bytes>>() {
@@ -218,7 +215,7 @@ fn give_bytes<T: 'static>(bytes: Bytes) -> Option<T> {
     } else if let Some(s) = any.downcast_mut::<Option<(serde_bytes::ByteBuf,)>>() {
         *s = Some((serde_bytes::ByteBuf::from(Vec::from(bytes)),));
     }
-    slot
+    slot.expect("give_bytes is called only for a byte buffer alone")
 }
 
 #[cfg(test)]

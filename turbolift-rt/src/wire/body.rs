@@ -123,9 +123,9 @@ fn split_point(split: bool, declared: Option<u64>, first: &[u8]) -> Option<usize
     if !split {
         return None;
     }
-    let (len, rest) = postcard::take_from_bytes::<usize>(first).ok()?;
-    let at = first.len() - rest.len();
-    (declared? == at as u64 + len as u64).then_some(at)
+    let (at, len) = crate::wire::byte_buffer_prefix(first)?;
+    // Subtracted, not added: a prefix may announce any length, even one that overflows.
+    (declared?.checked_sub(at as u64) == Some(len as u64)).then_some(at)
 }
 
 #[cfg(test)]
@@ -226,6 +226,15 @@ mod tests {
         let received = read(frames(&encoded, 4_096, true), false);
         assert!(received.tail.is_empty());
         assert_eq!(decode_received::<String>(received).unwrap(), text);
+    }
+
+    #[test]
+    fn a_prefix_announcing_more_than_can_exist_is_not_split_and_does_not_panic() {
+        let mut body = wire::encode(&usize::MAX).unwrap();
+        body.extend_from_slice(&[7; 9_000]);
+        let received = read(frames(&body, 4_096, true), true);
+        assert!(received.tail.is_empty());
+        assert!(decode_received::<Vec<u8>>(received).is_err());
     }
 
     #[test]
