@@ -102,7 +102,8 @@ impl Discovery {
     }
 }
 
-fn kind_name(kind: TargetKind) -> &'static str {
+/// How messages name a target of `kind`.
+pub fn kind_name(kind: TargetKind) -> &'static str {
     match kind {
         TargetKind::Lib => "library",
         TargetKind::Bin => "binary",

@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use turbolift_shared::naming;
 use turbolift_syntax::PROGRAM_MAIN_ENV;
 
-use crate::discover::{DistributedFn, Target, TargetKind};
+use crate::discover::{DistributedFn, Target, TargetKind, kind_name};
 use crate::project::{Library, Project};
 
 pub use files::write_if_changed;
@@ -186,6 +186,11 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
             .collect();
         if library.is_none() && target.kind != TargetKind::Lib {
             check_crate_names(project, target)?;
+            code.binaries.push(BinaryPackage {
+                kind: target.kind,
+                name: target.name.clone(),
+                package: package.clone(),
+            });
         }
         let dir = packages_dir.join(&package);
         match library {
@@ -205,13 +210,6 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
             }
         }
         .with_context(|| format!("cannot generate the service package `{package}`"))?;
-        if library.is_none() && target.kind != TargetKind::Lib {
-            code.binaries.push(BinaryPackage {
-                kind: target.kind,
-                name: target.name.clone(),
-                package: package.clone(),
-            });
-        }
         packages.push(package);
         services.extend(group);
     }
@@ -375,10 +373,7 @@ fn check_crate_names(project: &Project, target: &Target) -> Result<()> {
     if project.lib_crate().as_deref() != Some(crate_name.as_str()) {
         return Ok(());
     }
-    let what = match target.kind {
-        TargetKind::Example => "example",
-        TargetKind::Bin | TargetKind::Lib => "binary",
-    };
+    let what = kind_name(target.kind);
     anyhow::bail!(
         "the {what} `{}` has distributed functions and the same crate name as the package's library, `{crate_name}`; its services cannot link both: give the library another name in {} (`[lib] name = \"{crate_name}_core\"`, and use that name in the {what}), or move the {what}'s distributed functions into the library",
         target.name,
@@ -445,10 +440,7 @@ fn generate_program(
                 format!("{PROGRAM_MAINS}/{file}")
             }
             None => {
-                let what = match kind {
-                    TargetKind::Example => format!("the example `{}`", target.name),
-                    TargetKind::Bin | TargetKind::Lib => format!("the binary `{}`", target.name),
-                };
+                let what = format!("the {} `{}`", kind_name(kind), target.name);
                 within_package(project, target.src_path.as_std_path(), &what)?;
                 target.src_path.to_string()
             }

@@ -19,12 +19,13 @@
 //!
 //! Anything else cargo could read (registry and git sources) is fixed by `Cargo.lock`.
 
-use std::ffi::OsString;
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use cargo_metadata::{Metadata, MetadataCommand};
+use cargo_metadata::{Metadata, MetadataCommand, PackageId};
 use serde::{Deserialize, Serialize};
 
 /// The file, in `<target directory>/turbolift/`, that keeps the last answer.
@@ -179,9 +180,12 @@ fn inputs(
 /// The path dependencies outside the workspace, as their files read now: each one's
 /// manifest and those above it, and its target folders' entries.
 fn outside(metadata: &Metadata) -> Vec<(String, String)> {
+    let members: BTreeSet<&PackageId> = metadata.workspace_members.iter().collect();
     let mut read = Vec::new();
+    // The manifests above them, each read once however many packages share it.
+    let mut above: BTreeSet<PathBuf> = BTreeSet::new();
     for package in &metadata.packages {
-        if package.source.is_some() || metadata.workspace_members.contains(&package.id) {
+        if package.source.is_some() || members.contains(&package.id) {
             continue;
         }
         let manifest = package.manifest_path.as_std_path();
@@ -189,9 +193,7 @@ fn outside(metadata: &Metadata) -> Vec<(String, String)> {
             continue;
         };
         read.push(file_input(manifest));
-        for dir in root.ancestors().skip(1) {
-            read.push(file_input(&dir.join("Cargo.toml")));
-        }
+        above.extend(root.ancestors().skip(1).map(|dir| dir.join("Cargo.toml")));
         // Where cargo discovers targets: `build.rs`, `src/lib.rs`, `src/main.rs`, and
         // files or folders with a `main.rs` in the others.
         for (folder, depth) in [
@@ -205,6 +207,7 @@ fn outside(metadata: &Metadata) -> Vec<(String, String)> {
             read.push(listing(&root.join(folder), depth));
         }
     }
+    read.extend(above.iter().map(|manifest| file_input(manifest)));
     read
 }
 
@@ -246,8 +249,8 @@ fn cargo_home() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
 }
 
-fn lossy(s: impl AsRef<std::ffi::OsStr>) -> String {
-    OsString::from(s.as_ref()).to_string_lossy().into_owned()
+fn lossy(s: impl AsRef<OsStr>) -> String {
+    s.as_ref().to_string_lossy().into_owned()
 }
 
 #[cfg(test)]
