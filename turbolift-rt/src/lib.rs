@@ -11,6 +11,8 @@ mod client;
 #[cfg(feature = "service")]
 pub mod service;
 #[cfg(feature = "distributed")]
+mod shm;
+#[cfg(feature = "distributed")]
 mod tls;
 #[cfg(feature = "otel")]
 mod trace;

@@ -17,6 +17,16 @@ pub const SECRET_HEADER: &str = "x-turbolift-secret";
 pub const ERROR_HEADER: &str = "x-turbolift-error";
 /// Response header naming the replica of the service that answered (for logs and tests).
 pub const REPLICA_HEADER: &str = "x-turbolift-replica";
+/// Request header of a call whose arguments are in shared memory (see
+/// [`env::SHM_DIR`]): `<region> <length>`, the region's file name in the run's directory
+/// and the length of the encoded arguments at its start. The body is then empty.
+pub const SHM_ARGS_HEADER: &str = "x-turbolift-shm-args";
+/// Request header offering a region of shared memory (its file name) for the result: a
+/// service may write a large result there instead of into the body.
+pub const SHM_REPLY_HEADER: &str = "x-turbolift-shm-reply";
+/// Response header of a result written into the offered region: its length. The body is
+/// then empty.
+pub const SHM_RESULT_HEADER: &str = "x-turbolift-shm-result";
 
 /// Liveness endpoint: 200 while the process serves HTTP.
 pub const HEALTH_PATH: &str = "/v1/health";
@@ -101,6 +111,14 @@ pub mod env {
     /// Program: `off` sends every call on its own request; `on` (the default) lets
     /// concurrent calls of a function travel together in batch requests.
     pub const COALESCE: &str = "TURBOLIFT_COALESCE";
+    /// Program and service: a directory on a tmpfs (mode `0700`, owned by the user), where
+    /// the program and the services of one run on one machine pass large arguments and
+    /// results through shared memory instead of TCP. `cargo turbolift run` and `test`
+    /// create one per run on the local platform (not with `--tls`), and remove it after.
+    pub const SHM_DIR: &str = "TURBOLIFT_SHM_DIR";
+    /// `cargo turbolift`: `off` sets up no shared memory for the run (every body goes
+    /// over TCP).
+    pub const SHM: &str = "TURBOLIFT_SHM";
     /// Path of a PEM file of the certificate authority of the run or deployment. A
     /// service with it takes only TLS connections and only calls from clients whose
     /// certificate this authority signed; a program with it verifies the service's

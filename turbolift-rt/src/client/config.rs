@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct Config {
     no_coalescing: bool,
     /// `true`: calls are not counted for the summary (`TURBOLIFT_METRICS=off`).
     no_stats: bool,
+    /// The run's directory for large bodies through shared memory (`TURBOLIFT_SHM_DIR`).
+    shm_dir: Option<PathBuf>,
     /// The endpoints were read from `TURBOLIFT_ENDPOINTS`, which names every function that
     /// has a service in the run: a function it does not name is warned about.
     endpoints_from_var: bool,
@@ -52,6 +55,7 @@ impl fmt::Debug for Config {
             .field("tls", &self.tls)
             .field("coalesce", &!self.no_coalescing)
             .field("stats", &!self.no_stats)
+            .field("shm_dir", &self.shm_dir)
             .field("endpoints_from_var", &self.endpoints_from_var)
             .finish()
     }
@@ -65,7 +69,7 @@ impl Config {
 
     /// Reads `TURBOLIFT_ENDPOINTS`, `TURBOLIFT_SECRET`, `TURBOLIFT_TIMEOUT`,
     /// `TURBOLIFT_TIMEOUTS`, `TURBOLIFT_MAX_ATTEMPTS`, `TURBOLIFT_COALESCE`,
-    /// `TURBOLIFT_METRICS` and `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY` (see
+    /// `TURBOLIFT_METRICS`, `TURBOLIFT_SHM_DIR` and `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY` (see
     /// `docs/configuration.md`).
     pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|name| std::env::var(name).ok())
@@ -96,6 +100,9 @@ impl Config {
             .map_err(Error::Config)?;
         config.no_stats = !env::switch(env::METRICS, var(env::METRICS).as_deref(), true)
             .map_err(Error::Config)?;
+        config.shm_dir = var(env::SHM_DIR)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
         if let Some(text) = var(env::TIMEOUT) {
             config.default_timeout = Some(
                 parse_duration(&text)
@@ -225,6 +232,21 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Passes arguments and results of at least 256 KiB through shared memory in `dir`
+    /// (a directory of this user, mode `0700`, on a tmpfs) when the service has the same
+    /// directory, as `cargo turbolift run` arranges on one machine
+    /// (`TURBOLIFT_SHM_DIR`). Not used for `https://` endpoints.
+    pub fn shared_memory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.shm_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory for shared memory, unless the calls go over TLS (every byte then
+    /// goes through it, as asked).
+    pub(crate) fn shm_dir(&self) -> Option<&Path> {
+        self.shm_dir.as_deref().filter(|_| self.tls.is_none())
     }
 
     pub(crate) fn coalesces(&self) -> bool {

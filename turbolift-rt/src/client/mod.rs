@@ -16,7 +16,9 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use http::{Request, StatusCode};
+use std::sync::atomic::Ordering;
+
+use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,6 +32,7 @@ pub(crate) use remote::{Remote, RemoteCache};
 use retry::{Refusal, Retry};
 
 use crate::__private::Wire;
+use crate::shm::{self, Region};
 use crate::wire::Encoded;
 use crate::wire::body::{Chunks, READ_BUFFER, read_all};
 use crate::{Error, RemoteError, wire};
@@ -197,15 +200,35 @@ fn exchange<'a>(
 /// The call's attempts across the replicas, as [`Retry`] has them; the caller's timeout
 /// bounds them all, pauses included.
 async fn attempts(remote: &Remote, body: Encoded, byte_buffer: bool) -> Result<Encoded, Error> {
+    // Large arguments go through shared memory when the run has it: written once, read
+    // by every attempt. Their buffer is freed at once, before the result's is allocated,
+    // so that the allocator gives the same memory to the next large buffer rather than
+    // trimming both and faulting fresh pages in again at every call.
+    let (args, body) = match large_arguments(remote, &body) {
+        Some(region) => {
+            let len = body.len();
+            drop(body);
+            (Some((region, len)), Encoded::default())
+        }
+        None => (None, body),
+    };
     let mut retry = Retry::new(remote);
+    let mut first = true;
     while let Some(index) = retry.next(None, 1).await {
         let replica = &remote.replicas[index];
         let outcome = {
             let _in_flight = replica.begin();
-            send(remote, replica, body.clone(), byte_buffer).await
+            let args = args.as_ref().map(|(region, len)| (region, *len));
+            send(remote, replica, &body, args, byte_buffer).await
         };
         match outcome {
-            Ok(answer) => return Ok(answer),
+            Ok(answer) => {
+                // Kept for a later call only when no other attempt may still be reading it.
+                if let (Some(dir), Some((region, _)), true) = (&remote.shm, args, first) {
+                    dir.give_back(region);
+                }
+                return Ok(answer);
+            }
             Err(refusal) => {
                 if let Refusal::Retry(reason) = &refusal {
                     tracing::debug!(function = remote.info.id(), replica = %replica.base, %reason, "retrying on another replica");
@@ -213,20 +236,88 @@ async fn attempts(remote: &Remote, body: Encoded, byte_buffer: bool) -> Result<E
                 retry.refused(index, refusal, None).await?;
             }
         }
+        first = false;
     }
     Err(retry.unavailable())
 }
 
+/// A region of shared memory holding `body`, when it is long enough and the run has
+/// shared memory; else `None`, and the body goes over TCP.
+fn large_arguments(remote: &Remote, body: &Encoded) -> Option<Region> {
+    let dir = remote.shm.as_ref().filter(|_| body.len() >= shm::MIN_LEN)?;
+    match dir.holding(body) {
+        Ok(region) => Some(region),
+        Err(e) => {
+            tracing::debug!(function = remote.info.id(), error = %e, "arguments over TCP: no region of shared memory");
+            None
+        }
+    }
+}
+
+/// One attempt: `body`, or with `args` the arguments' region and their length (the
+/// body is then empty).
 async fn send(
     remote: &Remote,
     replica: &Replica,
-    body: Encoded,
+    body: &Encoded,
+    args: Option<(&Region, usize)>,
     byte_buffer: bool,
 ) -> Result<Encoded, Refusal> {
-    let body = post(remote, replica, &replica.uri, body).await?;
-    read_all(body, usize::MAX, byte_buffer)
+    let dir = remote.shm.as_deref();
+    // A region for the result, when it may be long: offered, used only if it is.
+    let mut reply = dir
+        .filter(|_| args.is_some() || remote.large_results.load(Ordering::Relaxed))
+        .and_then(|dir| dir.take().ok());
+    let shm = ShmRequest {
+        args: args.map(|(region, len)| (region.name(), len)),
+        reply: reply.as_ref().map(Region::name),
+    };
+    let (headers, body) = post_request(remote, replica, &replica.uri, body.clone(), &shm).await?;
+    if let Some(len) = headers.get(protocol::SHM_RESULT_HEADER) {
+        let answer = reply
+            .as_mut()
+            .ok_or_else(|| "no region was offered".to_owned())
+            .and_then(|region| {
+                let len = len
+                    .to_str()
+                    .ok()
+                    .and_then(|l| l.parse().ok())
+                    .ok_or_else(|| format!("its length {len:?} is not a number"))?;
+                region.read(len, byte_buffer).map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                Refusal::Fatal(Error::Remote {
+                    function: remote.info.id().to_owned(),
+                    error: RemoteError::Internal(format!(
+                        "the service answered with a result in shared memory that cannot be read: {e}"
+                    )),
+                })
+            })?;
+        if let (Some(dir), Some(region)) = (dir, reply) {
+            dir.give_back(region);
+        }
+        return Ok(answer);
+    }
+    let answer = read_all(body, usize::MAX, byte_buffer)
         .await
-        .map_err(|e| Refusal::Retry(format!("connection lost in the answer: {e}")))
+        .map_err(|e| Refusal::Retry(format!("connection lost in the answer: {e}")))?;
+    if let Some(dir) = dir {
+        if let Some(region) = reply {
+            dir.give_back(region);
+        }
+        if answer.len() >= shm::MIN_LEN {
+            remote.large_results.store(true, Ordering::Relaxed);
+        }
+    }
+    Ok(answer)
+}
+
+/// What a call's request says of shared memory: where its arguments are (a region's name
+/// and their length), and the region offered for its result.
+#[derive(Default)]
+pub(crate) struct ShmRequest<'a> {
+    args: Option<(&'a str, usize)>,
+    reply: Option<&'a str>,
 }
 
 /// POSTs `body` to `uri` on `replica`: the answer's body on a `200`, else why not.
@@ -236,12 +327,37 @@ pub(crate) async fn post(
     uri: &http::Uri,
     body: Encoded,
 ) -> Result<hyper::body::Incoming, Refusal> {
+    let (_, body) = post_request(remote, replica, uri, body, &ShmRequest::default()).await?;
+    Ok(body)
+}
+
+/// POSTs `body` to `uri` on `replica`, with `shm`'s headers: the answer's headers and
+/// body on a `200`, else why not.
+async fn post_request(
+    remote: &Remote,
+    replica: &Replica,
+    uri: &http::Uri,
+    body: Encoded,
+    shm: &ShmRequest<'_>,
+) -> Result<(http::HeaderMap, hyper::body::Incoming), Refusal> {
     // The headers are built once per function (`Remote::headers`), the URI once per
     // replica: a request is clones of them.
     let mut request = Request::new(Chunks::new(body));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri.clone();
     *request.headers_mut() = remote.headers.clone();
+    if let Some((name, len)) = shm.args
+        && let Ok(value) = HeaderValue::from_str(&format!("{name} {len}"))
+    {
+        request
+            .headers_mut()
+            .insert(HeaderName::from_static(protocol::SHM_ARGS_HEADER), value);
+    }
+    if let Some(value) = shm.reply.and_then(|name| HeaderValue::from_str(name).ok()) {
+        request
+            .headers_mut()
+            .insert(HeaderName::from_static(protocol::SHM_REPLY_HEADER), value);
+    }
     #[cfg(feature = "otel")]
     crate::trace::inject(request.headers_mut());
     // hyper-util's client logs its pool's every move: not for the program's subscriber.
@@ -265,7 +381,7 @@ pub(crate) async fn post(
     };
     let (parts, body) = response.into_parts();
     if parts.status == StatusCode::OK {
-        return Ok(body);
+        return Ok((parts.headers, body));
     }
     Err(refusal(remote.info.id(), parts, body).await)
 }

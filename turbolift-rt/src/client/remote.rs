@@ -13,6 +13,7 @@ use turbolift_shared::protocol;
 use super::config;
 use crate::__private::FnInfo;
 use crate::Error;
+use crate::shm::ShmDir;
 
 /// How long a replica that refused a connection is passed over while others are healthy.
 const COOL_DOWN: Duration = Duration::from_millis(250);
@@ -114,6 +115,11 @@ pub(crate) struct Remote {
     pub(crate) lane: super::coalesce::Lane,
     /// The function's counts for the summary; `None` with `TURBOLIFT_METRICS=off`.
     pub(crate) stats: Option<&'static super::stats::CallStats>,
+    /// The run's directory for large bodies through shared memory, if there is one.
+    pub(crate) shm: Option<Arc<ShmDir>>,
+    /// Whether a result came back at least [`crate::shm::MIN_LEN`] long: from then on every call
+    /// offers a region for its result.
+    pub(crate) large_results: AtomicBool,
     next: AtomicUsize,
 }
 
@@ -187,6 +193,8 @@ impl Remote {
             stats: config
                 .keeps_stats()
                 .then(|| super::stats::CallStats::of(info.id())),
+            shm: config.shm_dir().and_then(shm_dir),
+            large_results: AtomicBool::new(false),
             next: AtomicUsize::new(0),
         })
     }
@@ -220,6 +228,23 @@ impl Remote {
             }
         }
         best.map_or(start, |(i, _)| i)
+    }
+}
+
+/// The directory at `path`, or `None` with a warning (once) saying why not.
+fn shm_dir(path: &std::path::Path) -> Option<Arc<ShmDir>> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    match ShmDir::shared(path) {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "warning: turbolift: large bodies go over TCP, not through shared memory: {e} ({})",
+                    protocol::env::SHM_DIR
+                );
+            }
+            None
+        }
     }
 }
 

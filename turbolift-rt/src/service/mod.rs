@@ -64,6 +64,8 @@ pub(crate) struct State {
     drained: AtomicU64,
     /// The service's TLS files: TLS only, calls only from certified clients.
     tls: Option<crate::TlsFiles>,
+    /// The run's directory for large bodies through shared memory, checked.
+    shm: Option<std::path::PathBuf>,
 }
 
 impl State {
@@ -134,6 +136,19 @@ impl State {
 /// Whether `given` is the `secret`, compared in constant time (subtle's `ConstantTimeEq`),
 /// so the time taken does not tell how much matched; only a different length is answered
 /// at once.
+/// The directory of `options` for shared memory, if it may be used: not with TLS, and
+/// only a directory of this user that no one else may enter (else a warning says why).
+fn shm_dir(options: &ServiceOptions) -> Option<std::path::PathBuf> {
+    let dir = options.shm_dir.as_ref().filter(|_| options.tls.is_none())?;
+    match crate::shm::check_dir(dir) {
+        Ok(()) => Some(dir.clone()),
+        Err(e) => {
+            tracing::warn!(target: "turbolift", error = %e, "large bodies go over TCP, not through shared memory");
+            None
+        }
+    }
+}
+
 fn is_secret(given: &[u8], secret: &[u8]) -> bool {
     given.ct_eq(secret).into()
 }
@@ -170,6 +185,7 @@ impl Service {
             busy: AtomicU64::new(0),
             drained: AtomicU64::new(0),
             tls: options.tls.clone(),
+            shm: shm_dir(options),
         });
         placement::set_inline_max(options.inline_max);
         let router = router::build(state.clone(), handlers);

@@ -64,6 +64,10 @@ pub struct ServiceOptions {
     /// caller's certificate must carry (`TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`; needs
     /// turbolift's `tls` feature). `None`: plain HTTP.
     pub tls: Option<crate::TlsFiles>,
+    /// The run's directory for large arguments and results through shared memory
+    /// (`TURBOLIFT_SHM_DIR`, set by `cargo turbolift run` on one machine): a directory of
+    /// this user, mode `0700`. `None`, or with TLS: every body goes over the connection.
+    pub shm_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ServiceOptions {
@@ -82,6 +86,7 @@ impl std::fmt::Debug for ServiceOptions {
             .field("inline_max", &self.inline_max)
             .field("metrics", &self.metrics)
             .field("tls", &self.tls)
+            .field("shm_dir", &self.shm_dir)
             .finish()
     }
 }
@@ -103,14 +108,15 @@ impl ServiceOptions {
             inline_max: super::DEFAULT_INLINE_MAX,
             metrics: true,
             tls: None,
+            shm_dir: None,
         }
     }
 
     /// Reads `TURBOLIFT_SECRET` (required), `TURBOLIFT_BIND`, `TURBOLIFT_LISTEN_FD`,
     /// `TURBOLIFT_MAX_CONNECTIONS`, `TURBOLIFT_MAX_BODY`, `TURBOLIFT_MAX_CONCURRENCY`,
     /// `TURBOLIFT_MAX_QUEUE`, `TURBOLIFT_HEADER_TIMEOUT`, `TURBOLIFT_BODY_TIMEOUT`,
-    /// `TURBOLIFT_REPLICA`, `TURBOLIFT_INLINE_MAX`, `TURBOLIFT_METRICS` and
-    /// `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`.
+    /// `TURBOLIFT_REPLICA`, `TURBOLIFT_INLINE_MAX`, `TURBOLIFT_METRICS`,
+    /// `TURBOLIFT_SHM_DIR` and `TURBOLIFT_TLS_CA`/`_CERT`/`_KEY`.
     pub fn from_env() -> Result<Self, String> {
         let secret = std::env::var(env::SECRET).ok().filter(|s| !s.is_empty()).ok_or_else(|| {
             format!(
@@ -175,6 +181,9 @@ impl ServiceOptions {
             true,
         )?;
         options.tls = crate::TlsFiles::from_vars(|name| std::env::var(name).ok())?;
+        options.shm_dir = std::env::var_os(env::SHM_DIR)
+            .filter(|d| !d.is_empty())
+            .map(Into::into);
         options.max_connections = match (max_connections, &options.tls) {
             (Some(n), _) => n,
             (None, Some(_)) => DEFAULT_MAX_CONNECTIONS_TLS,

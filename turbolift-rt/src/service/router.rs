@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State as Extract};
 use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{LengthLimitError, Limited};
@@ -23,6 +23,7 @@ use super::State;
 use super::batch::BatchSink;
 use super::handler::{Handler, InvokeError};
 use super::metrics;
+use crate::shm;
 use crate::wire::body::{Chunks, read_all};
 use crate::wire::{Encoded, frames};
 
@@ -193,6 +194,12 @@ async fn call(
     #[cfg(feature = "otel")]
     let parent = crate::trace::extract(request.headers());
     let split = handler.takes_a_byte_buffer();
+    // The region the program offers for a large result.
+    let reply = request
+        .headers()
+        .get(protocol::SHM_REPLY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let (body, _permit) = match admit(&state, handler, request, split).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
@@ -211,6 +218,9 @@ async fn call(
     match outcome {
         Ok(result) => {
             metrics.served(started);
+            if let Some(answer) = shm_answer(&state, handler, reply.as_deref(), &result) {
+                return answer;
+            }
             encoded_answer(Body::new(Chunks::new(result)))
         }
         Err(e) => {
@@ -277,6 +287,34 @@ async fn batch(
     }
 }
 
+/// A `200` whose result is in the region `reply` the program offered, when the result is
+/// large enough and the region can take it (else the result goes in the body).
+fn shm_answer(
+    state: &State,
+    handler: &Handler,
+    reply: Option<&str>,
+    result: &Encoded,
+) -> Option<Response> {
+    let (dir, name) = state.shm.as_deref().zip(reply)?;
+    if result.len() < shm::MIN_LEN {
+        return None;
+    }
+    match shm::write_result(dir, name, result) {
+        Ok(len) => {
+            let mut response = encoded_answer(Body::empty());
+            response.headers_mut().insert(
+                HeaderName::from_static(protocol::SHM_RESULT_HEADER),
+                HeaderValue::from(len),
+            );
+            Some(response)
+        }
+        Err(e) => {
+            tracing::warn!(target: "turbolift", function = handler.info().id(), error = %e, "the result goes in the body: the offered region cannot take it");
+            None
+        }
+    }
+}
+
 /// A `200` with an encoded body: a result, or the frames of a batch.
 fn encoded_answer(body: Body) -> Response {
     let mut response = Response::new(body);
@@ -327,7 +365,18 @@ async fn admit(
     if declared.is_some_and(|len| len > state.max_body as u64) {
         return Err(too_large(state));
     }
+    let shm_args = match headers.get(protocol::SHM_ARGS_HEADER) {
+        Some(value) => Some(shm_arguments(state, value, declared)?),
+        None => None,
+    };
     let permit = state.permit().await?;
+    if let Some((dir, name, len)) = shm_args {
+        let body = shm::read_arguments(dir, name, len, split).map_err(|e| {
+            let reason = format!("the arguments in shared memory could not be read: {e}");
+            state.reject(ErrorKind::BadRequest, reason)
+        })?;
+        return Ok((body, permit));
+    }
     let read = read_all(
         Limited::new(request.into_body(), state.max_body),
         state.max_body,
@@ -364,6 +413,42 @@ async fn admit(
         }
     };
     Ok((body, permit))
+}
+
+/// Where a call's arguments are, by its [`protocol::SHM_ARGS_HEADER`]: the run's
+/// directory, the region's name and the arguments' length.
+#[allow(clippy::result_large_err)]
+fn shm_arguments<'a>(
+    state: &'a State,
+    value: &'a HeaderValue,
+    declared: Option<u64>,
+) -> Result<(&'a std::path::Path, &'a str, usize), Response> {
+    let Some(dir) = state.shm.as_deref() else {
+        let reason = format!(
+            "the arguments are in shared memory, but this service has none ({} is not set, or not usable, or TLS is on): start the program and the services with the same `cargo turbolift run`",
+            protocol::env::SHM_DIR
+        );
+        return Err(state.reject(ErrorKind::BadRequest, reason));
+    };
+    let parsed = value.to_str().ok().and_then(|v| {
+        let (name, len) = v.split_once(' ')?;
+        Some((name, len.parse::<usize>().ok()?))
+    });
+    let Some((name, len)) = parsed else {
+        let reason = format!(
+            "`{}` must be a region's name and a length, not {value:?}",
+            protocol::SHM_ARGS_HEADER
+        );
+        return Err(state.reject(ErrorKind::BadRequest, reason));
+    };
+    if declared.is_some_and(|d| d > 0) {
+        let reason = "a call whose arguments are in shared memory has an empty body".to_owned();
+        return Err(state.reject(ErrorKind::BadRequest, reason));
+    }
+    if len > state.max_body {
+        return Err(too_large(state));
+    }
+    Ok((dir, name, len))
 }
 
 fn invoke_error(state: &State, function: &str, error: InvokeError) -> Response {
