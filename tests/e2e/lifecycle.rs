@@ -1,8 +1,10 @@
-//! No process outlives a run, however it ends; a killed service comes back; runs do not
-//! collide.
+//! No process outlives a run, however it ends, nor its directory of shared memory; a
+//! killed service comes back; runs do not collide.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::Duration;
@@ -41,16 +43,58 @@ fn assert_nothing_left() {
     assert!(left.is_empty(), "the program outlived the run: {left:?}");
 }
 
-fn spawn(args: &[&str]) -> Running {
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut full = vec!["run", "--replicas", "2", "--"];
     full.extend_from_slice(args);
     Running(
         turbolift(&fixture("lifecycle"), &full)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     )
+}
+
+/// `TURBOLIFT_SHM_DIR` in the environment the process `pid` started with.
+fn shm_dir_of(pid: u32) -> Option<PathBuf> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(b"TURBOLIFT_SHM_DIR="))
+        .map(|dir| PathBuf::from(std::ffi::OsStr::from_bytes(dir)))
+}
+
+/// The directory of shared memory of the run of `cargo turbolift` `pid`, after checking
+/// that the program and every one of `services` got the same one:
+/// `/dev/shm/turbolift-<uid>-<pid>-<run id>`, readable by this user only.
+fn shared_memory(pid: u32, services: &[u32]) -> PathBuf {
+    let programs = running(&program_exe());
+    assert_eq!(programs.len(), 1);
+    let dir = shm_dir_of(programs[0]).expect("the program has TURBOLIFT_SHM_DIR");
+    for service in services {
+        assert_eq!(
+            shm_dir_of(*service).as_ref(),
+            Some(&dir),
+            "replica {service}"
+        );
+    }
+    // SAFETY: getuid has no failure and no memory effects.
+    let uid = unsafe { libc::getuid() };
+    let name = dir.strip_prefix("/dev/shm").unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with(&format!("turbolift-{uid}-{pid}-")),
+        "{}",
+        dir.display()
+    );
+    let metadata = std::fs::metadata(&dir).unwrap();
+    assert!(metadata.is_dir());
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o700);
+    dir
+}
+
+fn assert_removed(dir: &Path) {
+    assert!(!dir.exists(), "{} outlived the run", dir.display());
 }
 
 #[test]
@@ -97,8 +141,8 @@ fn a_main_that_returns_an_error_exits_as_under_cargo_run() {
 }
 
 /// A run whose program waits after its first call, and the pids of its two replicas.
-fn waiting_run() -> (Running, Vec<u32>) {
-    let mut run = spawn(&["wait"]);
+fn waiting_run(env: &[(&str, &str)]) -> (Running, Vec<u32>) {
+    let mut run = spawn(&["wait"], env);
     let mut lines = BufReader::new(run.0.stdout.take().unwrap()).lines();
     read_until(&mut lines, "waiting");
     let services = running(&service_exe());
@@ -110,8 +154,9 @@ fn waiting_run() -> (Running, Vec<u32>) {
 fn sigint_to_cargo_turbolift_stops_everything() {
     let _serial = serial();
     built();
-    let (mut run, services) = waiting_run();
+    let (mut run, services) = waiting_run(&[]);
     let child = &mut run.0;
+    let shm = shared_memory(child.id(), &services);
     kill(child.id(), "INT");
     let status = child.wait().unwrap();
     assert_eq!(
@@ -121,6 +166,7 @@ fn sigint_to_cargo_turbolift_stops_everything() {
     );
     assert!(wait_gone(&services, Duration::from_secs(5)).is_empty());
     assert_nothing_left();
+    assert_removed(&shm);
     // Killed by a signal, the program left no counts: the summary says so, and shows
     // none.
     let mut stderr = String::new();
@@ -152,10 +198,11 @@ fn summary_row(stderr: &str) -> Vec<&str> {
 fn sigkill_to_cargo_turbolift_still_takes_the_services_down() {
     let _serial = serial();
     built();
-    let (mut run, services) = waiting_run();
+    let (mut run, services) = waiting_run(&[]);
     let child = &mut run.0;
     let programs = running(&program_exe());
     assert_eq!(programs.len(), 1);
+    let shm = shared_memory(child.id(), &services);
     kill(child.id(), "KILL");
     child.wait().unwrap();
     assert!(
@@ -166,13 +213,63 @@ fn sigkill_to_cargo_turbolift_still_takes_the_services_down() {
         wait_gone(&programs, Duration::from_secs(10)).is_empty(),
         "the program died with its parent"
     );
+    // The directory of shared memory that SIGKILL left behind, the next run removes.
+    let out = output(&mut turbolift(&fixture("lifecycle"), &["run", "--", "ok"]));
+    assert_success("the next run", &out);
+    assert_removed(&shm);
+}
+
+#[test]
+fn a_runs_shared_memory_is_private_and_removed_when_the_program_ends() {
+    let _serial = serial();
+    built();
+    let mut run = spawn(&["steady", "1000"], &[]);
+    let child = &mut run.0;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let seen = read_until(&mut lines, "100 ");
+    let services = running(&service_exe());
+    assert_eq!(services.len(), 2);
+    let shm = shared_memory(child.id(), &services);
+    finish_steady(child, seen, lines, 1000);
+    assert_removed(&shm);
+    assert_nothing_left();
+}
+
+#[test]
+fn turbolift_shm_off_gives_a_run_no_shared_memory() {
+    let _serial = serial();
+    built();
+    // Not even a directory this environment names.
+    let env = [
+        ("TURBOLIFT_SHM", "off"),
+        ("TURBOLIFT_SHM_DIR", "/dev/shm/not-this-run"),
+    ];
+    let (mut run, services) = waiting_run(&env);
+    let child = &mut run.0;
+    let programs = running(&program_exe());
+    assert_eq!(programs.len(), 1);
+    for pid in programs.iter().chain(&services) {
+        assert_eq!(shm_dir_of(*pid), None, "process {pid}");
+    }
+    kill(child.id(), "INT");
+    child.wait().unwrap();
+    assert_nothing_left();
+    // A value it does not know stops the run before anything is built.
+    let out =
+        output(turbolift(&fixture("lifecycle"), &["run", "--", "ok"]).env("TURBOLIFT_SHM", "fast"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error: TURBOLIFT_SHM must be `on` or `off`, not `fast`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn a_killed_service_is_restarted_and_every_call_still_succeeds() {
     let _serial = serial();
     built();
-    let mut run = spawn(&["steady", "400"]);
+    let mut run = spawn(&["steady", "400"], &[]);
     let child = &mut run.0;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let seen = read_until(&mut lines, "100 ");
@@ -196,7 +293,7 @@ fn a_killed_service_is_restarted_and_every_call_still_succeeds() {
 fn two_runs_at_once_do_not_collide() {
     let _serial = serial();
     built();
-    let mut runs: Vec<Running> = (0..2).map(|_| spawn(&["steady", "150"])).collect();
+    let mut runs: Vec<Running> = (0..2).map(|_| spawn(&["steady", "150"], &[])).collect();
     for run in &mut runs {
         let child = std::mem::replace(
             &mut run.0,

@@ -29,7 +29,7 @@ pub fn run(shell: &Shell, args: &RunArgs) -> Result<ExitCode> {
     )?;
     platform.prepare(shell, &built, &args.args)?;
     let program = built.program()?;
-    let start = Start::new(&args.build, &built, args.keep, args.timeout)?;
+    let start = Start::new(shell, &args.build, &built, args.keep, args.timeout)?;
     let mut running = platform.start(shell, &built, &start)?;
     // Interrupted while the services started: stop them and do not start the program.
     if let Some(origin) = signals.pending().next() {

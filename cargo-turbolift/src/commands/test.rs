@@ -110,6 +110,7 @@ fn test_package(
         Some(&remote),
     )?;
     let start = Start::new(
+        shell,
         &args.build,
         &built,
         false,

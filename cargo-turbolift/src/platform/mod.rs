@@ -83,6 +83,10 @@ pub struct Start<'a> {
     /// Where the program's processes write their counts for the summary
     /// (`<logs>/stats/`, `0700`): for a summary of a run here with services.
     pub stats: Option<PathBuf>,
+    /// The directory of shared memory of the program and the replicas, removed when the
+    /// run's `Start` is dropped: on the local platform, with services, without TLS and
+    /// unless `TURBOLIFT_SHM=off`; `None` too when it cannot be created.
+    pub shm: Option<local::shm::ShmDir>,
 }
 
 /// Replicas that are up, ready for the program.
@@ -105,9 +109,11 @@ pub trait Running {
 
 impl<'a> Start<'a> {
     /// A fresh run of the services of `built`: a new id and secret, a directory for
-    /// the replicas' logs (the logs of all but the last runs go), and with TLS
-    /// ([`BuildArgs::tls`]) a new authority and the program's certificate.
+    /// the replicas' logs (the logs of all but the last runs go), with TLS
+    /// ([`BuildArgs::tls`]) a new authority and the program's certificate, and on the
+    /// local platform without TLS a directory of shared memory.
     pub fn new(
+        shell: &Shell,
         args: &'a BuildArgs,
         built: &Built,
         keep: bool,
@@ -131,6 +137,14 @@ impl<'a> Start<'a> {
             }
             _ => None,
         };
+        // Not beside TLS: every byte then goes through TLS, as asked.
+        let shared_memory =
+            args.platform == cli::Platform::Local && !args.tls() && !built.services.is_empty();
+        let shm = if shared_memory && local::shm::enabled()? {
+            local::shm::ShmDir::create(shell, &run_id)
+        } else {
+            None
+        };
         Ok(Start {
             args,
             secret: random_hex(32)?,
@@ -140,6 +154,7 @@ impl<'a> Start<'a> {
             timeout,
             tls,
             stats,
+            shm,
         })
     }
 }
@@ -208,11 +223,13 @@ impl Platform {
     }
 
     /// Whether the platform can start replicas from here, before anything is built: the
-    /// Docker platform runs this machine's images, so its architecture must be built.
+    /// Docker platform runs this machine's images, so its architecture must be built; the
+    /// local platform needs a `TURBOLIFT_SHM` it understands.
     pub fn check_start(&self, args: &BuildArgs) -> Result<()> {
         match self {
             Platform::Docker(docker) => arch::check_runs_here(args, &docker.host),
-            Platform::Local | Platform::Kubernetes(_) => Ok(()),
+            Platform::Local => local::shm::enabled().map(drop),
+            Platform::Kubernetes(_) => Ok(()),
         }
     }
 

@@ -1,8 +1,8 @@
 //! The program as a child process on this machine, against replicas that run here too
 //! (local processes or containers): its endpoints and the secret in its environment (with
-//! TLS, `https://` endpoints and the program's certificate), signals passed on, its exit
-//! code returned; and when the replicas stop, the summary of the calls
-//! ([`super::summary`]).
+//! TLS, `https://` endpoints and the program's certificate; with local replicas, the run's
+//! directory of shared memory), signals passed on, its exit code returned; and when the
+//! replicas stop, the summary of the calls ([`super::summary`]).
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -88,6 +88,8 @@ pub struct OnThisMachine {
     tls: Option<TlsFiles>,
     /// `None` with `--no-summary`, and without services.
     summary: Option<SummaryPlan>,
+    /// The run's directory of shared memory ([`Start::shm`]), if it has one.
+    shm: Option<PathBuf>,
     /// Whether a program ran against the replicas: a run stopped before has no summary.
     ran: bool,
     /// Whether a signal ended one of the programs that ran (it wrote no counts).
@@ -124,6 +126,7 @@ impl OnThisMachine {
             logs,
             tls,
             summary,
+            shm: start.shm.as_ref().map(|dir| dir.path().to_owned()),
             ran: false,
             signalled: false,
         }
@@ -164,6 +167,9 @@ impl Running for OnThisMachine {
         }
         if let Some(summary) = &self.summary {
             env.push((protocol::env::STATS_DIR, summary.stats.as_os_str()));
+        }
+        if let Some(shm) = &self.shm {
+            env.push((protocol::env::SHM_DIR, shm.as_os_str()));
         }
         self.ran = true;
         let code = run(shell, program, args, &env, signals)?;
@@ -245,10 +251,11 @@ pub fn endpoints_variable(endpoints: &[(String, Vec<String>)]) -> String {
 /// Runs `program` here with `env` to its end, passing on SIGINT, SIGTERM and SIGHUP that
 /// a process sent (a Ctrl-C at the terminal reaches the program directly, as under
 /// `cargo run`); returns its exit code (128 + signal when a signal ended it). The TLS
-/// variables and the stats folder are `env`'s or none: a program that calls in plain HTTP
-/// is not given files of another run that this environment may name, and one run without
-/// a summary does not write its counts into another run's folder (`cargo turbolift` run
-/// by a program or test that itself runs under `cargo turbolift`).
+/// variables, the stats folder and the directory of shared memory are `env`'s or none: a
+/// program that calls in plain HTTP is not given files of another run that this
+/// environment may name, one run without a summary does not write its counts into another
+/// run's folder, and none passes bodies through another run's memory (`cargo turbolift`
+/// run by a program or test that itself runs under `cargo turbolift`).
 pub fn run(
     shell: &Shell,
     program: &BuiltProgram,
@@ -272,6 +279,7 @@ pub fn run(
         command.env_remove(key);
     }
     command.env_remove(protocol::env::STATS_DIR);
+    command.env_remove(protocol::env::SHM_DIR);
     for (key, value) in env {
         command.env(key, value);
     }

@@ -1,10 +1,12 @@
 //! The local platform: every replica a process on 127.0.0.1, serving a port the supervisor
 //! holds for the whole run, watched by the supervisor that restarts it when it dies; the
 //! program runs here too. With `--tls`, the replicas serve TLS only, with certificates of
-//! the run's authority, and the program calls them with its own.
+//! the run's authority, and the program calls them with its own; without, the program and
+//! the replicas also pass large bodies through the run's shared memory ([`shm`]).
 
 mod limits;
 mod port;
+pub(super) mod shm;
 mod supervisor;
 
 use std::time::Instant;
@@ -46,6 +48,7 @@ pub fn start(shell: &Shell, built: &Built, start: &Start<'_>) -> Result<Box<dyn 
             &start.secret,
             &start.logs,
             start.tls.as_ref(),
+            start.shm.as_ref().map(shm::ShmDir::path),
             &terminal,
         )?
     };

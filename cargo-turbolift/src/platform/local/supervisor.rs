@@ -58,6 +58,8 @@ struct Shared {
     given_up: Mutex<Vec<(String, PathBuf)>>,
     /// With TLS, how readiness is probed, and the program's files.
     tls: Option<(Prober, TlsFiles)>,
+    /// The run's directory of shared memory, if it has one.
+    shm: Option<PathBuf>,
 }
 
 struct Replica {
@@ -94,14 +96,16 @@ struct Watch {
 
 impl Supervisor {
     /// Starts every replica and waits until each is ready; on any failure, stops what
-    /// started and says why. With `tls`, every service gets a certificate of its own.
-    /// Their lines go to their logs and, as `terminal` says, to stderr.
+    /// started and says why. With `tls`, every service gets a certificate of its own;
+    /// with `shm`, the run's directory of shared memory. Their lines go to their logs
+    /// and, as `terminal` says, to stderr.
     pub fn start(
         shell: &Shell,
         specs: &[ServiceSpec],
         secret: &str,
         logs: &Path,
         tls: Option<&RunTls>,
+        shm: Option<&Path>,
         terminal: &Terminal,
     ) -> Result<Supervisor> {
         super::limits::check(specs)?;
@@ -120,6 +124,7 @@ impl Supervisor {
                 Some(tls) => Some((tls.prober()?, tls.program_files().clone())),
                 None => None,
             },
+            shm: shm.map(Path::to_owned),
         });
         let mut supervisor = Supervisor {
             shared: shared.clone(),
@@ -188,6 +193,7 @@ impl Supervisor {
                 shell: None,
                 given_up: Mutex::new(Vec::new()),
                 tls: None,
+                shm: None,
             }),
             replicas: Vec::new(),
         }
@@ -403,6 +409,11 @@ impl Watch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // The run's directory or none, whatever this environment says.
+        match &shared.shm {
+            Some(dir) => command.env(protocol::env::SHM_DIR, dir),
+            None => command.env_remove(protocol::env::SHM_DIR),
+        };
         match &self.tls {
             Some(files) => {
                 command.envs(files.env());
