@@ -24,7 +24,7 @@
 //! [`protocol::SHM_RESULT_HEADER`]: turbolift_shared::protocol::SHM_RESULT_HEADER
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -143,7 +143,7 @@ pub(crate) struct Region {
 impl Region {
     fn create(dir: &Path) -> io::Result<Region> {
         let mut random = [0u8; 16];
-        getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+        File::open("/dev/urandom")?.read_exact(&mut random)?;
         let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
         let path = dir.join(&name);
         let file = OpenOptions::new()
@@ -331,10 +331,10 @@ mod tests {
     use super::*;
 
     fn temp_dir(mode: u32) -> PathBuf {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).unwrap();
-        let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("turbolift-shm-test-{name}"));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("turbolift-shm-test-{}-{n}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
         dir
