@@ -15,8 +15,9 @@
 //! a dropped call, a lost connection) is removed and never used again.
 //!
 //! Each side copies a body once: the sender into the region, the receiver out of it into
-//! its own buffer (a byte buffer alone) or while decoding (anything else). No socket, no
-//! kernel copy.
+//! its own buffer (a byte buffer alone) or while decoding (anything else); a
+//! `bytes::Bytes` result is its region, lent until dropped ([`Region::lend`]). No socket,
+//! no kernel copy.
 //!
 //! [`env::SHM_DIR`]: turbolift_shared::protocol::env::SHM_DIR
 //! [`protocol::SHM_ARGS_HEADER`]: turbolift_shared::protocol::SHM_ARGS_HEADER
@@ -33,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use memmap2::{MmapMut, MmapOptions};
 
-use crate::wire::{self, Encoded};
+use crate::wire::Encoded;
 
 /// Bodies at least this long go through shared memory when both ends have a directory:
 /// below it, a region's system calls cost more than the socket's copies.
@@ -190,9 +191,10 @@ impl Region {
     }
 
     /// The first `len` bytes of the region, which a service wrote (see [`write_result`]),
-    /// as an owned encoding: a byte buffer alone (`byte_buffer`) copied into a buffer of
-    /// its own that its `Vec` will be, anything else copied whole.
-    pub(crate) fn read(&mut self, len: usize, byte_buffer: bool) -> io::Result<Encoded> {
+    /// lent where they lie: decoding reads them from the region (a `bytes::Bytes` result
+    /// is them), and the region goes back to `dir`'s free ones when the last `Bytes` of
+    /// them is dropped; no one writes into it until then.
+    pub(crate) fn lend(mut self, dir: Arc<ShmDir>, len: usize) -> io::Result<Bytes> {
         let size = usize::try_from(self.file.metadata()?.len()).unwrap_or(usize::MAX);
         if len > size {
             return Err(io::Error::other(format!(
@@ -200,7 +202,34 @@ impl Region {
             )));
         }
         self.allocated = self.allocated.max(size);
-        Ok(owned(&self.mapped(len)?[..len], byte_buffer))
+        self.mapped(len)?;
+        Ok(Bytes::from_owner(Lent {
+            region: Some(self),
+            dir,
+            len,
+        }))
+    }
+}
+
+/// A region's first `len` bytes, lent out as `Bytes` (see [`Region::lend`]).
+struct Lent {
+    region: Option<Region>,
+    dir: Arc<ShmDir>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        let map = self.region.as_ref().and_then(|r| r.map.as_ref());
+        map.map_or(&[], |map| &map[..self.len])
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(region) = self.region.take() {
+            self.dir.give_back(region);
+        }
     }
 }
 
@@ -213,9 +242,10 @@ impl Drop for Region {
 
 /// A copy of `bytes` that owns its memory; a byte buffer's bytes in a buffer of their own
 /// (see `wire::decode_received`).
+#[cfg(feature = "service")]
 fn owned(bytes: &[u8], byte_buffer: bool) -> Encoded {
     if byte_buffer
-        && let Some((at, len)) = wire::byte_buffer_prefix(bytes)
+        && let Some((at, len)) = crate::wire::byte_buffer_prefix(bytes)
         && bytes.len() - at == len
     {
         return Encoded {
@@ -329,6 +359,7 @@ fn copy_parts(to: &mut [u8], parts: &[&[u8]]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire;
 
     fn temp_dir(mode: u32) -> PathBuf {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -359,15 +390,20 @@ mod tests {
             data.len()
         );
         // A result longer than the region: the service makes it longer.
-        let mut reply = dir.take().unwrap();
+        let dir = Arc::new(dir);
+        let reply = dir.take().unwrap();
+        let reply_name = reply.name().to_owned();
         let result = wire::encode_owned([data.clone(), data.clone()].concat()).unwrap();
         let len = write_result(&path, reply.name(), &result).unwrap();
-        let back: Vec<u8> = wire::decode_received(reply.read(len, true).unwrap()).unwrap();
+        let lent = reply.lend(dir.clone(), len).unwrap();
+        let back: Vec<u8> = wire::decode_received(Encoded::whole(lent.clone())).unwrap();
         assert_eq!(back, [data.clone(), data.clone()].concat());
-        // Kept, with their names, and used again.
-        let names = [region.name().to_owned(), reply.name().to_owned()];
+        // Lent until the last `Bytes` of it goes, then kept; the arguments' region too.
+        assert!(dir.free.lock().unwrap().is_empty());
+        drop(lent);
+        assert_eq!(dir.free.lock().unwrap().len(), 1);
+        let names = [region.name().to_owned(), reply_name];
         dir.give_back(region);
-        dir.give_back(reply);
         let again = dir.take().unwrap();
         assert!(names.contains(&again.name().to_owned()));
         // A region dropped is gone from the directory.

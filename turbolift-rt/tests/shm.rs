@@ -26,6 +26,11 @@ fn echo(data: Vec<u8>) -> Vec<u8> {
 }
 
 #[turbolift::distribute]
+fn echo_bytes(data: bytes::Bytes) -> bytes::Bytes {
+    data
+}
+
+#[turbolift::distribute]
 fn reverse(data: ByteBuf) -> ByteBuf {
     ByteBuf::from(data.into_iter().rev().collect::<Vec<u8>>())
 }
@@ -217,6 +222,30 @@ async fn a_large_result_of_small_arguments_comes_through_a_region_from_the_secon
     );
     // A small result still comes in the body.
     assert_eq!(make(3, 5).await.unwrap(), vec![5, 6, 7]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bytes_result_read_in_its_region_keeps_it_until_dropped() {
+    services();
+    let _directory = DIRECTORY.lock().await;
+    // `Bytes` results are the regions they came in: while the first is held, its region
+    // is not used for the next call, whose result must not overwrite it.
+    let first = echo_bytes(bytes::Bytes::from(bytes(MIB, 1))).await.unwrap();
+    let second = echo_bytes(bytes::Bytes::from(bytes(MIB, 2))).await.unwrap();
+    let third = echo_bytes(bytes::Bytes::from(bytes(MIB, 3))).await.unwrap();
+    assert_eq!(first, bytes(MIB, 1));
+    assert_eq!(second, bytes(MIB, 2));
+    assert_eq!(third, bytes(MIB, 3));
+    let held = regions().len();
+    // Dropped, their regions are kept for later calls: no new region for the next ones.
+    drop((first, second, third));
+    for seed in 4..8 {
+        let back = echo_bytes(bytes::Bytes::from(bytes(MIB, seed)))
+            .await
+            .unwrap();
+        assert_eq!(back, bytes(MIB, seed));
+    }
+    assert_eq!(regions().len(), held, "{:?}", regions());
 }
 
 fn bytes_of_make(len: usize, seed: u8) -> Vec<u8> {

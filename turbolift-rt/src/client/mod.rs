@@ -274,16 +274,18 @@ async fn send(
     };
     let (headers, body) = post_request(remote, replica, &replica.uri, body.clone(), &shm).await?;
     if let Some(len) = headers.get(protocol::SHM_RESULT_HEADER) {
-        let answer = reply
-            .as_mut()
+        // Decoded from the region itself, which goes back to the free ones afterwards.
+        let lent = reply
+            .take()
+            .zip(remote.shm.clone())
             .ok_or_else(|| "no region was offered".to_owned())
-            .and_then(|region| {
+            .and_then(|(region, dir)| {
                 let len = len
                     .to_str()
                     .ok()
                     .and_then(|l| l.parse().ok())
                     .ok_or_else(|| format!("its length {len:?} is not a number"))?;
-                region.read(len, byte_buffer).map_err(|e| e.to_string())
+                region.lend(dir, len).map_err(|e| e.to_string())
             })
             .map_err(|e| {
                 Refusal::Fatal(Error::Remote {
@@ -293,10 +295,7 @@ async fn send(
                     )),
                 })
             })?;
-        if let (Some(dir), Some(region)) = (dir, reply) {
-            dir.give_back(region);
-        }
-        return Ok(answer);
+        return Ok(Encoded::whole(lent));
     }
     let answer = read_all(body, usize::MAX, byte_buffer)
         .await
