@@ -86,6 +86,16 @@ fn layout_fixture_with_every_trap() {
 fn library_functions_of_a_lib_and_bin_package() {
     let stderr = same_output_both_ways("lib-and-bin", &[], &[]);
     assert_every_service_served(&stderr, count_ready(&stderr));
+    // The large text and its summary went through the run's shared memory: the program
+    // keeps the region of the arguments, and the one the service wrote the result into.
+    let regions = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("shared memory regions of 256 KiB or more: "))
+        .unwrap_or_else(|| panic!("the program saw no directory of shared memory:\n{stderr}"));
+    assert!(
+        regions.trim().parse::<usize>().unwrap() >= 2,
+        "{regions} regions:\n{stderr}"
+    );
 }
 
 #[test]
