@@ -1,11 +1,11 @@
 //! No process outlives a run, however it ends, nor its directory of shared memory; a
 //! killed service comes back; runs do not collide.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ChildStdout, Stdio};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::Duration;
 
@@ -150,6 +150,25 @@ fn waiting_run(env: &[(&str, &str)]) -> (Running, Vec<u32>) {
     (run, services)
 }
 
+/// A run whose program makes `n` calls one after another, its output read up to the
+/// 100th call's line (the lines seen, and the rest to read), and the pids of its two
+/// replicas.
+fn steady_run(
+    n: u64,
+) -> (
+    Running,
+    Lines<BufReader<ChildStdout>>,
+    Vec<String>,
+    Vec<u32>,
+) {
+    let mut run = spawn(&["steady", &n.to_string()], &[]);
+    let mut lines = BufReader::new(run.0.stdout.take().unwrap()).lines();
+    let seen = read_until(&mut lines, "100 ");
+    let services = running(&service_exe());
+    assert_eq!(services.len(), 2, "two replicas run");
+    (run, lines, seen, services)
+}
+
 #[test]
 fn sigint_to_cargo_turbolift_stops_everything() {
     let _serial = serial();
@@ -223,12 +242,8 @@ fn sigkill_to_cargo_turbolift_still_takes_the_services_down() {
 fn a_runs_shared_memory_is_private_and_removed_when_the_program_ends() {
     let _serial = serial();
     built();
-    let mut run = spawn(&["steady", "1000"], &[]);
+    let (mut run, lines, seen, services) = steady_run(1000);
     let child = &mut run.0;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let seen = read_until(&mut lines, "100 ");
-    let services = running(&service_exe());
-    assert_eq!(services.len(), 2);
     let shm = shared_memory(child.id(), &services);
     finish_steady(child, seen, lines, 1000);
     assert_removed(&shm);
@@ -269,12 +284,8 @@ fn turbolift_shm_off_gives_a_run_no_shared_memory() {
 fn a_killed_service_is_restarted_and_every_call_still_succeeds() {
     let _serial = serial();
     built();
-    let mut run = spawn(&["steady", "400"], &[]);
+    let (mut run, lines, seen, victims) = steady_run(400);
     let child = &mut run.0;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let seen = read_until(&mut lines, "100 ");
-    let victims = running(&service_exe());
-    assert_eq!(victims.len(), 2);
     kill(victims[0], "KILL");
     let stderr = finish_steady(child, seen, lines, 400);
     assert!(stderr.contains("(1 restart during the run)"), "{stderr}");

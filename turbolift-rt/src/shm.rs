@@ -53,8 +53,7 @@ pub(crate) struct ShmDir {
 }
 
 impl ShmDir {
-    /// The directory at `path`, if it is one this process may use: a directory (not a
-    /// link to one) owned by this user, with no permission for anyone else.
+    /// The directory at `path`, if this process may use it (see [`check_dir`]).
     pub(crate) fn open(path: &Path) -> Result<ShmDir, String> {
         check_dir(path)?;
         Ok(ShmDir {
@@ -168,17 +167,17 @@ impl Region {
         &self.name
     }
 
-    /// Writes `parts`, one after the other, at the start of the region; returns their
-    /// length. The memory is allocated first, so that a full tmpfs is an error here
-    /// rather than a `SIGBUS` at a write into the mapping.
-    pub(crate) fn write(&mut self, parts: &[&[u8]]) -> io::Result<usize> {
+    /// Writes `parts`, one after the other, at the start of the region. The memory is
+    /// allocated first, so that a full tmpfs is an error here rather than a `SIGBUS` at a
+    /// write into the mapping.
+    pub(crate) fn write(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > self.allocated {
             allocate(&self.file, len)?;
             self.allocated = len;
         }
         copy_parts(&mut self.mapped(len)?[..len], parts);
-        Ok(len)
+        Ok(())
     }
 
     /// The region mapped, at least its first `len` bytes (which are allocated).
@@ -240,20 +239,17 @@ impl Drop for Region {
     }
 }
 
-/// A copy of `bytes` that owns its memory; a byte buffer's bytes in a buffer of their own
-/// (see `wire::decode_received`).
+/// A byte buffer's encoding copied out of `bytes`: its bytes in a buffer of their own,
+/// which its `Vec` will be (see `wire::decode_received`); anything else whole.
 #[cfg(feature = "service")]
-fn owned(bytes: &[u8], byte_buffer: bool) -> Encoded {
-    if byte_buffer
-        && let Some((at, len)) = crate::wire::byte_buffer_prefix(bytes)
-        && bytes.len() - at == len
-    {
-        return Encoded {
+fn byte_buffer_copy(bytes: &[u8]) -> Encoded {
+    match crate::wire::byte_buffer_start(bytes) {
+        Some(at) => Encoded {
             head: Bytes::copy_from_slice(&bytes[..at]),
             tail: Bytes::from(bytes[at..].to_vec()),
-        };
+        },
+        None => Encoded::whole(Bytes::copy_from_slice(bytes)),
     }
-    Encoded::whole(Bytes::copy_from_slice(bytes))
 }
 
 /// Reads the arguments a program wrote into region `name` of `dir`: `len` bytes.
@@ -268,8 +264,12 @@ pub(crate) fn read_arguments(
     len: usize,
     byte_buffer: bool,
 ) -> Result<Encoded, String> {
-    let file = open_region(dir, name, false)?;
-    check_size(&file, name, len)?;
+    let (file, size) = open_region(dir, name, false)?;
+    if len > size {
+        return Err(format!(
+            "region {name} holds {size} bytes, fewer than the {len} announced"
+        ));
+    }
     if len == 0 {
         return Ok(Encoded::default());
     }
@@ -278,31 +278,29 @@ pub(crate) fn read_arguments(
     let map: memmap2::Mmap = unsafe { MmapOptions::new().len(len).populate().map(&file) }
         .map_err(|e| format!("cannot map the region of the arguments: {e}"))?;
     if byte_buffer {
-        return Ok(owned(&map, true));
+        return Ok(byte_buffer_copy(&map));
     }
     Ok(Encoded::whole(Bytes::from_owner(map)))
 }
 
-/// Writes a result into region `name` of `dir`, which the program offered; returns its
-/// length.
+/// Writes a result into region `name` of `dir`, which the program offered.
 #[cfg(feature = "service")]
-pub(crate) fn write_result(dir: &Path, name: &str, result: &Encoded) -> Result<usize, String> {
-    let file = open_region(dir, name, true)?;
+pub(crate) fn write_result(dir: &Path, name: &str, result: &Encoded) -> Result<(), String> {
+    let (file, size) = open_region(dir, name, true)?;
     let len = result.len();
-    let size =
-        usize::try_from(file.metadata().map_err(|e| e.to_string())?.len()).unwrap_or(usize::MAX);
     if size < len {
         allocate(&file, len).map_err(|e| format!("cannot allocate {len} bytes: {e}"))?;
     }
     let mut map = map_mut(&file, len).map_err(|e| format!("cannot map the region: {e}"))?;
     copy_parts(&mut map, &[&result.head, &result.tail]);
-    Ok(len)
+    Ok(())
 }
 
-/// Opens region `name` of `dir`: a name as [`Region::create`] makes them (so no path
-/// leads out of the directory), a regular file of this user, not a link.
+/// Opens region `name` of `dir`, and says how long it is: a name as [`Region::create`]
+/// makes them (so no path leads out of the directory), a regular file of this user, not a
+/// link.
 #[cfg(feature = "service")]
-fn open_region(dir: &Path, name: &str, write: bool) -> Result<File, String> {
+fn open_region(dir: &Path, name: &str, write: bool) -> Result<(File, usize), String> {
     let well_formed = name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit());
     if !well_formed {
         return Err(format!("`{name}` is not the name of a region"));
@@ -318,18 +316,7 @@ fn open_region(dir: &Path, name: &str, write: bool) -> Result<File, String> {
     if !meta.is_file() || meta.uid() != unsafe { libc::geteuid() } {
         return Err(format!("region {name} is not a file of this user"));
     }
-    Ok(file)
-}
-
-#[cfg(feature = "service")]
-fn check_size(file: &File, name: &str, len: usize) -> Result<(), String> {
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
-    if (len as u64) > size {
-        return Err(format!(
-            "region {name} holds {size} bytes, fewer than the {len} announced"
-        ));
-    }
-    Ok(())
+    Ok((file, usize::try_from(meta.len()).unwrap_or(usize::MAX)))
 }
 
 /// Allocates the first `len` bytes of `file` (and makes it that long if it is shorter).
@@ -394,8 +381,8 @@ mod tests {
         let reply = dir.take().unwrap();
         let reply_name = reply.name().to_owned();
         let result = wire::encode_owned([data.clone(), data.clone()].concat()).unwrap();
-        let len = write_result(&path, reply.name(), &result).unwrap();
-        let lent = reply.lend(dir.clone(), len).unwrap();
+        write_result(&path, reply.name(), &result).unwrap();
+        let lent = reply.lend(dir.clone(), result.len()).unwrap();
         let back: Vec<u8> = wire::decode_received(Encoded::whole(lent.clone())).unwrap();
         assert_eq!(back, [data.clone(), data.clone()].concat());
         // Lent until the last `Bytes` of it goes, then kept; the arguments' region too.

@@ -119,8 +119,7 @@ fn encode_sized<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, WireError> 
 /// only owner (else it is copied once).
 pub fn decode_owned<T: DeserializeOwned + 'static>(body: Bytes) -> Result<T, WireError> {
     if is_byte_buffer::<T>()
-        && let Some((at, len)) = byte_buffer_prefix(&body)
-        && body.len() - at == len
+        && let Some(at) = byte_buffer_start(&body)
     {
         // Exactly a length prefix and that many bytes: what postcard would decode, too.
         return Ok(give_bytes(body.slice(at..)));
@@ -152,6 +151,13 @@ pub fn decode_received<T: DeserializeOwned + 'static>(body: Encoded) -> Result<T
 pub(crate) fn byte_buffer_prefix(bytes: &[u8]) -> Option<(usize, usize)> {
     let (len, rest) = postcard::take_from_bytes::<usize>(bytes).ok()?;
     Some((bytes.len() - rest.len(), len))
+}
+
+/// Where the bytes of a byte buffer start in `bytes`, when `bytes` is exactly a length
+/// prefix and that many bytes.
+pub(crate) fn byte_buffer_start(bytes: &[u8]) -> Option<usize> {
+    let (at, len) = byte_buffer_prefix(bytes)?;
+    (bytes.len() - at == len).then_some(at)
 }
 
 /// Whether `T` is a byte buffer alone (`Vec<u8>`, `serde_bytes::ByteBuf`, `bytes::Bytes`,

@@ -314,7 +314,7 @@ async fn send(
 /// What a call's request says of shared memory: where its arguments are (a region's name
 /// and their length), and the region offered for its result.
 #[derive(Default)]
-pub(crate) struct ShmRequest<'a> {
+struct ShmRequest<'a> {
     args: Option<(&'a str, usize)>,
     reply: Option<&'a str>,
 }

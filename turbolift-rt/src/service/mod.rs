@@ -136,6 +136,10 @@ impl State {
 /// Whether `given` is the `secret`, compared in constant time (subtle's `ConstantTimeEq`),
 /// so the time taken does not tell how much matched; only a different length is answered
 /// at once.
+fn is_secret(given: &[u8], secret: &[u8]) -> bool {
+    given.ct_eq(secret).into()
+}
+
 /// The directory of `options` for shared memory, if it may be used: not with TLS, and
 /// only a directory of this user that no one else may enter (else a warning says why).
 fn shm_dir(options: &ServiceOptions) -> Option<std::path::PathBuf> {
@@ -147,10 +151,6 @@ fn shm_dir(options: &ServiceOptions) -> Option<std::path::PathBuf> {
             None
         }
     }
-}
-
-fn is_secret(given: &[u8], secret: &[u8]) -> bool {
-    given.ct_eq(secret).into()
 }
 
 /// A service of a set of distributed functions.

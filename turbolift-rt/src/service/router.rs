@@ -300,11 +300,11 @@ fn shm_answer(
         return None;
     }
     match shm::write_result(dir, name, result) {
-        Ok(len) => {
+        Ok(()) => {
             let mut response = encoded_answer(Body::empty());
             response.headers_mut().insert(
                 HeaderName::from_static(protocol::SHM_RESULT_HEADER),
-                HeaderValue::from(len),
+                HeaderValue::from(result.len()),
             );
             Some(response)
         }
