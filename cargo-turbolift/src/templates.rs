@@ -62,6 +62,8 @@ template!(BUILD_SCRIPT, "service/build.rs", Rust);
 template!(PROGRAM_MANIFEST, "program/Cargo.toml.in", Toml);
 template!(PROGRAM_MAIN, "program/main.rs", Rust);
 template!(LIBRARY_MANIFEST, "library/Cargo.toml.in", Toml);
+template!(RUNTIME_MANIFEST, "runtime/Cargo.toml.in", Toml);
+template!(RUNTIME_LIB, "runtime/lib.rs", Rust);
 template!(SERVICE_DOCKERFILE, "docker/Dockerfile", Text);
 template!(PROGRAM_DOCKERFILE, "docker/program.Dockerfile", Text);
 template!(COMPOSE, "docker/compose.yaml", Yaml);
@@ -85,6 +87,8 @@ pub const ALL: &[Template] = &[
     PROGRAM_MANIFEST,
     PROGRAM_MAIN,
     LIBRARY_MANIFEST,
+    RUNTIME_MANIFEST,
+    RUNTIME_LIB,
     SERVICE_DOCKERFILE,
     PROGRAM_DOCKERFILE,
     COMPOSE,

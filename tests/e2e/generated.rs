@@ -93,6 +93,10 @@ fn a_second_build_without_changes_writes_nothing() {
         "quickstart-services/turbolift-services/main.rs",
         "quickstart-program/Cargo.toml",
         "quickstart-program/build.rs",
+        "quickstart-turbolift-runtime/Cargo.toml",
+        "quickstart-turbolift-runtime/lib.rs",
+        // The runtime, which every executable loads.
+        "../../../debug/libquickstart_turbolift_runtime.so",
         // The service's executable: the package's, linked under the service's name.
         "../../../debug/quickstart-square",
     ];
@@ -107,6 +111,10 @@ fn a_second_build_without_changes_writes_nothing() {
     );
     assert!(stderr.contains("Fresh quickstart-services"), "{stderr}");
     assert!(stderr.contains("Fresh quickstart-program"), "{stderr}");
+    assert!(
+        stderr.contains("Fresh quickstart-turbolift-runtime"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@ mod docker;
 mod generated;
 mod kubernetes;
 mod lifecycle;
+mod linking;
 mod output;
 mod programs;
 mod security;

@@ -9,6 +9,7 @@
 
 pub mod arch;
 pub mod cargo;
+mod linking;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -132,7 +133,8 @@ pub fn build(
     if tls {
         check_tls_feature(&project)?;
     }
-    let generated = generate::generate(&project, &functions, tls)?;
+    let shared_runtime = linking::shared_runtime(shell, args, &project, plan)?;
+    let generated = generate::generate(&project, &functions, tls, shared_runtime)?;
     shell.status(
         "Building",
         format!(

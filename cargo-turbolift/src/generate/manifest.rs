@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use cargo_metadata::{Dependency, DependencyKind, Package};
 use toml::{Table, Value};
 
+use super::runtime;
 use crate::project::Library;
 use crate::templates::{self, Value as Filled};
 
@@ -79,6 +80,8 @@ pub struct PackageManifest<'a> {
     /// for the program, of a package that also has a library), and for the program the
     /// service packages whose libraries are its binaries' code.
     pub crate_deps: Vec<LibDep>,
+    /// The runtime package, which its executables link as a shared library, if any.
+    pub runtime: Option<&'a str>,
 }
 
 /// A binary target of a generated package.
@@ -161,6 +164,9 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
         dep.insert("default-features".into(), (!has_default).into());
         dependencies.insert(lib.crate_name.clone(), Value::Table(dep));
     }
+    if let Some(runtime) = m.runtime {
+        dependencies.insert(runtime::DEPENDENCY.into(), runtime_dependency(runtime));
+    }
     let [dependencies, build_dependencies, targets] = sections;
     let mut values = vec![
         ("name", Filled::toml(m.name)),
@@ -214,12 +220,14 @@ pub fn package(m: &PackageManifest<'_>) -> Result<String> {
 
 /// The manifest of the service package of one of the user's libraries: its executable,
 /// `main.rs`, links the library as the program does (the original package, by path) and
-/// `turbolift` with `turbolift_features` (its `service` feature, and `tls` for TLS).
+/// `turbolift` with `turbolift_features` (its `service` feature, and `tls` for TLS), and
+/// the runtime package, if any, with a build script that says where to find it.
 pub fn library_package(
     name: &str,
     library: &Library,
     crate_name: &str,
     turbolift_features: &[&str],
+    runtime: Option<&str>,
 ) -> Result<String> {
     let package = &library.package;
     let turbolift = package
@@ -237,13 +245,67 @@ pub fn library_package(
     let mut dependencies = Table::new();
     dependencies.insert(crate_name.to_owned(), Value::Table(lib));
     dependencies.insert("turbolift".into(), Value::Table(turbolift));
+    if let Some(runtime) = runtime {
+        dependencies.insert(runtime::DEPENDENCY.into(), runtime_dependency(runtime));
+    }
     templates::LIBRARY_MANIFEST.render(&[
         ("name", Filled::toml(name)),
+        (
+            "build",
+            match runtime {
+                Some(_) => Filled::toml("build.rs"),
+                None => Filled::Absent,
+            },
+        ),
         ("version", Filled::toml(package.version.to_string())),
         ("edition", Filled::toml(package.edition.as_str())),
         ("rust_version", rust_version(package)),
         ("dependencies", Filled::toml(dependencies)),
     ])
+}
+
+/// The manifest of the runtime package `name`, whose library `lib_name` is `turbolift` as
+/// `package` depends on it (under `turbolift_key`), with `turbolift_features`, built as
+/// one shared library.
+pub fn runtime_package(
+    name: &str,
+    lib_name: &str,
+    package: &Package,
+    turbolift_key: &str,
+    turbolift_features: &[&str],
+) -> Result<String> {
+    let turbolift = package
+        .dependencies
+        .iter()
+        .find(|d| {
+            d.kind == DependencyKind::Normal
+                && d.rename.as_deref().unwrap_or(&d.name) == turbolift_key
+        })
+        .with_context(|| format!("`{}` does not depend on `turbolift`", package.name))?;
+    let mut turbolift = dependency(turbolift);
+    // The runtime always holds it, whichever of the package's features are on.
+    turbolift.remove("optional");
+    for feature in turbolift_features {
+        add_feature(&mut turbolift, feature);
+    }
+    // Under its own name, which the runtime's `lib.rs` uses.
+    turbolift.insert("package".into(), "turbolift".into());
+    let mut dependencies = Table::new();
+    dependencies.insert("turbolift".into(), Value::Table(turbolift));
+    templates::RUNTIME_MANIFEST.render(&[
+        ("name", Filled::toml(name)),
+        ("version", Filled::toml(package.version.to_string())),
+        ("lib_name", Filled::toml(lib_name)),
+        ("dependencies", Filled::toml(dependencies)),
+    ])
+}
+
+/// The dependency on the runtime package `package`, beside the generated package.
+fn runtime_dependency(package: &str) -> Value {
+    let mut dep = Table::new();
+    dep.insert("package".into(), package.into());
+    dep.insert("path".into(), format!("../{package}").into());
+    Value::Table(dep)
 }
 
 /// Whether `package` turns on `turbolift`'s `otel` feature (or `otlp`), in its dependency
@@ -486,8 +548,42 @@ libc = { path = "vendor/libc" }
             turbolift_key: "tl",
             turbolift_features,
             crate_deps: Vec::new(),
+            runtime: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_runtime_package_holds_turbolift_as_the_package_depends_on_it() {
+        let (dir, mut package) = package();
+        let text = |package: &Package| {
+            runtime_package(
+                "shop-app-turbolift-runtime",
+                "shop_app_turbolift_runtime",
+                package,
+                "tl",
+                &["service", "tls"],
+            )
+            .unwrap()
+        };
+        let manifest = text(&package);
+        assert!(manifest.contains("crate-type = [\"dylib\"]"), "{manifest}");
+        insta::assert_snapshot!(redact(&manifest, dir.path()));
+        // An optional `turbolift` is always there in the runtime.
+        let turbolift = package
+            .dependencies
+            .iter_mut()
+            .find(|d| d.name == "turbolift")
+            .unwrap();
+        turbolift.optional = true;
+        assert_eq!(text(&package), manifest);
+        // Without it, the error names the package.
+        package.dependencies.retain(|d| d.name != "turbolift");
+        let error = runtime_package("r", "r", &package, "tl", &[]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`shop-app` does not depend on `turbolift`"
+        );
     }
 
     #[test]
@@ -570,6 +666,7 @@ libc = { path = "vendor/libc" }
                     path: "../shop-app-services".into(),
                 },
             ],
+            runtime: Some("shop-app-turbolift-runtime"),
         })
         .unwrap();
         insta::assert_snapshot!(redact(&text, dir.path()));

@@ -18,6 +18,7 @@
 
 mod files;
 mod manifest;
+mod runtime;
 mod source;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use crate::discover::{DistributedFn, Target, TargetKind, kind_name};
 use crate::project::{Library, Project};
 
 pub use files::write_if_changed;
+use runtime::Runtime;
 
 /// Entries of the package that a service package does not mirror.
 const NOT_MIRRORED: &[&str] = &[
@@ -124,9 +126,22 @@ fn turbolift_features(tls: bool, otel: bool) -> Vec<&'static str> {
     features
 }
 
+/// What every generated package links of `turbolift`: the features it enables, and the
+/// runtime package when the executables link the runtime as a shared library.
+struct Linked<'a> {
+    features: &'a [&'a str],
+    runtime: Option<&'a Runtime>,
+}
+
 /// Generates the workspace of `project`'s services and program; with `tls`, they are
-/// built able to call and serve over TLS.
-pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Result<Generated> {
+/// built able to call and serve over TLS; with `shared_runtime`, their executables link
+/// turbolift's runtime as a shared library (see `runtime`).
+pub fn generate(
+    project: &Project,
+    functions: &[DistributedFn],
+    tls: bool,
+    shared_runtime: bool,
+) -> Result<Generated> {
     let otel = std::iter::once(&project.package)
         .chain(project.libraries.iter().map(|library| &library.package))
         .any(manifest::enables_otel);
@@ -135,6 +150,18 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
     let packages_dir = dir.join("services");
     std::fs::create_dir_all(&packages_dir)
         .with_context(|| format!("cannot create {}", packages_dir.display()))?;
+    let runtime = if shared_runtime {
+        let package = runtime::package_name(project);
+        let runtime = runtime::generate(project, features, &packages_dir.join(&package))
+            .with_context(|| format!("cannot generate the runtime package `{package}`"))?;
+        Some(runtime)
+    } else {
+        None
+    };
+    let linked = &Linked {
+        features,
+        runtime: runtime.as_ref(),
+    };
     // The functions of each target, in the order discovery found the targets.
     let mut groups: Vec<(&Target, Vec<&DistributedFn>)> = Vec::new();
     for function in functions {
@@ -194,7 +221,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
         }
         let dir = packages_dir.join(&package);
         match library {
-            Some(library) => generate_library_package(library, &package, &group, features, &dir),
+            Some(library) => generate_library_package(library, &package, &group, linked, &dir),
             None => {
                 mirrors.push(package.clone());
                 let generated = (target, package.as_str(), group.as_slice());
@@ -202,7 +229,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
                 generate_package(
                     project,
                     generated,
-                    features,
+                    linked,
                     lib_package,
                     original_build,
                     &dir,
@@ -228,7 +255,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
             &program_package,
             &code,
             &services,
-            features,
+            linked,
             original_build,
             &packages_dir.join(&program_package),
         )
@@ -239,9 +266,14 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
     } else {
         (None, Vec::new())
     };
-    remove_stale(&packages_dir, &packages)?;
+    // The runtime package is a member, but it builds no executable.
+    let members: Vec<String> = packages
+        .iter()
+        .chain(runtime.as_ref().map(|r| &r.package))
+        .map(|p| format!("services/{p}"))
+        .collect();
+    remove_stale(&packages_dir, &members)?;
 
-    let members: Vec<String> = packages.iter().map(|p| format!("services/{p}")).collect();
     let manifest = manifest::workspace(&members, &project.workspace_root().join("Cargo.toml"))?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     let user_lock = project.workspace_root().join("Cargo.lock");
@@ -269,7 +301,7 @@ pub fn generate(project: &Project, functions: &[DistributedFn], tls: bool) -> Re
 fn generate_package(
     project: &Project,
     (target, name, services): (&Target, &str, &[Service]),
-    turbolift_features: &[&str],
+    linked: &Linked<'_>,
     lib_package: Option<&str>,
     original_build: Option<(&str, &Path)>,
     dir: &Path,
@@ -287,7 +319,7 @@ fn generate_package(
         .collect();
     write_if_changed(
         &mains_dir.join("main.rs"),
-        &source::service_main(&crate_name, &named)?,
+        &source::service_main(&crate_name, &named, linked.runtime)?,
     )?;
     let bins = [manifest::Bin {
         name: name.to_owned(),
@@ -303,7 +335,7 @@ fn generate_package(
         // The program's executable runs the binary's `main` from this compilation.
         env.push((PROGRAM_MAIN_ENV.to_owned(), "1".to_owned()));
     }
-    write_build_script(&env, original_build, dir)?;
+    write_build_script(&env, original_build, linked.runtime, dir)?;
 
     let lib_dep = match target.kind {
         TargetKind::Lib => None,
@@ -327,8 +359,9 @@ fn generate_package(
         bins: &bins,
         package: &project.package,
         turbolift_key: &project.turbolift_key,
-        turbolift_features,
+        turbolift_features: linked.features,
         crate_deps: lib_dep.into_iter().collect(),
+        runtime: linked.runtime.map(|r| r.package.as_str()),
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
@@ -341,7 +374,7 @@ fn generate_library_package(
     library: &Library,
     name: &str,
     services: &[Service],
-    turbolift_features: &[&str],
+    linked: &Linked<'_>,
     dir: &Path,
 ) -> Result<()> {
     let crate_name = library.crate_name();
@@ -350,16 +383,24 @@ fn generate_library_package(
         .map(|s| (s.name.as_str(), s.function.id.as_str()))
         .collect();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    files::remove_other_files(
-        dir,
-        ["Cargo.toml".to_owned(), "main.rs".to_owned()].into_iter(),
-    )
-    .with_context(|| format!("cannot clean {}", dir.display()))?;
+    let mut own = vec!["Cargo.toml".to_owned(), "main.rs".to_owned()];
+    if linked.runtime.is_some() {
+        own.push("build.rs".to_owned());
+        write_build_script(&[], None, linked.runtime, dir)?;
+    }
+    files::remove_other_files(dir, own.into_iter())
+        .with_context(|| format!("cannot clean {}", dir.display()))?;
     write_if_changed(
         &dir.join("main.rs"),
-        &source::service_main(&crate_name, &named)?,
+        &source::service_main(&crate_name, &named, linked.runtime)?,
     )?;
-    let manifest = manifest::library_package(name, library, &crate_name, turbolift_features)?;
+    let manifest = manifest::library_package(
+        name,
+        library,
+        &crate_name,
+        linked.features,
+        linked.runtime.map(|r| r.package.as_str()),
+    )?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
 }
@@ -407,7 +448,7 @@ fn generate_program(
     name: &str,
     code: &CodePackages,
     services: &[Service],
-    turbolift_features: &[&str],
+    linked: &Linked<'_>,
     original_build: Option<(&str, &Path)>,
     dir: &Path,
 ) -> Result<Vec<String>> {
@@ -430,7 +471,8 @@ fn generate_program(
                 };
                 let crate_name = format!("{prefix}_{}", naming::crate_name(&target.name));
                 let file = format!("{}.rs", target.name);
-                write_if_changed(&mains_dir.join(&file), &source::program_main(&crate_name)?)?;
+                let main = source::program_main(&crate_name, linked.runtime)?;
+                write_if_changed(&mains_dir.join(&file), &main)?;
                 mains.push(file.clone());
                 crate_deps.push(manifest::LibDep {
                     crate_name,
@@ -477,7 +519,12 @@ fn generate_program(
         files::remove_other_files(&mains_dir, mains.into_iter())
             .with_context(|| format!("cannot clean {}", mains_dir.display()))?;
     }
-    write_build_script(&package_env(project, None), original_build, dir)?;
+    write_build_script(
+        &package_env(project, None),
+        original_build,
+        linked.runtime,
+        dir,
+    )?;
     let lib_dep = project
         .lib_crate()
         .map(|crate_name| lib_dependency(project, crate_name, code.lib.as_deref()));
@@ -490,8 +537,9 @@ fn generate_program(
         bins: &bins,
         package: &project.package,
         turbolift_key: &project.turbolift_key,
-        turbolift_features,
+        turbolift_features: linked.features,
         crate_deps: lib_dep.into_iter().chain(crate_deps).collect(),
+        runtime: linked.runtime.map(|r| r.package.as_str()),
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(bins.into_iter().chain(examples).map(|b| b.name).collect())
@@ -547,13 +595,15 @@ fn lib_dependency(
 }
 
 /// The generated package's build script: the variables `env` for its code, then the
-/// original build script (its source and path), if any.
+/// original build script (its source and path), if any; with `runtime`, where the
+/// executables find it.
 fn write_build_script(
     env: &[(String, String)],
     original_build: Option<(&str, &Path)>,
+    runtime: Option<&Runtime>,
     dir: &Path,
 ) -> Result<()> {
-    let build = source::build_script(env, original_build)?;
+    let build = source::build_script(env, original_build, runtime)?;
     write_if_changed(&dir.join("build.rs"), &build)?;
     Ok(())
 }
@@ -594,10 +644,11 @@ fn package_env(project: &Project, bin_name: Option<&str>) -> Vec<(String, String
 
 /// Removes the packages of targets that no longer have distributed functions (and the
 /// per-function crates of earlier versions).
-fn remove_stale(packages_dir: &Path, packages: &[String]) -> Result<()> {
+fn remove_stale(packages_dir: &Path, members: &[String]) -> Result<()> {
     for entry in std::fs::read_dir(packages_dir)? {
         let entry = entry?;
-        if !packages.iter().any(|p| entry.file_name() == p.as_str()) {
+        let member = Path::new("services").join(entry.file_name());
+        if !members.iter().any(|m| Path::new(m) == member) {
             std::fs::remove_dir_all(entry.path())
                 .with_context(|| format!("cannot remove {}", entry.path().display()))?;
         }

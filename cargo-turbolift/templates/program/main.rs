@@ -2,9 +2,11 @@
 //!
 //! The binary's code is compiled once, as the library of its service package, which the
 //! services' executable links too; this executable links that library and runs the
-//! binary's own `main`, as `cargo run` would.
+//! binary's own `main`, as `cargo run` would. In a build for this machine in the `dev`
+//! profile it also links the runtime package, turbolift's runtime as a shared library.
 
 extern crate {{binary_crate}} as _;
+{{runtime}}
 
 fn main() -> ::std::process::ExitCode {
     ::turbolift::service::program_main()

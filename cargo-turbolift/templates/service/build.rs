@@ -2,18 +2,56 @@
 //!
 //! It gives the package's code the `CARGO_PKG_*` and `CARGO_MANIFEST_DIR` values of the
 //! package it was generated from, so that `env!` reads the same as in the original build,
-//! and then runs that package's own build script, if it has one.
+//! and then runs that package's own build script, if it has one. In a build that links
+//! turbolift's runtime as a shared library, it tells the linker where the executables
+//! find it at run time.
 
 {{inner_attributes}}
 
 /// What the original package's build sees in these variables.
 const PACKAGE_ENV: &[(&str, &str)] = {{package_env}};
 
+/// Whether the package's executables link turbolift's runtime as a shared library (the
+/// runtime package's).
+const TURBOLIFT_SHARED_RUNTIME: bool = {{shared_runtime}};
+
 fn main() {
     for (key, value) in PACKAGE_ENV {
         println!("cargo:rustc-env={key}={value}");
     }
+    if TURBOLIFT_SHARED_RUNTIME {
+        turbolift_runtime_search_path();
+    }
     original_build_script();
+}
+
+/// Tells the linker where the executables find the shared libraries at run time: the
+/// runtime where cargo builds it (`deps/`) and copies it up (the profile's folder), from
+/// an executable in either or in `examples/`; and the `libstd` of the toolchain that
+/// cargo compiles with. `DT_RPATH` rather than `DT_RUNPATH`, so that it applies to the
+/// runtime's own `libstd` too.
+fn turbolift_runtime_search_path() {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let printed = std::process::Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", &target])
+        .output();
+    let libdir = match printed {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        _ => turbolift_build_fails("`rustc --print target-libdir` failed"),
+    };
+    if libdir.contains([':', ',']) {
+        turbolift_build_fails(&format!("the toolchain's folder {libdir} has `:` or `,` in its path"));
+    }
+    println!("cargo:rustc-link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN:$ORIGIN/deps:$ORIGIN/..:$ORIGIN/../deps:{libdir}");
+}
+
+/// Stops the build, saying why and what to do.
+fn turbolift_build_fails(why: &str) -> ! {
+    eprintln!(
+        "error: cannot link turbolift's runtime as a shared library: {why}; build with TURBOLIFT_DYNAMIC_LINKING=off to link it into each executable"
+    );
+    std::process::exit(1)
 }
 
 {{original_build_script}}

@@ -4,9 +4,12 @@
 //! The package's library is the original package's own code, compiled unchanged from its
 //! crate root; its `main` is never called, so a service never runs the program. Linking
 //! the library registers its distributed functions; this executable serves the one of the
-//! service it is started as over HTTP until SIGTERM or SIGINT.
+//! service it is started as over HTTP until SIGTERM or SIGINT. In a build for this
+//! machine in the `dev` profile it also links the runtime package, turbolift's runtime as
+//! a shared library, so that it holds no copy of it.
 
 extern crate {{package_crate}} as _;
+{{runtime}}
 
 /// Each service's name (the executable's name when started as that service) and the id
 /// of its function.

@@ -119,6 +119,10 @@ pub mod env {
     /// `cargo turbolift`: `off` sets up no shared memory for the run (every body goes
     /// over TCP).
     pub const SHM: &str = "TURBOLIFT_SHM";
+    /// `cargo turbolift`: `off` links turbolift's runtime into every executable of a
+    /// `dev` build for this machine; `on` (the default) builds it as one shared library
+    /// that they load, so that an edit links only the user's code again.
+    pub const DYNAMIC_LINKING: &str = "TURBOLIFT_DYNAMIC_LINKING";
     /// Path of a PEM file of the certificate authority of the run or deployment. A
     /// service with it takes only TLS connections and only calls from clients whose
     /// certificate this authority signed; a program with it verifies the service's

@@ -1,0 +1,122 @@
+//! How the executables of a build link turbolift's runtime: into each of them (static,
+//! as `cargo build` does), or as one shared library they all load (see
+//! `generate::runtime`). Shared is for the edit-build-run loop: a build for this machine
+//! in the `dev` profile, where it saves most of the link of every executable after an
+//! edit. Everything else links statically: release builds, which are measured and
+//! shipped; static builds for containers, which cannot load a shared library; and a `dev`
+//! profile that shared Rust libraries do not support (`lto`, `panic = "abort"`).
+
+use anyhow::Result;
+use turbolift_shared::protocol;
+
+use super::{Binaries, Plan};
+use crate::cli::BuildArgs;
+use crate::project::Project;
+use crate::shell::Shell;
+
+/// Whether this build links the runtime as a shared library; a verbose line says why not,
+/// when it could have. A `TURBOLIFT_DYNAMIC_LINKING` of another value than on or off is
+/// an error.
+pub fn shared_runtime(
+    shell: &Shell,
+    args: &BuildArgs,
+    project: &Project,
+    plan: &Plan,
+) -> Result<bool> {
+    let name = protocol::env::DYNAMIC_LINKING;
+    let value = std::env::var_os(name);
+    let on = protocol::env::switch(name, value.as_deref().and_then(|v| v.to_str()), true)
+        .map_err(anyhow::Error::msg)?;
+    let for_this_machine =
+        plan.services == Binaries::ThisMachine && plan.program == Binaries::ThisMachine;
+    let dev = !args.release && args.profile.as_deref().is_none_or(|p| p == "dev");
+    if !on || !cfg!(target_os = "linux") || !for_this_machine || !dev {
+        return Ok(false);
+    }
+    if let Some(why) = unsupported_profile(project) {
+        shell.verbose_status(
+            "Linking",
+            format!("turbolift's runtime into every executable: {why}"),
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// What in the user's `dev` profile or `RUSTFLAGS` a shared Rust library cannot be built
+/// with, if anything.
+fn unsupported_profile(project: &Project) -> Option<String> {
+    let manifest = project.workspace_root().join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let dev = table
+        .get("profile")
+        .and_then(|p| p.get("dev"))
+        .and_then(toml::Value::as_table);
+    if let Some(setting) = dev.and_then(unsupported_setting) {
+        return Some(format!(
+            "the `dev` profile of {} sets {setting}",
+            manifest.display()
+        ));
+    }
+    for variable in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        let flags = std::env::var(variable).unwrap_or_default();
+        if let Some(flag) = ["crt-static", "prefer-dynamic"]
+            .into_iter()
+            .find(|flag| flags.contains(flag))
+        {
+            return Some(format!("{variable} has `{flag}`"));
+        }
+    }
+    None
+}
+
+/// The setting of a `[profile]` table that a shared Rust library cannot be built with.
+fn unsupported_setting(profile: &toml::Table) -> Option<String> {
+    let lto_on = match profile.get("lto") {
+        None => false,
+        Some(toml::Value::Boolean(on)) => *on,
+        Some(toml::Value::String(s)) => s != "off",
+        Some(_) => true,
+    };
+    if lto_on {
+        return Some(format!("`lto = {}`", profile["lto"]));
+    }
+    if profile.get("panic").and_then(toml::Value::as_str) == Some("abort") {
+        return Some("`panic = \"abort\"`".to_owned());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lto_and_panic_abort_keep_the_runtime_static() {
+        let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
+        assert_eq!(unsupported_setting(&table("")), None);
+        assert_eq!(
+            unsupported_setting(&table("lto = false\nopt-level = 1")),
+            None
+        );
+        assert_eq!(unsupported_setting(&table("lto = \"off\"")), None);
+        assert_eq!(
+            unsupported_setting(&table("lto = \"thin\"")).as_deref(),
+            Some("`lto = \"thin\"`")
+        );
+        assert_eq!(
+            unsupported_setting(&table("lto = true")).as_deref(),
+            Some("`lto = true`")
+        );
+        assert_eq!(
+            unsupported_setting(&table("panic = \"abort\"")).as_deref(),
+            Some("`panic = \"abort\"`")
+        );
+        assert_eq!(unsupported_setting(&table("panic = \"unwind\"")), None);
+    }
+}
