@@ -9,7 +9,7 @@ use std::task::Poll;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State as Extract};
-use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,10 +18,12 @@ use turbolift_shared::naming;
 use turbolift_shared::protocol::{self, ErrorKind};
 
 use tokio::sync::OwnedSemaphorePermit;
+use tower::util::MapResponseLayer;
 
 use super::State;
 use super::batch::BatchSink;
 use super::handler::{Handler, InvokeError};
+use super::headers::CallHeaders;
 use super::metrics;
 use crate::shm;
 use crate::wire::body::{Chunks, read_all};
@@ -55,10 +57,7 @@ pub(super) fn build(state: Arc<State>, handlers: &[&'static Handler]) -> Router 
     }
     router
         .fallback(fallback)
-        .layer(axum::middleware::map_response_with_state(
-            state.clone(),
-            stamp,
-        ))
+        .layer(stamp(state.replica.clone()))
         .with_state(state)
 }
 
@@ -71,10 +70,7 @@ pub(super) fn probes_only(state: Arc<State>) -> Router {
         .route(protocol::READY_PATH, get(ready))
         .route(protocol::METRICS_PATH, get(public_metrics))
         .fallback(|Extract(state): Extract<Arc<State>>| async move { no_certificate(&state) })
-        .layer(axum::middleware::map_response_with_state(
-            state.clone(),
-            stamp,
-        ))
+        .layer(stamp(state.replica.clone()))
         .with_state(state)
 }
 
@@ -88,12 +84,13 @@ fn no_certificate(state: &State) -> Response {
     )
 }
 
-/// Names the replica on every answer, including axum's own (405, say).
-async fn stamp(Extract(state): Extract<Arc<State>>, mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(protocol::REPLICA_HEADER, state.replica.clone());
-    response
+/// The layer that names the replica on every answer, including axum's own (405, say).
+fn stamp(replica: HeaderValue) -> MapResponseLayer<impl Fn(Response) -> Response + Clone> {
+    const REPLICA: HeaderName = HeaderName::from_static(protocol::REPLICA_HEADER);
+    MapResponseLayer::new(move |mut response: Response| {
+        response.headers_mut().insert(REPLICA, replica.clone());
+        response
+    })
 }
 
 async fn health() -> Response {
@@ -113,7 +110,7 @@ async fn ready(Extract(state): Extract<Arc<State>>) -> Response {
 /// The service's metrics, with the secret or when they are public.
 async fn metrics(Extract(state): Extract<Arc<State>>, headers: HeaderMap) -> Response {
     if !state.metrics_public()
-        && let Err(refused) = state.check_secret(&headers)
+        && let Err(refused) = state.check_secret(headers.get(protocol::SECRET_HEADER))
     {
         return refused;
     }
@@ -159,7 +156,7 @@ fn metrics_answer(state: &Arc<State>, headers: &HeaderMap) -> Response {
 async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Response {
     let path = request.uri().path();
     if path.starts_with(protocol::CALL_PREFIX) || path.starts_with(protocol::BATCH_PREFIX) {
-        if let Err(refused) = state.check_secret(request.headers()) {
+        if let Err(refused) = state.check_secret(request.headers().get(protocol::SECRET_HEADER)) {
             refused
         } else {
             let name = naming::id_from_route(path).unwrap_or_else(|| path.to_owned());
@@ -194,13 +191,11 @@ async fn call(
     #[cfg(feature = "otel")]
     let parent = crate::trace::extract(request.headers());
     let split = handler.takes_a_byte_buffer();
-    // The region the program offers for a large result.
-    let reply = request
-        .headers()
-        .get(protocol::SHM_REPLY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (body, _permit) = match admit(&state, handler, request, split).await {
+    let Admitted {
+        body,
+        permit: _permit,
+        reply,
+    } = match admit(&state, handler, request, split).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
@@ -247,7 +242,7 @@ async fn batch(
     #[cfg(feature = "otel")]
     let parent = crate::trace::extract(request.headers());
     let (body, permit) = match admit(&state, handler, request, false).await {
-        Ok((body, permit)) => (body.to_bytes(), permit),
+        Ok(admitted) => (admitted.body.to_bytes(), admitted.permit),
         Err(refused) => return refused,
     };
     let function = handler.info().id();
@@ -327,6 +322,14 @@ fn encoded_answer(body: Body) -> Response {
 
 /// The checks every call and batch passes, then its body and its place among the calls
 /// that run at once.
+/// A call let in: its arguments, its place among the calls that run at once, and the
+/// region the program offers for a large result.
+struct Admitted {
+    body: Encoded,
+    permit: OwnedSemaphorePermit,
+    reply: Option<String>,
+}
+
 // A refusal is an HTTP answer, built where the check fails.
 #[allow(clippy::result_large_err)]
 async fn admit(
@@ -334,20 +337,17 @@ async fn admit(
     handler: &'static Handler,
     request: Request,
     split: bool,
-) -> Result<(Encoded, OwnedSemaphorePermit), Response> {
+) -> Result<Admitted, Response> {
     let info = handler.info();
     if state.draining.load(Ordering::Acquire) {
         return Err(state.draining("the service is shutting down; retry on another replica"));
     }
-    let headers = request.headers();
-    state.check_secret(headers)?;
-    check_content_type(state, headers)?;
-    check_protocol(state, headers)?;
+    let headers = CallHeaders::of(request.headers());
+    state.check_secret(headers.secret)?;
+    check_content_type(state, headers.content_type)?;
+    check_protocol(state, headers.protocol)?;
     let expected = info.signature_hex();
-    match headers
-        .get(protocol::SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-    {
+    match headers.signature.and_then(|v| v.to_str().ok()) {
         Some(got) if got == expected => {}
         got => {
             let reason = format!(
@@ -359,23 +359,31 @@ async fn admit(
         }
     }
     let declared = headers
-        .get(CONTENT_LENGTH)
+        .content_length
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > state.max_body as u64) {
         return Err(too_large(state));
     }
-    let shm_args = match headers.get(protocol::SHM_ARGS_HEADER) {
+    let shm_args = match headers.shm_args {
         Some(value) => Some(shm_arguments(state, value, declared)?),
         None => None,
     };
+    let reply = headers
+        .shm_reply
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let permit = state.permit().await?;
     if let Some((dir, name, len)) = shm_args {
         let body = shm::read_arguments(dir, name, len, split).map_err(|e| {
             let reason = format!("the arguments in shared memory could not be read: {e}");
             state.reject(ErrorKind::BadRequest, reason)
         })?;
-        return Ok((body, permit));
+        return Ok(Admitted {
+            body,
+            permit,
+            reply,
+        });
     }
     let read = read_all(
         Limited::new(request.into_body(), state.max_body),
@@ -412,7 +420,11 @@ async fn admit(
             return Err(refused);
         }
     };
-    Ok((body, permit))
+    Ok(Admitted {
+        body,
+        permit,
+        reply,
+    })
 }
 
 /// Where a call's arguments are, by its [`protocol::SHM_ARGS_HEADER`]: the run's
@@ -472,8 +484,12 @@ fn invoke_error(state: &State, function: &str, error: InvokeError) -> Response {
 }
 
 #[allow(clippy::result_large_err)]
-fn check_content_type(state: &State, headers: &HeaderMap) -> Result<(), Response> {
-    let got = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+fn check_content_type(state: &State, got: Option<&HeaderValue>) -> Result<(), Response> {
+    // What turbolift's client sends, compared at once.
+    if got.is_some_and(|v| v.as_bytes() == protocol::CONTENT_TYPE.as_bytes()) {
+        return Ok(());
+    }
+    let got = got.and_then(|v| v.to_str().ok());
     let essence = got.map(|v| v.split(';').next().unwrap_or_default().trim());
     if essence.is_some_and(|v| v.eq_ignore_ascii_case(protocol::CONTENT_TYPE)) {
         return Ok(());
@@ -489,10 +505,8 @@ fn check_content_type(state: &State, headers: &HeaderMap) -> Result<(), Response
 }
 
 #[allow(clippy::result_large_err)]
-fn check_protocol(state: &State, headers: &HeaderMap) -> Result<(), Response> {
-    let got = headers
-        .get(protocol::PROTOCOL_HEADER)
-        .and_then(|v| v.to_str().ok());
+fn check_protocol(state: &State, got: Option<&HeaderValue>) -> Result<(), Response> {
+    let got = got.and_then(|v| v.to_str().ok());
     if got.and_then(|v| v.trim().parse::<u32>().ok()) == Some(protocol::PROTOCOL_VERSION) {
         return Ok(());
     }
