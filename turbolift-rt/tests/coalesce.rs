@@ -96,11 +96,11 @@ async fn counting_proxy(url: &str, seen: Arc<Seen>) -> String {
     proxy
 }
 
-/// Sequential calls before a test's calls at once. A function's calls coalesce only once
-/// its mean call time (the mean of its first 8 calls, then a moving average that gives
-/// each call an eighth) is under 10 ms: after 100 short calls, a first call slowed down by
-/// a loaded machine no longer counts.
-const WARM_UP_CALLS: u64 = 100;
+/// Held by each test for its whole run. Routing a function installs a new configuration,
+/// and every function's calls then start on a new lane, which sends each call alone until
+/// it has seen the function's first calls: a test routing its function while another
+/// test's calls are at once would make those go alone (no batch request at all).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Serves `id` behind a counting proxy and routes the function there.
 async fn proxied(id: &str) -> (common::Running, Arc<Seen>) {
@@ -113,6 +113,7 @@ async fn proxied(id: &str) -> (common::Running, Arc<Seen>) {
 
 #[tokio::test]
 async fn a_lone_call_goes_alone_and_many_at_once_go_together_in_order() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (service, seen) = proxied("coalesce::plus_one").await;
     for n in 0..50 {
         assert_eq!(plus_one(n).await.unwrap(), n + 1);
@@ -140,8 +141,9 @@ async fn a_lone_call_goes_alone_and_many_at_once_go_together_in_order() {
 
 #[tokio::test]
 async fn a_panic_stays_with_its_own_call() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (service, seen) = proxied("coalesce::fragile").await;
-    for n in 0..WARM_UP_CALLS {
+    for n in 0..20 {
         fragile(n * 100).await.unwrap();
     }
     let answers = join_all((0..2_000).map(fragile)).await;
@@ -161,8 +163,9 @@ async fn a_panic_stays_with_its_own_call() {
 
 #[tokio::test]
 async fn a_dropped_call_is_not_sent_or_its_answer_is_dropped() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (service, seen) = proxied("coalesce::counted").await;
-    for _ in 0..WARM_UP_CALLS {
+    for _ in 0..20 {
         counted(0).await.unwrap();
     }
     let before = RAN.load(Ordering::SeqCst);
@@ -197,6 +200,7 @@ async fn a_dropped_call_is_not_sent_or_its_answer_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_call_keeps_its_own_timeout_and_a_stall_ends_coalescing() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (service, seen) = proxied("coalesce::patient").await;
     for _ in 0..20 {
         patient(0).await.unwrap();
@@ -253,6 +257,7 @@ async fn each_call_keeps_its_own_timeout_and_a_stall_ends_coalescing() {
 
 #[tokio::test]
 async fn coalescing_can_be_turned_off_for_a_function() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (service, seen) = proxied("coalesce::alone").await;
     for n in 0..20 {
         alone(n).await.unwrap();
