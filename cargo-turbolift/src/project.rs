@@ -211,20 +211,20 @@ impl Project {
     /// The package's `[lints]` table, or its workspace's `[workspace.lints]` when it says
     /// `lints.workspace = true`.
     pub fn lints(&self) -> Result<Option<toml::Value>> {
-        let read = |path: &Path| -> Result<toml::Table> {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
-        };
-        let manifest = read(self.package.manifest_path.as_std_path())?;
+        let manifest = read_manifest(self.package.manifest_path.as_std_path())?;
         let Some(lints) = manifest.get("lints") else {
             return Ok(None);
         };
         if lints.get("workspace").and_then(toml::Value::as_bool) == Some(true) {
-            let root = read(&self.workspace_root().join("Cargo.toml"))?;
+            let root = read_manifest(&self.workspace_root().join("Cargo.toml"))?;
             return Ok(root.get("workspace").and_then(|w| w.get("lints")).cloned());
         }
         Ok(Some(lints.clone()))
+    }
+
+    /// The manifest of the workspace's root.
+    pub fn root_manifest(&self) -> Result<toml::Table> {
+        read_manifest(&self.workspace_root().join("Cargo.toml"))
     }
 
     /// The build script's path, if the package has one.
@@ -235,6 +235,13 @@ impl Project {
             .find(|t| t.kind.contains(&CargoKind::CustomBuild))
             .map(|t| t.src_path.clone().into_std_path_buf())
     }
+}
+
+/// A manifest, read as TOML.
+pub fn read_manifest(path: &Path) -> Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))
 }
 
 /// `cargo metadata` of the workspace, with the dependency graph resolved for the features

@@ -46,9 +46,8 @@ pub fn shared_runtime(
 /// What in the user's `dev` profile or `RUSTFLAGS` a shared Rust library cannot be built
 /// with, if anything.
 fn unsupported_profile(project: &Project) -> Option<String> {
-    let manifest = project.workspace_root().join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest).ok()?;
-    let table: toml::Table = toml::from_str(&text).ok()?;
+    // A manifest that cannot be read is reported where the generated workspace copies it.
+    let table = project.root_manifest().ok()?;
     let dev = table
         .get("profile")
         .and_then(|p| p.get("dev"))
@@ -56,7 +55,7 @@ fn unsupported_profile(project: &Project) -> Option<String> {
     if let Some(setting) = dev.and_then(unsupported_setting) {
         return Some(format!(
             "the `dev` profile of {} sets {setting}",
-            manifest.display()
+            project.workspace_root().join("Cargo.toml").display()
         ));
     }
     for variable in [

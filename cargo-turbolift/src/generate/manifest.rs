@@ -8,17 +8,14 @@ use cargo_metadata::{Dependency, DependencyKind, Package};
 use toml::{Table, Value};
 
 use super::runtime;
-use crate::project::Library;
+use crate::project::{Library, read_manifest};
 use crate::templates::{self, Value as Filled};
 
 /// The generated workspace's manifest: its members, and the `[profile]`, `[patch]` and
 /// `[replace]` tables and the feature resolver of the user's workspace root, so that
 /// dependencies build exactly as there.
 pub fn workspace(members: &[String], user_root_manifest: &Path) -> Result<String> {
-    let user_text = std::fs::read_to_string(user_root_manifest)
-        .with_context(|| format!("cannot read {}", user_root_manifest.display()))?;
-    let user: Table = toml::from_str(&user_text)
-        .with_context(|| format!("cannot parse {}", user_root_manifest.display()))?;
+    let user = read_manifest(user_root_manifest)?;
     let base = user_root_manifest.parent().unwrap_or(Path::new("."));
     // The same feature resolver, so that features unify as in the user's own build.
     let resolver = match user

@@ -31,7 +31,6 @@ use crate::discover::{DistributedFn, Target, TargetKind, kind_name};
 use crate::project::{Library, Project};
 
 pub use files::write_if_changed;
-use runtime::Runtime;
 
 /// Entries of the package that a service package does not mirror.
 const NOT_MIRRORED: &[&str] = &[
@@ -130,7 +129,8 @@ fn turbolift_features(tls: bool, otel: bool) -> Vec<&'static str> {
 /// runtime package when the executables link the runtime as a shared library.
 struct Linked<'a> {
     features: &'a [&'a str],
-    runtime: Option<&'a Runtime>,
+    /// The runtime package's name.
+    runtime: Option<&'a str>,
 }
 
 /// Generates the workspace of `project`'s services and program; with `tls`, they are
@@ -151,16 +151,15 @@ pub fn generate(
     std::fs::create_dir_all(&packages_dir)
         .with_context(|| format!("cannot create {}", packages_dir.display()))?;
     let runtime = if shared_runtime {
-        let package = runtime::package_name(project);
-        let runtime = runtime::generate(project, features, &packages_dir.join(&package))
-            .with_context(|| format!("cannot generate the runtime package `{package}`"))?;
-        Some(runtime)
+        let package = runtime::generate(project, features, &packages_dir)
+            .context("cannot generate the runtime package")?;
+        Some(package)
     } else {
         None
     };
     let linked = &Linked {
         features,
-        runtime: runtime.as_ref(),
+        runtime: runtime.as_deref(),
     };
     // The functions of each target, in the order discovery found the targets.
     let mut groups: Vec<(&Target, Vec<&DistributedFn>)> = Vec::new();
@@ -269,7 +268,7 @@ pub fn generate(
     // The runtime package is a member, but it builds no executable.
     let members: Vec<String> = packages
         .iter()
-        .chain(runtime.as_ref().map(|r| &r.package))
+        .chain(&runtime)
         .map(|p| format!("services/{p}"))
         .collect();
     remove_stale(&packages_dir, &members)?;
@@ -319,7 +318,7 @@ fn generate_package(
         .collect();
     write_if_changed(
         &mains_dir.join("main.rs"),
-        &source::service_main(&crate_name, &named, linked.runtime)?,
+        &source::service_main(&crate_name, &named, linked.runtime.is_some())?,
     )?;
     let bins = [manifest::Bin {
         name: name.to_owned(),
@@ -335,7 +334,7 @@ fn generate_package(
         // The program's executable runs the binary's `main` from this compilation.
         env.push((PROGRAM_MAIN_ENV.to_owned(), "1".to_owned()));
     }
-    write_build_script(&env, original_build, linked.runtime, dir)?;
+    write_build_script(&env, original_build, linked.runtime.is_some(), dir)?;
 
     let lib_dep = match target.kind {
         TargetKind::Lib => None,
@@ -361,7 +360,7 @@ fn generate_package(
         turbolift_key: &project.turbolift_key,
         turbolift_features: linked.features,
         crate_deps: lib_dep.into_iter().collect(),
-        runtime: linked.runtime.map(|r| r.package.as_str()),
+        runtime: linked.runtime,
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
@@ -386,21 +385,16 @@ fn generate_library_package(
     let mut own = vec!["Cargo.toml".to_owned(), "main.rs".to_owned()];
     if linked.runtime.is_some() {
         own.push("build.rs".to_owned());
-        write_build_script(&[], None, linked.runtime, dir)?;
+        write_build_script(&[], None, true, dir)?;
     }
     files::remove_other_files(dir, own.into_iter())
         .with_context(|| format!("cannot clean {}", dir.display()))?;
     write_if_changed(
         &dir.join("main.rs"),
-        &source::service_main(&crate_name, &named, linked.runtime)?,
+        &source::service_main(&crate_name, &named, linked.runtime.is_some())?,
     )?;
-    let manifest = manifest::library_package(
-        name,
-        library,
-        &crate_name,
-        linked.features,
-        linked.runtime.map(|r| r.package.as_str()),
-    )?;
+    let manifest =
+        manifest::library_package(name, library, &crate_name, linked.features, linked.runtime)?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(())
 }
@@ -471,7 +465,7 @@ fn generate_program(
                 };
                 let crate_name = format!("{prefix}_{}", naming::crate_name(&target.name));
                 let file = format!("{}.rs", target.name);
-                let main = source::program_main(&crate_name, linked.runtime)?;
+                let main = source::program_main(&crate_name, linked.runtime.is_some())?;
                 write_if_changed(&mains_dir.join(&file), &main)?;
                 mains.push(file.clone());
                 crate_deps.push(manifest::LibDep {
@@ -522,7 +516,7 @@ fn generate_program(
     write_build_script(
         &package_env(project, None),
         original_build,
-        linked.runtime,
+        linked.runtime.is_some(),
         dir,
     )?;
     let lib_dep = project
@@ -539,7 +533,7 @@ fn generate_program(
         turbolift_key: &project.turbolift_key,
         turbolift_features: linked.features,
         crate_deps: lib_dep.into_iter().chain(crate_deps).collect(),
-        runtime: linked.runtime.map(|r| r.package.as_str()),
+        runtime: linked.runtime,
     })?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     Ok(bins.into_iter().chain(examples).map(|b| b.name).collect())
@@ -595,15 +589,15 @@ fn lib_dependency(
 }
 
 /// The generated package's build script: the variables `env` for its code, then the
-/// original build script (its source and path), if any; with `runtime`, where the
-/// executables find it.
+/// original build script (its source and path), if any; with `shared_runtime`, where the
+/// executables find the runtime.
 fn write_build_script(
     env: &[(String, String)],
     original_build: Option<(&str, &Path)>,
-    runtime: Option<&Runtime>,
+    shared_runtime: bool,
     dir: &Path,
 ) -> Result<()> {
-    let build = source::build_script(env, original_build, runtime)?;
+    let build = source::build_script(env, original_build, shared_runtime)?;
     write_if_changed(&dir.join("build.rs"), &build)?;
     Ok(())
 }

@@ -26,22 +26,12 @@ use crate::templates;
 /// crate their executables link.
 pub const DEPENDENCY: &str = "turbolift_runtime";
 
-/// The runtime package of a generated workspace.
-#[derive(Debug, Clone)]
-pub struct Runtime {
-    /// The package, e.g. `quickstart-turbolift-runtime`.
-    pub package: String,
-}
-
-/// The package name of `project`'s runtime package.
-pub fn package_name(project: &Project) -> String {
-    format!("{}-turbolift-runtime", project.package.name)
-}
-
-/// Writes the runtime package into `dir`: its manifest (`turbolift` as the package depends
-/// on it, with `features`) and its `lib.rs`.
-pub fn generate(project: &Project, features: &[&str], dir: &Path) -> Result<Runtime> {
-    let package = package_name(project);
+/// Writes `project`'s runtime package into `packages_dir`: its manifest (`turbolift` as the
+/// package depends on it, with `features`) and its `lib.rs`. Returns the package's name,
+/// e.g. `quickstart-turbolift-runtime`.
+pub fn generate(project: &Project, features: &[&str], packages_dir: &Path) -> Result<String> {
+    let package = format!("{}-turbolift-runtime", project.package.name);
+    let dir = &packages_dir.join(&package);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     files::remove_other_files(
         dir,
@@ -63,16 +53,15 @@ pub fn generate(project: &Project, features: &[&str], dir: &Path) -> Result<Runt
     )?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     write_if_changed(&dir.join("lib.rs"), &templates::RUNTIME_LIB.render(&[])?)?;
-    Ok(Runtime { package })
+    Ok(package)
 }
 
-/// The item that links the runtime into an executable, or none.
-pub fn extern_crate(runtime: Option<&Runtime>) -> TokenStream {
-    match runtime {
-        Some(_) => {
-            let name = format_ident!("{DEPENDENCY}");
-            quote!(extern crate #name as _;)
-        }
-        None => quote!(),
+/// The item that links the runtime into an executable, when it is shared; else none.
+pub fn extern_crate(shared: bool) -> TokenStream {
+    if shared {
+        let name = format_ident!("{DEPENDENCY}");
+        quote!(extern crate #name as _;)
+    } else {
+        quote!()
     }
 }
