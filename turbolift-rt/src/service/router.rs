@@ -320,8 +320,6 @@ fn encoded_answer(body: Body) -> Response {
     response
 }
 
-/// The checks every call and batch passes, then its body and its place among the calls
-/// that run at once.
 /// A call let in: its arguments, its place among the calls that run at once, and the
 /// region the program offers for a large result.
 struct Admitted {
@@ -330,6 +328,8 @@ struct Admitted {
     reply: Option<String>,
 }
 
+/// The checks every call and batch passes, then its body and its place among the calls
+/// that run at once.
 // A refusal is an HTTP answer, built where the check fails.
 #[allow(clippy::result_large_err)]
 async fn admit(
