@@ -4,7 +4,9 @@
 //! in the `dev` profile, where it saves most of the link of every executable after an
 //! edit. Everything else links statically: release builds, which are measured and
 //! shipped; static builds for containers, which cannot load a shared library; and a `dev`
-//! profile that shared Rust libraries do not support (`lto`, `panic = "abort"`).
+//! profile that shared Rust libraries do not support (`lto`, `panic = "abort"`), and a
+//! cargo configuration that builds for a named target (`build.target`: musl has no shared
+//! Rust libraries) or with `crt-static` or `prefer-dynamic`.
 
 use anyhow::Result;
 use turbolift_shared::protocol;
@@ -43,7 +45,8 @@ pub fn shared_runtime(
     Ok(true)
 }
 
-/// What in the user's `dev` profile or `RUSTFLAGS` a shared Rust library cannot be built
+/// What in the user's `dev` profile, cargo's configuration (a `build.target`, static
+/// rustflags) or the variables that stand for it a shared Rust library cannot be built
 /// with, if anything.
 fn unsupported_profile(project: &Project) -> Option<String> {
     // A manifest that cannot be read is reported where the generated workspace copies it.
@@ -58,20 +61,15 @@ fn unsupported_profile(project: &Project) -> Option<String> {
             project.workspace_root().join("Cargo.toml").display()
         ));
     }
-    for variable in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-    ] {
-        let flags = std::env::var(variable).unwrap_or_default();
-        if let Some(flag) = ["crt-static", "prefer-dynamic"]
-            .into_iter()
-            .find(|flag| flags.contains(flag))
-        {
-            return Some(format!("{variable} has `{flag}`"));
-        }
-    }
-    None
+    // Variables that are not UTF-8 are none of those read.
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    super::cargo_config::static_reason(
+        project.package_root(),
+        super::cargo_config::cargo_home().as_deref(),
+        &vars,
+    )
 }
 
 /// The setting of a `[profile]` table that a shared Rust library cannot be built with.

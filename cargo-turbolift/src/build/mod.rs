@@ -9,6 +9,7 @@
 
 pub mod arch;
 pub mod cargo;
+mod cargo_config;
 mod linking;
 
 use std::collections::BTreeMap;
