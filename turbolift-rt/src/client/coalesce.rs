@@ -15,8 +15,9 @@
 //!
 //! A batch's answers come back as its calls finish, each answered as its frame arrives,
 //! and a service runs a batch's calls side by side (64 at once for an async function, on
-//! two blocking threads for a synchronous one), so a slow call holds up only the calls
-//! that wait for the same thread; and a request that goes [`HELD_UP`] without an answer
+//! two blocking threads for a synchronous one, after those that fit in the inline limit
+//! of a function proven short), so a slow call holds up only the calls that wait for the
+//! same thread; and a request that goes [`HELD_UP`] without an answer
 //! does not keep the calls that gathered meanwhile waiting: they leave on a request of
 //! their own, beyond the slots. What is not coalesced: a call whose arguments exceed
 //! [`MAX_ALONE_BYTES`] (it would be copied into the batch; alone it is sent without a

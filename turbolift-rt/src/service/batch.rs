@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::State;
 use super::metrics::FunctionMetrics;
+use crate::__private::FnInfo;
 
 /// Pieces of a batch's answer that may wait between the calls and the connection.
 const QUEUED_PIECES: usize = 8;
@@ -22,7 +23,7 @@ const QUEUED_PIECES: usize = 8;
 pub struct BatchSink {
     sender: mpsc::Sender<Bytes>,
     state: Arc<State>,
-    function: &'static str,
+    info: &'static FnInfo,
     /// The function's place in `state.metrics.functions`.
     index: usize,
     _permit: OwnedSemaphorePermit,
@@ -32,7 +33,7 @@ impl BatchSink {
     /// A sink, and the body that streams what is written to it.
     pub(crate) fn new(
         state: Arc<State>,
-        function: &'static str,
+        info: &'static FnInfo,
         index: usize,
         permit: OwnedSemaphorePermit,
     ) -> (Self, FrameBody) {
@@ -40,7 +41,7 @@ impl BatchSink {
         let sink = BatchSink {
             sender,
             state,
-            function,
+            info,
             index,
             _permit: permit,
         };
@@ -50,6 +51,17 @@ impl BatchSink {
 
     fn metrics(&self) -> &FunctionMetrics {
         &self.state.metrics.functions[self.index]
+    }
+
+    /// The function whose calls the batch runs.
+    pub(crate) fn info(&self) -> &'static FnInfo {
+        self.info
+    }
+
+    /// Sends frames from a task that cannot wait: the first piece of an answer, which a
+    /// fresh sink always has room for; `false` when the caller is gone.
+    pub(crate) fn send_now(&self, frames: Vec<u8>) -> bool {
+        frames.is_empty() || self.sender.try_send(Bytes::from(frames)).is_ok()
     }
 
     /// Sends frames from a blocking thread; `false` when the caller is gone.
@@ -65,7 +77,7 @@ impl BatchSink {
     /// Counts and logs a call of the batch that panicked.
     pub(crate) fn panicked(&self, message: &str) {
         self.metrics().panicked();
-        tracing::warn!(function = self.function, %message, "the function panicked in a batch");
+        tracing::warn!(function = self.info.id(), %message, "the function panicked in a batch");
     }
 
     /// Times a call of the batch.

@@ -229,15 +229,42 @@ where
 /// The calls of a batch not yet taken, and the index of the next.
 type Pending = std::sync::Mutex<(Box<dyn Iterator<Item = BatchCall> + Send>, usize)>;
 
-/// Runs the calls on up to [`BLOCKING_BATCH_WORKERS`] blocking-pool threads, each taking
-/// the next call when it is done with one.
+/// Runs the calls of a batch: inline, one after another on this I/O thread, when the
+/// function has earned it (see `service::placement`) and for as long as they stay within
+/// the inline limit together (the first frames then go out at once); the rest on up to
+/// [`BLOCKING_BATCH_WORKERS`] blocking-pool threads, each taking the next call when it is
+/// done with one. A batch of short calls so costs no hand-over between threads at all.
 fn run_blocking_batch(
     sink: BatchSink,
     count: usize,
-    calls: Box<dyn Iterator<Item = BatchCall> + Send>,
+    mut calls: Box<dyn Iterator<Item = BatchCall> + Send>,
 ) {
-    let shared = std::sync::Arc::new((sink, Pending::new((calls, 0))));
-    for _ in 0..count.clamp(1, BLOCKING_BATCH_WORKERS) {
+    let mut next = 0;
+    if let Some(slot) = sink.info().placement.inline_slot() {
+        let placement = &sink.info().placement;
+        let limit = super::placement::inline_limit();
+        let mut frames = Vec::new();
+        let since = Instant::now();
+        for call in calls.by_ref() {
+            let started = Instant::now();
+            let outcome = call();
+            let now = Instant::now();
+            let took = now - started;
+            sink.took(took);
+            push_result(&sink, &mut frames, next, outcome);
+            next += 1;
+            placement.took_inline(took, sink.info().id());
+            if took > limit || now - since >= limit || frames.len() >= FLUSH_BYTES {
+                break;
+            }
+        }
+        drop(slot);
+        if !sink.send_now(frames) || next == count {
+            return; // the caller went away, or every call is answered
+        }
+    }
+    let shared = std::sync::Arc::new((sink, Pending::new((calls, next))));
+    for _ in 0..count.saturating_sub(next).clamp(1, BLOCKING_BATCH_WORKERS) {
         let shared = shared.clone();
         // The batch's span (with `otel`) goes with its calls to the blocking pool.
         #[cfg(feature = "otel")]
@@ -246,6 +273,7 @@ fn run_blocking_batch(
             #[cfg(feature = "otel")]
             let _span = span.enter();
             let (sink, pending) = &*shared;
+            let placement = &sink.info().placement;
             let mut frames = Vec::new();
             let mut since = Instant::now();
             loop {
@@ -260,6 +288,10 @@ fn run_blocking_batch(
                 let outcome = call();
                 let now = Instant::now();
                 sink.took(now - started);
+                // The pool's calls teach the function's placement as single calls do, so
+                // that a function called only in batches earns inline execution too.
+                let took = (outcome.is_ok()).then_some(now - started);
+                placement.ran_on_pool(took, sink.info().id());
                 push_result(sink, &mut frames, index, outcome);
                 if frames.len() >= FLUSH_BYTES
                     || now - since >= FLUSH_AFTER

@@ -10,6 +10,11 @@
 //! connections. An inline call that takes longer than the limit sends the function back
 //! to the pool until it has again run short [`WARM_UP`] times there.
 //!
+//! A batch request of a function that runs inline runs its calls inline one after
+//! another until they have taken the limit together, in one slot, each call's time
+//! learnt as a single call's; the rest of the batch goes to the pool, whose calls teach
+//! the function's placement as single calls on the pool do.
+//!
 //! An inline call that takes more than [`STRIKE_FACTOR`] times the limit makes the
 //! function a suspect, and a call on the pool that also takes that long while it is one
 //! is a *strike*; at the [`STRIKES`]th strike the function stays on the pool for the rest
@@ -151,6 +156,12 @@ fn inline_max() -> u64 {
     INLINE_MAX_NANOS.load(Ordering::Relaxed)
 }
 
+/// The inline limit: also how long a batch's calls may run inline, one after another,
+/// before the rest go to the pool.
+pub(crate) fn inline_limit() -> Duration {
+    Duration::from_nanos(inline_max())
+}
+
 /// What a service has learnt about one function's running time.
 pub struct Placement {
     /// Consecutive calls on the pool that were short enough to run inline.
@@ -226,8 +237,9 @@ impl Placement {
         self.took_inline(took, function);
     }
 
-    /// What [`Placement::ran_inline`] learns from an inline call that took `took`.
-    fn took_inline(&self, took: Duration, function: &str) {
+    /// What [`Placement::ran_inline`] learns from an inline call that took `took`; a
+    /// batch's calls that run inline in one slot tell it each of theirs.
+    pub(crate) fn took_inline(&self, took: Duration, function: &str) {
         let max = u128::from(inline_max());
         if took.as_nanos() <= max {
             // Counted only while there are strikes to wipe out, so that the usual short

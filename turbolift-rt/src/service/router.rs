@@ -257,7 +257,7 @@ async fn batch(
         );
         return state.reject(ErrorKind::TooLarge, reason);
     }
-    let (sink, answer) = BatchSink::new(state.clone(), function, index, permit);
+    let (sink, answer) = BatchSink::new(state.clone(), handler.info(), index, permit);
     // With `otel`, the batch's calls run in its span (see `handler`).
     #[cfg(feature = "otel")]
     let span = crate::trace::serving(function, true, parent);
