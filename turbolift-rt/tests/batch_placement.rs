@@ -6,9 +6,10 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use turbolift::Config;
-use turbolift::service::{Handler, Service, ServiceOptions, registered};
+use turbolift::service::{Handler, ServiceOptions, registered};
+
+mod common;
 
 const SECRET: &str = "batch-placement-test-secret";
 
@@ -39,26 +40,15 @@ fn nap(long: bool) -> (bool, bool) {
 fn serve_on_own_runtime(handler: &'static Handler) -> String {
     let mut options = ServiceOptions::new(SECRET);
     options.inline_max = LIMIT;
-    let (address, url) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mark = || IO_THREAD.with(|t| t.set(true));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .on_thread_park(mark)
-            .on_thread_unpark(mark)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            address
-                .send(format!("http://{}", listener.local_addr().unwrap()))
-                .unwrap();
-            let service = Service::new(&[handler], &options);
-            let _ = service.serve(listener, std::future::pending()).await;
-        });
-    });
-    url.recv().unwrap()
+    let mark = || IO_THREAD.with(|t| t.set(true));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .on_thread_park(mark)
+        .on_thread_unpark(mark)
+        .enable_all()
+        .build()
+        .unwrap();
+    common::serve_on_own_runtime(vec![handler], options, runtime)
 }
 
 /// Where each call of a batch of `n` calls of `nap(long)` ran (`true`: inline), checking

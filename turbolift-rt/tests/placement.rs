@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use turbolift::Config;
-use turbolift::service::{DEFAULT_INLINE_MAX, Handler, Service, ServiceOptions, registered};
+use turbolift::service::{DEFAULT_INLINE_MAX, Handler, ServiceOptions, registered};
+
+mod common;
 
 const SECRET: &str = "placement-test-secret";
 
@@ -39,30 +40,19 @@ fn double(n: u64) -> u64 {
 }
 
 /// Serves `handlers` on a runtime of its own with two worker threads, as a service
-/// process does (the test's calls run on the test's runtime, as a program's do).
+/// process does.
 fn serve_on_own_runtime(handlers: Vec<&'static Handler>) -> String {
     let mut options = ServiceOptions::new(SECRET);
     assert_eq!(options.inline_max, DEFAULT_INLINE_MAX);
     // Far above the short calls (so that a busy machine cannot make one of them count as
     // long), and the long ones far above ten times it (a strike).
     options.inline_max = LONG / 40;
-    let (address, url) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            address
-                .send(format!("http://{}", listener.local_addr().unwrap()))
-                .unwrap();
-            let service = Service::new(&handlers, &options);
-            let _ = service.serve(listener, std::future::pending()).await;
-        });
-    });
-    url.recv().unwrap()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    common::serve_on_own_runtime(handlers, options, runtime)
 }
 
 /// `n` short calls of `gate`.

@@ -51,6 +51,28 @@ pub async fn serve_with(handlers: &[&'static Handler], options: &ServiceOptions)
     }
 }
 
+/// Serves `handlers` with `options` on an OS-assigned port of 127.0.0.1, on `runtime` in a
+/// thread of its own, as a service process does (the test's calls run on the test's
+/// runtime, as a program's do), for the life of the test; its URL.
+pub fn serve_on_own_runtime(
+    handlers: Vec<&'static Handler>,
+    options: ServiceOptions,
+    runtime: tokio::runtime::Runtime,
+) -> String {
+    let (address, url) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            address
+                .send(format!("http://{}", listener.local_addr().unwrap()))
+                .unwrap();
+            let service = Service::new(&handlers, &options);
+            let _ = service.serve(listener, std::future::pending()).await;
+        });
+    });
+    url.recv().unwrap()
+}
+
 /// The registered handler of the function `id`.
 pub fn handler(id: &str) -> &'static Handler {
     registered()
