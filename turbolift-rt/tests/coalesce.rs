@@ -97,9 +97,9 @@ async fn counting_proxy(url: &str, seen: Arc<Seen>) -> String {
 }
 
 /// Held by each test for its whole run. Routing a function installs a new configuration,
-/// and every function's calls then start on a new lane, which sends each call alone until
-/// it has seen the function's first calls: a test routing its function while another
-/// test's calls are at once would make those go alone (no batch request at all).
+/// and every function's calls then start on a new lane: a test routing its function while
+/// another test's calls are at once would split those over two lanes and what each has
+/// learnt of the function's time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Serves `id` behind a counting proxy and routes the function there.
@@ -136,6 +136,59 @@ async fn a_lone_call_goes_alone_and_many_at_once_go_together_in_order() {
         calls + batches < 5_000 / 10,
         "{calls} call requests and {batches} batch requests for 5,000 calls"
     );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_first_burst_is_coalesced_before_any_call_has_come_back() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let (service, seen) = proxied("coalesce::plus_one").await;
+    // No call before: 5,000 at once on a lane that has timed nothing yet. On this
+    // single-threaded runtime the first two, sent alone, are written only once all 5,000
+    // have been made, so their time is the caller's more than the function's.
+    let answers = join_all((0..5_000).map(plus_one)).await;
+    for (n, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap(), n as u64 + 1, "call {n}");
+    }
+    let (calls, batches) = (
+        seen.calls.load(Ordering::SeqCst),
+        seen.batches.load(Ordering::SeqCst),
+    );
+    assert!(
+        batches > 0 && calls + batches < 5_000 / 10,
+        "{calls} call requests and {batches} batch requests for 5,000 calls"
+    );
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_functions_first_burst_goes_alone_side_by_side() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let (service, seen) = proxied("coalesce::counted").await;
+    let before = RAN.load(Ordering::SeqCst);
+    // Twenty calls of 200 ms at once: two take the lane's slots and eighteen gather. The
+    // first answers look slow; a request of one gathered call confirms it, and the others
+    // are handed back to go alone, side by side, each once.
+    let answers = join_all((0..20).map(|_| counted(200))).await;
+    assert!(answers.into_iter().all(|a| a == Ok(200)));
+    assert_eq!(
+        RAN.load(Ordering::SeqCst) - before,
+        20,
+        "each call ran once"
+    );
+    let (calls, batches) = (
+        seen.calls.load(Ordering::SeqCst),
+        seen.batches.load(Ordering::SeqCst),
+    );
+    assert!(
+        (1..=2).contains(&batches) && calls + batches == 20,
+        "{calls} call requests and {batches} batch requests of one call"
+    );
+    // From then on its calls go alone at once.
+    let answers = join_all((0..10).map(|_| counted(20))).await;
+    assert!(answers.into_iter().all(|a| a == Ok(20)));
+    assert_eq!(seen.calls.load(Ordering::SeqCst), calls + 10);
+    assert_eq!(seen.batches.load(Ordering::SeqCst), batches);
     service.stop().await;
 }
 

@@ -24,7 +24,17 @@
 //! copy); the calls of a function whose calls take long ([`SLOW`] on average: batching
 //! saves nothing on them), learnt from the time calls take; and, for the rest of the
 //! process, the calls of a function once a coalesced call of it timed out (it may have
-//! been held up by the calls it travelled with). `coalesce = false` on the function, or
+//! been held up by the calls it travelled with).
+//!
+//! A function's calls gather from the first on, so that a burst of calls made before any
+//! has come back (`join_all` at the start of a program) becomes a few requests. Whether
+//! its calls take long is learnt from the shortest of its first times and then a moving
+//! average; but the time of a call sent alone while others gathered behind it includes
+//! the caller's own work on the burst, so only the time of a coalesced request, or of a
+//! call that went alone while none waited, can show a function slow. When the first
+//! answers of a burst look slow, one gathered call goes, on a request of its own, to
+//! tell; if it confirms, the calls still waiting are handed back to their callers to go
+//! alone, side by side. `coalesce = false` on the function, or
 //! `TURBOLIFT_COALESCE=off` for the program, turns coalescing off from the start.
 
 use std::collections::VecDeque;
@@ -55,7 +65,8 @@ pub(crate) const SLOW: Duration = Duration::from_millis(10);
 /// usual time, if longer) is held up by slow calls: the calls waiting behind it leave on
 /// a request of their own.
 const HELD_UP: Duration = Duration::from_millis(5);
-/// Calls whose time must be seen before a function's calls are coalesced.
+/// A function's first calls, whose shortest time stands for its calls' time before the
+/// moving average takes over.
 const WARM_UP: u32 = 8;
 
 /// The calls of one function waiting for a request, and its requests in flight.
@@ -70,6 +81,12 @@ pub(crate) struct Lane {
     seen: AtomicU32,
     /// Set when a coalesced request stalled: no call is coalesced any more.
     stalled: AtomicBool,
+    /// Set once a time that can tell a slow function has been taken: a coalesced
+    /// request's, or a call's that went alone while no call waited. The time of a call
+    /// sent alone at the start of a burst includes the caller's own work on the burst
+    /// (the request may be written only once every call of it has been made), so such a
+    /// time can show that calls are short, never that they are slow.
+    confirmed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -81,7 +98,7 @@ struct State {
 /// A call waiting in the lane: its arguments, and where its answer goes.
 struct Waiting {
     args: Encoded,
-    answer: oneshot::Sender<Result<Bytes, Error>>,
+    answer: oneshot::Sender<Went>,
     /// The trace context of the call, which its request carries (see `crate::trace`).
     #[cfg(feature = "otel")]
     trace: crate::trace::CallContext,
@@ -92,7 +109,28 @@ pub(crate) enum Entry<'r> {
     /// At once, on its own request, holding a slot until the slot is dropped.
     Alone(Slot<'r>),
     /// With others: its answer comes here.
-    Gathered(oneshot::Receiver<Result<Bytes, Error>>),
+    Gathered(Gathered),
+}
+
+/// A call waiting in its function's lane for a request to take it.
+pub(crate) struct Gathered(oneshot::Receiver<Went>);
+
+/// How a gathered call went.
+pub(crate) enum Went {
+    /// With others: its answer, or why there is none.
+    Together(Result<Bytes, Error>),
+    /// Handed back to go alone, beyond the slots: it waited while the function's first
+    /// calls were out, and they proved to take more than [`SLOW`].
+    Alone,
+}
+
+impl Gathered {
+    /// Waits until a request has answered the call, or it is handed back to go alone.
+    pub(crate) async fn went(self, remote: &Remote) -> Went {
+        self.0
+            .await
+            .unwrap_or_else(|_| Went::Together(Err(abandoned(remote))))
+    }
 }
 
 impl Lane {
@@ -104,6 +142,7 @@ impl Lane {
             micros: AtomicU64::new(0),
             seen: AtomicU32::new(0),
             stalled: AtomicBool::new(false),
+            confirmed: AtomicBool::new(false),
         }
     }
 
@@ -111,11 +150,19 @@ impl Lane {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the function's calls are known to be short enough to coalesce.
-    fn short(&self) -> bool {
-        self.seen.load(Ordering::Relaxed) >= WARM_UP
-            && !self.stalled.load(Ordering::Relaxed)
-            && self.micros.load(Ordering::Relaxed) <= SLOW.as_micros() as u64
+    /// Whether the function's calls are known to take too long to coalesce: a time that
+    /// can tell says so, or [`WARM_UP`] calls' do; or a coalesced call stalled.
+    fn known_slow(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+            || (self.looks_slow()
+                && (self.confirmed.load(Ordering::Relaxed)
+                    || self.seen.load(Ordering::Relaxed) >= WARM_UP))
+    }
+
+    /// Whether the calls timed so far took more than [`SLOW`].
+    fn looks_slow(&self) -> bool {
+        self.seen.load(Ordering::Relaxed) > 0
+            && self.micros.load(Ordering::Relaxed) > SLOW.as_micros() as u64
     }
 
     /// Stops coalescing the calls of `function` for the rest of the process, for `why`.
@@ -129,16 +176,20 @@ impl Lane {
         }
     }
 
-    /// Takes in that calls took `per_call` each.
-    fn observe(&self, per_call: Duration) {
+    /// Takes in that calls took `per_call` each; `telling`: a time that can tell a slow
+    /// function (see `confirmed`).
+    fn observe(&self, per_call: Duration, telling: bool) {
         let micros = u64::try_from(per_call.as_micros()).unwrap_or(u64::MAX);
+        if telling {
+            self.confirmed.store(true, Ordering::Relaxed);
+        }
         if self.seen.load(Ordering::Relaxed) < WARM_UP {
-            // The mean of the first ones, so that the average follows them at once.
-            let n = i128::from(self.seen.fetch_add(1, Ordering::Relaxed)) + 1;
-            let old = i128::from(self.micros.load(Ordering::Relaxed));
-            let new = old + (i128::from(micros) - old) / n;
-            self.micros
-                .store(u64::try_from(new).unwrap_or(0), Ordering::Relaxed);
+            // The shortest of the first ones: the caller's own work can only lengthen a
+            // call's time (above), never shorten it.
+            let first = self.seen.fetch_add(1, Ordering::Relaxed) == 0;
+            let old = self.micros.load(Ordering::Relaxed);
+            let new = if first { micros } else { old.min(micros) };
+            self.micros.store(new, Ordering::Relaxed);
             return;
         }
         let old = self.micros.load(Ordering::Relaxed);
@@ -152,10 +203,13 @@ impl Lane {
 pub(crate) fn enter<'r>(remote: &'r Arc<Remote>, args: &Encoded) -> Entry<'r> {
     let lane = &remote.lane;
     let mut state = lane.state();
+    // A function's calls gather from its first ones on: a burst of calls at once before any
+    // has come back (`join_all` at the start of a program) must not become as many
+    // requests. Those of a function that proves slow are handed back to go alone.
     let alone = state.in_flight < lane.slots
         || !lane.enabled
         || args.len() > MAX_ALONE_BYTES
-        || !lane.short();
+        || lane.known_slow();
     if alone {
         state.in_flight += 1;
         drop(state);
@@ -172,7 +226,7 @@ pub(crate) fn enter<'r>(remote: &'r Arc<Remote>, args: &Encoded) -> Entry<'r> {
         #[cfg(feature = "otel")]
         trace: crate::trace::CallContext::current(),
     });
-    Entry::Gathered(receiver)
+    Entry::Gathered(Gathered(receiver))
 }
 
 /// The error of a gathered call whose request was abandoned (the runtime shut down).
@@ -203,7 +257,10 @@ impl Slot<'_> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if self.answered {
-            self.remote.lane.observe(self.started.elapsed());
+            let lane = &self.remote.lane;
+            // A call that went alone in a burst is not timed alone (see `confirmed`).
+            let burst = !lane.state().waiting.is_empty();
+            lane.observe(self.started.elapsed(), !burst);
         }
         release(self.remote);
     }
@@ -228,9 +285,18 @@ fn release(remote: &Arc<Remote>) {
 }
 
 /// The calls to send next, up to a request's worth, keeping the slot; `None` (and the
-/// slot given back) when none waits.
+/// slot given back) when none waits. The calls of a function known to be slow are handed
+/// back to go alone, side by side, rather than wait for each other in one request; while
+/// only calls sent alone have timed it, and took more than [`SLOW`], one call goes, a
+/// request of its own whose time tells.
 fn take_waiting(lane: &Lane) -> Option<Vec<Waiting>> {
     let mut state = lane.state();
+    if lane.known_slow() {
+        for waiting in state.waiting.drain(..) {
+            let _ = waiting.answer.send(Went::Alone);
+        }
+    }
+    let most = if lane.looks_slow() { 1 } else { MAX_CALLS };
     // Calls whose callers went away are not sent.
     while state.waiting.front().is_some_and(|w| w.answer.is_closed()) {
         state.waiting.pop_front();
@@ -242,7 +308,7 @@ fn take_waiting(lane: &Lane) -> Option<Vec<Waiting>> {
     let mut calls = Vec::new();
     let mut bytes = 0;
     while let Some(next) = state.waiting.front() {
-        if calls.len() == MAX_CALLS || (!calls.is_empty() && bytes + next.args.len() > MAX_BYTES) {
+        if calls.len() == most || (!calls.is_empty() && bytes + next.args.len() > MAX_BYTES) {
             break;
         }
         let call = state.waiting.pop_front().expect("a call is in front");
@@ -276,7 +342,7 @@ async fn drive(remote: Arc<Remote>, mut calls: Vec<Waiting>) {
                     .lane
                     .stall(remote.info.id(), "a call of a coalesced request timed out");
             } else {
-                remote.lane.observe(started.elapsed() / count as u32);
+                remote.lane.observe(started.elapsed() / count as u32, true);
             }
         }
         match take_waiting(&remote.lane) {
@@ -325,7 +391,7 @@ async fn send_by_trace(remote: &Arc<Remote>, calls: Vec<Waiting>) -> bool {
 
 /// The callers of a coalesced request, each answered as its frame arrives.
 struct Waiters {
-    answers: Vec<Option<oneshot::Sender<Result<Bytes, Error>>>>,
+    answers: Vec<Option<oneshot::Sender<Went>>>,
     timed_out: bool,
     remote: Arc<Remote>,
 }
@@ -334,7 +400,7 @@ impl Answers for Waiters {
     fn answer(&mut self, position: usize, result: Result<Bytes, Error>) {
         self.timed_out |= matches!(result, Err(Error::Timeout { .. }));
         if let Some(answer) = self.answers[position].take() {
-            let _ = answer.send(result);
+            let _ = answer.send(Went::Together(result));
         }
     }
 

@@ -24,7 +24,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use turbolift_shared::protocol::{self, ErrorKind};
 
-use coalesce::Entry;
+use coalesce::{Entry, Went};
 pub use config::Config;
 use quiet::{Quiet, QuietExecutor, quietly};
 use remote::Replica;
@@ -180,10 +180,15 @@ fn exchange<'a>(
                     Err(_) => Err(timeout()),
                 }
             }
-            Entry::Gathered(answer) => match tokio::time::timeout(remote.timeout, answer).await {
-                Ok(answer) => answer
-                    .unwrap_or_else(|_| Err(coalesce::abandoned(remote)))
-                    .map(Encoded::whole),
+            Entry::Gathered(gathered) => match tokio::time::timeout(remote.timeout, async {
+                match gathered.went(remote).await {
+                    Went::Together(answer) => answer.map(Encoded::whole),
+                    Went::Alone => attempts(remote, body, byte_buffer).await,
+                }
+            })
+            .await
+            {
+                Ok(answer) => answer,
                 Err(_) => {
                     // Held up behind a slow call, or the function is slow: either way
                     // its calls go alone from now on.
