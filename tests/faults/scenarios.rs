@@ -290,6 +290,9 @@ fn overload_queues_or_answers_busy_and_every_call_completes() {
         &[
             ("TURBOLIFT_MAX_CONCURRENCY", "4"),
             ("TURBOLIFT_MAX_QUEUE", "16"),
+            // One request per call, which is what fills a service's line: coalesced,
+            // 2,000 calls at once are a few batch requests, each holding one place.
+            ("TURBOLIFT_COALESCE", "off"),
         ],
     );
     let lines = run.until("done");
