@@ -2,6 +2,8 @@
 
 mod metadata;
 
+pub use metadata::cargo_home;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -112,13 +112,6 @@ fn static_flag(flags: &str) -> Option<&'static str> {
     STATIC_FLAGS.into_iter().find(|flag| flags.contains(flag))
 }
 
-/// `$CARGO_HOME`, as cargo finds it.
-pub fn cargo_home() -> Option<PathBuf> {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,7 +67,7 @@ fn unsupported_profile(project: &Project) -> Option<String> {
         .collect();
     super::cargo_config::static_reason(
         project.package_root(),
-        super::cargo_config::cargo_home().as_deref(),
+        crate::project::cargo_home().as_deref(),
         &vars,
     )
 }

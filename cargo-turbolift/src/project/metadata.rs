@@ -243,7 +243,7 @@ fn listing(path: &Path, depth: usize) -> (String, String) {
 }
 
 /// Cargo's home: `CARGO_HOME`, else `~/.cargo`.
-fn cargo_home() -> Option<PathBuf> {
+pub fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))

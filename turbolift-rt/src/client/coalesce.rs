@@ -230,7 +230,7 @@ pub(crate) fn enter<'r>(remote: &'r Arc<Remote>, args: &Encoded) -> Entry<'r> {
 }
 
 /// The error of a gathered call whose request was abandoned (the runtime shut down).
-pub(crate) fn abandoned(remote: &Remote) -> Error {
+fn abandoned(remote: &Remote) -> Error {
     Error::Unavailable {
         function: remote.info.id().to_owned(),
         attempts: 0,
@@ -256,20 +256,15 @@ impl Slot<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        if self.answered {
-            let lane = &self.remote.lane;
-            // A call that went alone in a burst is not timed alone (see `confirmed`).
-            let burst = !lane.state().waiting.is_empty();
-            lane.observe(self.started.elapsed(), !burst);
-        }
-        release(self.remote);
+        let took = self.answered.then(|| self.started.elapsed());
+        release(self.remote, took);
     }
 }
 
 /// Hands the slot of a request that ended to the calls waiting, on a task of their own,
-/// or gives it back.
-fn release(remote: &Arc<Remote>) {
-    let Some(calls) = take_waiting(&remote.lane) else {
+/// or gives it back; `took`: the time of the call it carried alone, if answered.
+fn release(remote: &Arc<Remote>, took: Option<Duration>) {
+    let Some(calls) = take_waiting(&remote.lane, took) else {
         return;
     };
     match tokio::runtime::Handle::try_current() {
@@ -288,9 +283,14 @@ fn release(remote: &Arc<Remote>) {
 /// slot given back) when none waits. The calls of a function known to be slow are handed
 /// back to go alone, side by side, rather than wait for each other in one request; while
 /// only calls sent alone have timed it, and took more than [`SLOW`], one call goes, a
-/// request of its own whose time tells.
-fn take_waiting(lane: &Lane) -> Option<Vec<Waiting>> {
+/// request of its own whose time tells. `alone_took`: the time of the call sent alone
+/// whose slot this is, if it was answered.
+fn take_waiting(lane: &Lane, alone_took: Option<Duration>) -> Option<Vec<Waiting>> {
     let mut state = lane.state();
+    if let Some(took) = alone_took {
+        // A call that went alone in a burst is not timed alone (see `confirmed`).
+        lane.observe(took, state.waiting.is_empty());
+    }
     if lane.known_slow() {
         for waiting in state.waiting.drain(..) {
             let _ = waiting.answer.send(Went::Alone);
@@ -345,7 +345,7 @@ async fn drive(remote: Arc<Remote>, mut calls: Vec<Waiting>) {
                 remote.lane.observe(started.elapsed() / count as u32, true);
             }
         }
-        match take_waiting(&remote.lane) {
+        match take_waiting(&remote.lane, None) {
             Some(next) => calls = next,
             None => return,
         }
@@ -426,7 +426,7 @@ impl Answers for Waiters {
             }
             state.in_flight += 1;
             drop(state);
-            take_waiting(lane)
+            take_waiting(lane, None)
         };
         // `take_waiting` gave the extra slot back if every waiting call was gone.
         if let Some(calls) = calls {

@@ -240,8 +240,8 @@ fn run_blocking_batch(
     mut calls: Box<dyn Iterator<Item = BatchCall> + Send>,
 ) {
     let mut next = 0;
-    if let Some(slot) = sink.info().placement.inline_slot() {
-        let placement = &sink.info().placement;
+    let info = sink.info();
+    if let Some(slot) = info.placement.inline_slot() {
         let limit = super::placement::inline_limit();
         let mut frames = Vec::new();
         let since = Instant::now();
@@ -253,7 +253,7 @@ fn run_blocking_batch(
             sink.took(took);
             push_result(&sink, &mut frames, next, outcome);
             next += 1;
-            placement.took_inline(took, sink.info().id());
+            info.placement.took_inline(took, info.id());
             if took > limit || now - since >= limit || frames.len() >= FLUSH_BYTES {
                 break;
             }
@@ -290,7 +290,7 @@ fn run_blocking_batch(
                 sink.took(now - started);
                 // The pool's calls teach the function's placement as single calls do, so
                 // that a function called only in batches earns inline execution too.
-                let took = (outcome.is_ok()).then_some(now - started);
+                let took = outcome.is_ok().then_some(now - started);
                 placement.ran_on_pool(took, sink.info().id());
                 push_result(sink, &mut frames, index, outcome);
                 if frames.len() >= FLUSH_BYTES
