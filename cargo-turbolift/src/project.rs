@@ -136,6 +136,42 @@ impl Project {
         self.metadata.workspace_root.as_std_path()
     }
 
+    /// The packages of turbolift's runtime that this build compiles from a path (a clone
+    /// of turbolift, a `[patch]`): `turbolift` and the path dependencies under it, by
+    /// name. None when it comes from a registry, or when the graph was not resolved.
+    pub fn runtime_path_packages(&self) -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        let Some(resolve) = &self.metadata.resolve else {
+            return found;
+        };
+        let from_path = |id: &PackageId| {
+            self.metadata
+                .packages
+                .iter()
+                .find(|p| &p.id == id)
+                .filter(|p| p.source.is_none())
+        };
+        let mut todo: Vec<&PackageId> = self
+            .metadata
+            .packages
+            .iter()
+            .filter(|p| p.name.as_str() == "turbolift" && p.source.is_none())
+            .map(|p| &p.id)
+            .collect();
+        while let Some(id) = todo.pop() {
+            let Some(package) = from_path(id) else {
+                continue;
+            };
+            if !found.insert(package.name.to_string()) {
+                continue;
+            }
+            if let Some(node) = resolve.nodes.iter().find(|n| &n.id == id) {
+                todo.extend(node.deps.iter().map(|d| &d.pkg));
+            }
+        }
+        found
+    }
+
     /// The library and binary targets whose functions can be distributed.
     pub fn targets(&self) -> Vec<Target> {
         self.package

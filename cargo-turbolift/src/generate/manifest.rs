@@ -1,6 +1,7 @@
 //! The manifests of the generated workspace and of each generated package, from the
 //! templates.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -13,8 +14,14 @@ use crate::templates::{self, Value as Filled};
 
 /// The generated workspace's manifest: its members, and the `[profile]`, `[patch]` and
 /// `[replace]` tables and the feature resolver of the user's workspace root, so that
-/// dependencies build exactly as there.
-pub fn workspace(members: &[String], user_root_manifest: &Path) -> Result<String> {
+/// dependencies build exactly as there. `runtime` names the packages of turbolift's
+/// runtime that are compiled from a path, and the runtime package: see
+/// [`without_incremental`].
+pub fn workspace(
+    members: &[String],
+    user_root_manifest: &Path,
+    runtime: &BTreeSet<String>,
+) -> Result<String> {
     let user = read_manifest(user_root_manifest)?;
     let base = user_root_manifest.parent().unwrap_or(Path::new("."));
     // The same feature resolver, so that features unify as in the user's own build.
@@ -41,13 +48,53 @@ pub fn workspace(members: &[String], user_root_manifest: &Path) -> Result<String
         }
         None => Filled::Absent,
     };
+    let profile = match copied("profile") {
+        Filled::Toml(Value::Table(mut profile)) => {
+            without_incremental(&mut profile, runtime);
+            Filled::Toml(Value::Table(profile))
+        }
+        Filled::Absent if !runtime.is_empty() => {
+            let mut profile = Table::new();
+            without_incremental(&mut profile, runtime);
+            Filled::Toml(Value::Table(profile))
+        }
+        other => other,
+    };
     templates::WORKSPACE_MANIFEST.render(&[
-        ("profile", copied("profile")),
+        ("profile", profile),
         ("patch", copied("patch")),
         ("replace", copied("replace")),
         ("members", Filled::toml(members.to_vec())),
         ("resolver", Filled::Toml(resolver)),
     ])
+}
+
+/// Turns incremental compilation off in the `dev` profile (and the profiles that inherit
+/// it) for `packages`: turbolift's runtime crates built from a path, and the runtime
+/// package. Cargo compiles a path dependency incrementally, as it does the user's own
+/// code; a registry crate it never does. Its bookkeeping makes a cold build of
+/// `turbolift` with the service side about 40% longer, on the build's longest chain,
+/// and an edit of the user's code never compiles these crates again, so it buys nothing.
+/// A user's own `incremental` for one of them stays.
+fn without_incremental(profile: &mut Table, packages: &BTreeSet<String>) {
+    for name in packages {
+        let overrides = table_in(profile, "dev")
+            .and_then(|dev| table_in(dev, "package"))
+            .and_then(|package| table_in(package, name));
+        if let Some(overrides) = overrides {
+            overrides
+                .entry("incremental")
+                .or_insert(Value::Boolean(false));
+        }
+    }
+}
+
+/// The table under `key` in `parent`, made if absent; none if `key` holds something else.
+fn table_in<'t>(parent: &'t mut Table, key: &str) -> Option<&'t mut Table> {
+    parent
+        .entry(key)
+        .or_insert_with(|| Value::Table(Table::new()))
+        .as_table_mut()
 }
 
 /// What the manifest of a generated package needs to know: a service package (a library,
@@ -693,8 +740,48 @@ libc = { path = "vendor/libc" }
                 "services/shop-app-program".into(),
             ],
             &dir.path().join("Cargo.toml"),
+            &BTreeSet::new(),
         )
         .unwrap();
         insta::assert_snapshot!(redact(&text, dir.path()));
+    }
+
+    #[test]
+    fn turbolift_crates_from_a_path_build_without_incremental_compilation() {
+        let (dir, _) = package();
+        let manifest = dir.path().join("Cargo.toml");
+        let user = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(
+            &manifest,
+            format!("{user}\n[profile.dev.package.turbolift-shared]\nincremental = true\n"),
+        )
+        .unwrap();
+        let runtime: BTreeSet<String> = ["turbolift", "turbolift-shared", "shop-turbolift-runtime"]
+            .map(String::from)
+            .into();
+        let text = workspace(&["services/shop-services".into()], &manifest, &runtime).unwrap();
+        let table: Table = toml::from_str(&text).unwrap();
+        let incremental =
+            |name: &str| table["profile"]["dev"]["package"][name]["incremental"].as_bool();
+        assert_eq!(incremental("turbolift"), Some(false));
+        assert_eq!(incremental("shop-turbolift-runtime"), Some(false));
+        // The user's own setting stays, and the rest of the user's profiles too.
+        assert_eq!(incremental("turbolift-shared"), Some(true));
+        assert_eq!(table["profile"]["release"]["lto"].as_bool(), Some(true));
+        // Without a profile of the user's, the table is made.
+        std::fs::write(&manifest, "[package]\nname = \"shop\"\n").unwrap();
+        let text = workspace(&["services/shop-services".into()], &manifest, &runtime).unwrap();
+        let table: Table = toml::from_str(&text).unwrap();
+        assert_eq!(
+            table["profile"]["dev"]["package"]["turbolift"]["incremental"].as_bool(),
+            Some(false)
+        );
+        let none = workspace(
+            &["services/shop-services".into()],
+            &manifest,
+            &BTreeSet::new(),
+        )
+        .unwrap();
+        assert!(!none.contains("[profile"), "{none}");
     }
 }

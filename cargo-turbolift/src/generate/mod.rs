@@ -273,7 +273,13 @@ pub fn generate(
         .collect();
     remove_stale(&packages_dir, &members)?;
 
-    let manifest = manifest::workspace(&members, &project.workspace_root().join("Cargo.toml"))?;
+    let mut runtime_crates = project.runtime_path_packages();
+    runtime_crates.extend(runtime);
+    let manifest = manifest::workspace(
+        &members,
+        &project.workspace_root().join("Cargo.toml"),
+        &runtime_crates,
+    )?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     let user_lock = project.workspace_root().join("Cargo.lock");
     if let Ok(lock) = std::fs::read_to_string(&user_lock) {
