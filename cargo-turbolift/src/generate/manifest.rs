@@ -8,19 +8,19 @@ use anyhow::{Context, Result};
 use cargo_metadata::{Dependency, DependencyKind, Package};
 use toml::{Table, Value};
 
-use super::runtime;
+use super::{profile, runtime};
 use crate::project::{Library, read_manifest};
 use crate::templates::{self, Value as Filled};
 
 /// The generated workspace's manifest: its members, and the `[profile]`, `[patch]` and
 /// `[replace]` tables and the feature resolver of the user's workspace root, so that
-/// dependencies build exactly as there. `runtime` names the packages of turbolift's
-/// runtime that are compiled from a path, and the runtime package: see
-/// [`without_incremental`].
+/// dependencies build exactly as there, with the settings of [`profile::compile_runtime`]
+/// for turbolift's runtime (`runtime_from_path`: its packages that are compiled from a
+/// path, and the runtime package).
 pub fn workspace(
     members: &[String],
     user_root_manifest: &Path,
-    runtime: &BTreeSet<String>,
+    runtime_from_path: &BTreeSet<String>,
 ) -> Result<String> {
     let user = read_manifest(user_root_manifest)?;
     let base = user_root_manifest.parent().unwrap_or(Path::new("."));
@@ -48,17 +48,15 @@ pub fn workspace(
         }
         None => Filled::Absent,
     };
-    let profile = match copied("profile") {
-        Filled::Toml(Value::Table(mut profile)) => {
-            without_incremental(&mut profile, runtime);
-            Filled::Toml(Value::Table(profile))
-        }
-        Filled::Absent if !runtime.is_empty() => {
-            let mut profile = Table::new();
-            without_incremental(&mut profile, runtime);
-            Filled::Toml(Value::Table(profile))
-        }
-        other => other,
+    let mut profile = match copied("profile") {
+        Filled::Toml(Value::Table(profile)) => profile,
+        _ => Table::new(),
+    };
+    profile::compile_runtime(&mut profile, runtime_from_path);
+    let profile = if profile.is_empty() {
+        Filled::Absent
+    } else {
+        Filled::Toml(Value::Table(profile))
     };
     templates::WORKSPACE_MANIFEST.render(&[
         ("profile", profile),
@@ -67,34 +65,6 @@ pub fn workspace(
         ("members", Filled::toml(members.to_vec())),
         ("resolver", Filled::Toml(resolver)),
     ])
-}
-
-/// Turns incremental compilation off in the `dev` profile (and the profiles that inherit
-/// it) for `packages`: turbolift's runtime crates built from a path, and the runtime
-/// package. Cargo compiles a path dependency incrementally, as it does the user's own
-/// code; a registry crate it never does. Its bookkeeping makes a cold build of
-/// `turbolift` with the service side about 40% longer, on the build's longest chain,
-/// and an edit of the user's code never compiles these crates again, so it buys nothing.
-/// A user's own `incremental` for one of them stays.
-fn without_incremental(profile: &mut Table, packages: &BTreeSet<String>) {
-    for name in packages {
-        let overrides = table_in(profile, "dev")
-            .and_then(|dev| table_in(dev, "package"))
-            .and_then(|package| table_in(package, name));
-        if let Some(overrides) = overrides {
-            overrides
-                .entry("incremental")
-                .or_insert(Value::Boolean(false));
-        }
-    }
-}
-
-/// The table under `key` in `parent`, made if absent; none if `key` holds something else.
-fn table_in<'t>(parent: &'t mut Table, key: &str) -> Option<&'t mut Table> {
-    parent
-        .entry(key)
-        .or_insert_with(|| Value::Table(Table::new()))
-        .as_table_mut()
 }
 
 /// What the manifest of a generated package needs to know: a service package (a library,
@@ -747,41 +717,15 @@ libc = { path = "vendor/libc" }
     }
 
     #[test]
-    fn turbolift_crates_from_a_path_build_without_incremental_compilation() {
+    fn the_workspace_manifest_adds_the_runtime_settings_to_the_users_profile() {
         let (dir, _) = package();
         let manifest = dir.path().join("Cargo.toml");
-        let user = std::fs::read_to_string(&manifest).unwrap();
-        std::fs::write(
-            &manifest,
-            format!("{user}\n[profile.dev.package.turbolift-shared]\nincremental = true\n"),
-        )
-        .unwrap();
-        let runtime: BTreeSet<String> = ["turbolift", "turbolift-shared", "shop-turbolift-runtime"]
-            .map(String::from)
-            .into();
+        let runtime: BTreeSet<String> = ["turbolift".to_owned()].into();
         let text = workspace(&["services/shop-services".into()], &manifest, &runtime).unwrap();
         let table: Table = toml::from_str(&text).unwrap();
-        let incremental =
-            |name: &str| table["profile"]["dev"]["package"][name]["incremental"].as_bool();
-        assert_eq!(incremental("turbolift"), Some(false));
-        assert_eq!(incremental("shop-turbolift-runtime"), Some(false));
-        // The user's own setting stays, and the rest of the user's profiles too.
-        assert_eq!(incremental("turbolift-shared"), Some(true));
-        assert_eq!(table["profile"]["release"]["lto"].as_bool(), Some(true));
-        // Without a profile of the user's, the table is made.
-        std::fs::write(&manifest, "[package]\nname = \"shop\"\n").unwrap();
-        let text = workspace(&["services/shop-services".into()], &manifest, &runtime).unwrap();
-        let table: Table = toml::from_str(&text).unwrap();
-        assert_eq!(
-            table["profile"]["dev"]["package"]["turbolift"]["incremental"].as_bool(),
-            Some(false)
-        );
-        let none = workspace(
-            &["services/shop-services".into()],
-            &manifest,
-            &BTreeSet::new(),
-        )
-        .unwrap();
-        assert!(!none.contains("[profile"), "{none}");
+        let profile = &table["profile"];
+        assert_eq!(profile["release"]["lto"].as_bool(), Some(true), "{text}");
+        let turbolift = &profile["dev"]["package"]["turbolift"];
+        assert_eq!(turbolift["incremental"].as_bool(), Some(false), "{text}");
     }
 }

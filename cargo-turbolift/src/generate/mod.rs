@@ -18,6 +18,7 @@
 
 mod files;
 mod manifest;
+mod profile;
 mod runtime;
 mod source;
 
