@@ -4,10 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use turbolift_shared::duration::parse_duration;
 use turbolift_shared::protocol::env;
 
@@ -186,7 +185,7 @@ impl Config {
     /// Makes this the configuration of every call from now on, in place of the environment.
     pub fn install(self) -> Result<(), Error> {
         self.validate()?;
-        INSTALLED.store(Some(Arc::new(self)));
+        *INSTALLED.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(self));
         GENERATION.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -310,14 +309,19 @@ fn parse_map<'t>(var: &str, text: &'t str) -> Result<Vec<(&'t str, &'t str)>, Er
         .collect()
 }
 
-static INSTALLED: ArcSwapOption<Config> = ArcSwapOption::const_empty();
+/// The configuration installed by `Config::install`, read when a generation is new.
+static INSTALLED: RwLock<Option<Arc<Config>>> = RwLock::new(None);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static FROM_ENV: OnceLock<Result<Arc<Config>, Error>> = OnceLock::new();
 
 /// The configuration in force and its generation (which changes on every install).
 pub(crate) fn current() -> (u64, Result<Arc<Config>, Error>) {
     let generation = GENERATION.load(Ordering::Acquire);
-    if let Some(config) = INSTALLED.load_full() {
+    let installed = INSTALLED
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    if let Some(config) = installed {
         return (generation, Ok(config));
     }
     let from_env = FROM_ENV.get_or_init(|| Config::from_env().map(Arc::new));

@@ -1,11 +1,9 @@
 //! One remote function: its replicas, and the choice among them.
 
-use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use turbolift_shared::protocol;
@@ -19,9 +17,10 @@ use crate::shm::ShmDir;
 const COOL_DOWN: Duration = Duration::from_millis(250);
 
 /// A function's remote route as resolved from one configuration generation, and whether
-/// the process was told that the function has no service.
+/// the process was told that the function has no service. Every call reads the route
+/// (a read lock, which only a new configuration's first call waits for as it writes).
 pub(crate) struct RemoteCache {
-    resolved: ArcSwapOption<Resolved>,
+    resolved: RwLock<Option<Resolved>>,
     warned: AtomicBool,
 }
 
@@ -33,7 +32,7 @@ struct Resolved {
 impl RemoteCache {
     pub(crate) const fn new() -> Self {
         RemoteCache {
-            resolved: ArcSwapOption::const_empty(),
+            resolved: RwLock::new(None),
             warned: AtomicBool::new(false),
         }
     }
@@ -77,7 +76,11 @@ impl FnInfo {
     /// Where calls of this function go: `None` runs it in-process.
     pub(crate) fn remote(&'static self) -> Result<Option<Arc<Remote>>, Error> {
         let generation = config::generation();
-        if let Some(resolved) = &*self.remote.resolved.load()
+        if let Some(resolved) = &*self
+            .remote
+            .resolved
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             && resolved.generation == generation
         {
             return Ok(resolved.remote.clone());
@@ -93,10 +96,14 @@ impl FnInfo {
                 None
             }
         };
-        self.remote.resolved.store(Some(Arc::new(Resolved {
+        *self
+            .remote
+            .resolved
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Resolved {
             generation,
             remote: remote.clone(),
-        })));
+        });
         Ok(remote)
     }
 }
