@@ -464,6 +464,26 @@ mod tests {
         assert_eq!(functions[0].0, r#"a "quoted" \ name"#);
         assert_eq!(functions[1].1, real_histogram());
         assert_eq!(parse_service_time("").unwrap(), []);
+        // The bounds as the service writes them now (Rust's shortest decimal, `0.000001`);
+        // REAL was written by prometheus-client (`1e-06`).
+        let decimal = REAL
+            .lines()
+            .map(|line| match line.split_once("le=\"") {
+                Some((head, rest)) => {
+                    let (le, tail) = rest.split_once('"').unwrap();
+                    let le = match le.parse::<f64>() {
+                        Ok(bound) if bound.is_finite() => bound.to_string(),
+                        _ => le.to_owned(),
+                    };
+                    format!("{head}le=\"{le}\"{tail}")
+                }
+                None => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(decimal.contains("le=\"0.000001\""), "{decimal}");
+        let functions = parse_service_time(&decimal).unwrap();
+        assert_eq!(functions[0].1, real_histogram());
     }
 
     #[test]

@@ -5,28 +5,17 @@
 //! the calls served, the calls that panicked, the calls running, the batches and their
 //! calls, and a histogram of service time. A scrape reads them, and the counters the
 //! service keeps anyway (refusals by kind, calls waiting in line, `busy` refusals), the
-//! process's resident memory and its open connections, and encodes them with
-//! `prometheus-client` through a [`Collector`].
+//! process's resident memory and its open connections, and writes them in the scraper's
+//! format (see `exposition`).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::{Registry, Unit};
 use turbolift_shared::protocol::ErrorKind;
 
 use super::State;
-
-/// The content type of OpenMetrics' text format.
-pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// The content type of Prometheus' text format, version 0.0.4.
-pub(crate) const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+use super::exposition::{Exposition, Kind};
 
 /// Upper bounds of the service-time buckets in nanoseconds: 1 µs to 10 s, in steps of
 /// 1, 2.5 and 5 (a call run inline takes microseconds, one on the blocking pool tens of
@@ -182,8 +171,8 @@ impl ServiceTime {
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
-    /// The buckets as `prometheus-client` takes them (upper bound in seconds, count),
-    /// their total, and the sum in seconds.
+    /// The buckets (upper bound in seconds, count in that bucket alone), their total, and
+    /// the sum in seconds.
     fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
         let bounds = BOUNDS
             .iter()
@@ -200,71 +189,36 @@ impl ServiceTime {
 }
 
 /// The metrics of the service in Prometheus' text format, or OpenMetrics'.
-pub(crate) fn encode(state: &Arc<State>, openmetrics: bool) -> Result<String, std::fmt::Error> {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(Scrape(state.clone())));
-    let mut text = String::with_capacity(8 * 1024);
-    if openmetrics {
-        prometheus_client::encoding::text::encode(&mut text, &registry)?;
-    } else {
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
-    }
-    Ok(text)
-}
-
-/// Reads the service's numbers when the registry is encoded.
-struct Scrape(Arc<State>);
-
-impl std::fmt::Debug for Scrape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Scrape")
-    }
-}
-
-type Function<'a> = [(&'static str, &'a str); 1];
-
-fn function(id: &str) -> Function<'_> {
-    [("function", id)]
-}
-
-impl Collector for Scrape {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let state = &*self.0;
-        let functions = &state.metrics.functions;
-        let per_function = |encoder: &mut DescriptorEncoder,
-                            name: &str,
-                            help: &str,
-                            kind: MetricType,
-                            value: &dyn Fn(&FunctionMetrics) -> u64|
-         -> Result<(), std::fmt::Error> {
-            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-            for f in functions.iter() {
-                let labels = function(f.id);
-                let metric = family.encode_family(&labels)?;
-                match kind {
-                    MetricType::Counter => ConstCounter::new(value(f)).encode(metric)?,
-                    _ => ConstGauge::new(value(f)).encode(metric)?,
-                }
-            }
-            Ok(())
-        };
-        per_function(
-            &mut encoder,
-            "turbolift_calls",
-            "Calls served: calls that ran alone, and the calls of batches that started.",
-            MetricType::Counter,
-            &|f| f.calls.load(Relaxed),
-        )?;
-
-        let mut errors = encoder.encode_descriptor(
+pub(crate) fn encode(state: &State, openmetrics: bool) -> String {
+    let mut out = Exposition::new(openmetrics);
+    let functions = &state.metrics.functions;
+    let per_function = |out: &mut Exposition,
+                        name: &str,
+                        help: &str,
+                        kind: Kind,
+                        value: fn(&FunctionMetrics) -> u64| {
+        let mut family = out.family(name, help, None, kind);
+        for f in functions.iter() {
+            family.value(&[("function", f.id)], value(f));
+        }
+    };
+    per_function(
+        &mut out,
+        "turbolift_calls",
+        "Calls served: calls that ran alone, and the calls of batches that started.",
+        Kind::Counter,
+        |f| f.calls.load(Relaxed),
+    );
+    {
+        let mut errors = out.family(
             "turbolift_errors",
             "Calls that failed, by kind: panics per function; refusals (every other kind) by the whole service.",
             None,
-            MetricType::Counter,
-        )?;
+            Kind::Counter,
+        );
         for f in functions.iter() {
             let labels = [("function", f.id), ("kind", ErrorKind::Panic.as_str())];
-            ConstCounter::new(f.panics.load(Relaxed)).encode(errors.encode_family(&labels)?)?;
+            errors.value(&labels, f.panics.load(Relaxed));
         }
         for kind in ErrorKind::ALL {
             let count = match kind {
@@ -273,72 +227,68 @@ impl Collector for Scrape {
                 ErrorKind::Draining => state.drained.load(Relaxed),
                 kind => state.refusals.count(kind),
             };
-            let labels = [("kind", kind.as_str())];
-            ConstCounter::new(count).encode(errors.encode_family(&labels)?)?;
+            errors.value(&[("kind", kind.as_str())], count);
         }
-
-        per_function(
-            &mut encoder,
-            "turbolift_calls_in_flight",
-            "Calls running now; a batch counts as one until its last call is done.",
-            MetricType::Gauge,
-            &|f| f.in_flight.load(Relaxed),
-        )?;
-        let waiting = state.waiting.load(Relaxed) as u64;
-        ConstGauge::new(waiting).encode(encoder.encode_descriptor(
-            "turbolift_calls_waiting",
-            "Calls and batches waiting in line for a place among the calls that run at once (TURBOLIFT_MAX_CONCURRENCY).",
-            None,
-            MetricType::Gauge,
-        )?)?;
-
-        let mut histogram = encoder.encode_descriptor(
+    }
+    per_function(
+        &mut out,
+        "turbolift_calls_in_flight",
+        "Calls running now; a batch counts as one until its last call is done.",
+        Kind::Gauge,
+        |f| f.in_flight.load(Relaxed),
+    );
+    out.family(
+        "turbolift_calls_waiting",
+        "Calls and batches waiting in line for a place among the calls that run at once (TURBOLIFT_MAX_CONCURRENCY).",
+        None,
+        Kind::Gauge,
+    )
+    .value(&[], state.waiting.load(Relaxed) as u64);
+    {
+        let mut histogram = out.family(
             "turbolift_service_time",
             "Time a call took from its arguments decoded to its result encoded, alone or in a batch, not counting its wait in line.",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
-        )?;
+            Some("seconds"),
+            Kind::Histogram,
+        );
         for f in functions.iter() {
-            let (buckets, count, sum) = f.service_time.snapshot();
-            let labels = function(f.id);
-            histogram
-                .encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            let (buckets, _, sum) = f.service_time.snapshot();
+            histogram.histogram(&[("function", f.id)], &buckets, sum);
         }
-
-        per_function(
-            &mut encoder,
-            "turbolift_batches",
-            "Batch requests started.",
-            MetricType::Counter,
-            &|f| f.batches.load(Relaxed),
-        )?;
-        per_function(
-            &mut encoder,
-            "turbolift_batch_calls",
-            "Calls in the batch requests started.",
-            MetricType::Counter,
-            &|f| f.batch_calls.load(Relaxed),
-        )?;
-
-        // Each connection the service holds takes one of the places of its cap.
-        let open = state.max_connections - state.connections.available_permits();
-        ConstGauge::new(open as u64).encode(encoder.encode_descriptor(
-            "turbolift_open_connections",
-            "Connections the service holds open (at most TURBOLIFT_MAX_CONNECTIONS).",
-            None,
-            MetricType::Gauge,
-        )?)?;
-        if let Some(bytes) = resident_memory() {
-            ConstGauge::new(bytes).encode(encoder.encode_descriptor(
-                "process_resident_memory",
-                "Resident memory of the service's process.",
-                Some(&Unit::Bytes),
-                MetricType::Gauge,
-            )?)?;
-        }
-        Ok(())
     }
+    per_function(
+        &mut out,
+        "turbolift_batches",
+        "Batch requests started.",
+        Kind::Counter,
+        |f| f.batches.load(Relaxed),
+    );
+    per_function(
+        &mut out,
+        "turbolift_batch_calls",
+        "Calls in the batch requests started.",
+        Kind::Counter,
+        |f| f.batch_calls.load(Relaxed),
+    );
+    // Each connection the service holds takes one of the places of its cap.
+    let open = state.max_connections - state.connections.available_permits();
+    out.family(
+        "turbolift_open_connections",
+        "Connections the service holds open (at most TURBOLIFT_MAX_CONNECTIONS).",
+        None,
+        Kind::Gauge,
+    )
+    .value(&[], open as u64);
+    if let Some(bytes) = resident_memory() {
+        out.family(
+            "process_resident_memory",
+            "Resident memory of the service's process.",
+            Some("bytes"),
+            Kind::Gauge,
+        )
+        .value(&[], bytes);
+    }
+    out.finish()
 }
 
 /// The process's resident memory: the second field of `/proc/self/statm`, in pages.

@@ -5,6 +5,7 @@
 
 mod batch;
 mod check;
+mod exposition;
 pub(crate) mod handler;
 mod headers;
 mod metrics;

@@ -24,7 +24,7 @@ use super::State;
 use super::batch::BatchSink;
 use super::handler::{Handler, InvokeError};
 use super::headers::CallHeaders;
-use super::metrics;
+use super::{exposition, metrics};
 use crate::shm;
 use crate::wire::body::{Chunks, read_all};
 use crate::wire::{Encoded, frames};
@@ -140,17 +140,13 @@ fn metrics_answer(state: &Arc<State>, headers: &HeaderMap) -> Response {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
-    match metrics::encode(state, openmetrics) {
-        Ok(text) => {
-            let content_type = if openmetrics {
-                metrics::OPENMETRICS
-            } else {
-                metrics::PROMETHEUS_TEXT
-            };
-            ([(CONTENT_TYPE, content_type)], text).into_response()
-        }
-        Err(_) => refusal(ErrorKind::Internal, "the metrics could not be encoded"),
-    }
+    let content_type = if openmetrics {
+        exposition::OPENMETRICS
+    } else {
+        exposition::PROMETHEUS_TEXT
+    };
+    let text = metrics::encode(state, openmetrics);
+    ([(CONTENT_TYPE, content_type)], text).into_response()
 }
 
 async fn fallback(Extract(state): Extract<Arc<State>>, request: Request) -> Response {
