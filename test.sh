@@ -52,7 +52,7 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The runtime's trace context and span export, which no workspace member turns on.
-cargo clippy -p turbolift --all-targets --features otlp --locked -- -D warnings
+cargo clippy -p turbolift -p turbolift-core --all-targets --features otlp --locked -- -D warnings
 
 step "packaging: the five published crates built from their packages, cargo-turbolift installed from its own"
 scripts/package-check.sh
@@ -143,6 +143,7 @@ cargo test --workspace --locked
 
 step "cargo test of the runtime with its otel and otlp features (trace context across calls)"
 cargo test -p turbolift --features otlp --locked --lib --test otel
+cargo test -p turbolift-core --features otlp,tls --locked --lib
 
 step "end-to-end tests that need Docker, kubectl or the arm64 cross tools (#[ignore]d above)"
 # What each ignored test needs, from its `#[ignore = "needs ..."]` in tests/e2e/.

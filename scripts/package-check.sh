@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The published crates, checked as a user gets them:
-#   1. `cargo package` of the five crates, each built from its packaged sources alone;
+#   1. `cargo package` of the six crates, each built from its packaged sources alone;
 #   2. `cargo install` of cargo-turbolift from its packaged `.crate`;
 #   3. that installed `cargo-turbolift` on a crate it has never seen: `cargo turbolift run`
 #      starts a service and prints exactly what plain `cargo run` prints.
@@ -12,7 +12,7 @@ repo=$PWD
 out=$repo/target/package
 export CARGO_TARGET_DIR=$out
 # The libraries, each also a dependency of the next ones, and the subcommand.
-libraries=(turbolift-shared turbolift-syntax turbolift-macros turbolift)
+libraries=(turbolift-shared turbolift-syntax turbolift-macros turbolift-core turbolift)
 crates=("${libraries[@]}" cargo-turbolift)
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
 
@@ -34,7 +34,7 @@ for crate in "${libraries[@]}"; do
   selected+=(--package "$crate")
 done
 cargo clean --quiet "${selected[@]}"
-# One command for all five: the crates that depend on each other are resolved from that
+# One command for all six: the crates that depend on each other are resolved from that
 # local registry, as none of this version is on crates.io yet. `--allow-dirty`: uncommitted
 # changes are packaged as they are on disk (a clean clone has none). cargo-turbolift's
 # package leaves out, with a warning, its `e2e` and `faults` tests (../tests, outside the

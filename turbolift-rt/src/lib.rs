@@ -1,43 +1,38 @@
 #![doc = include_str!("docs/crate.md")]
 #![warn(missing_docs)]
 
-mod batch;
-mod error;
-mod local;
-pub mod wire;
+// The runtime below the service's HTTP server is `turbolift-core`, a crate of its own so
+// that it compiles beside axum rather than after it; the service side, here, names its
+// parts as this crate's own.
+#[cfg(all(feature = "service", feature = "tls"))]
+pub(crate) use turbolift_core::tls;
+#[cfg(all(feature = "service", feature = "otel"))]
+pub(crate) use turbolift_core::trace;
+pub use turbolift_core::wire;
+#[cfg(feature = "service")]
+pub(crate) use turbolift_core::{local, placement, shm};
 
-#[cfg(feature = "distributed")]
-mod client;
 #[cfg(feature = "service")]
 pub mod service;
-#[cfg(feature = "distributed")]
-mod shm;
-#[cfg(feature = "distributed")]
-mod tls;
-#[cfg(feature = "otel")]
-mod trace;
 
 #[doc(hidden)]
 pub mod __private;
 
-pub use batch::Batch;
-pub use error::{Error, RemoteError};
+pub use turbolift_core::{Batch, Error, RemoteError};
 pub use turbolift_macros::distribute;
 pub use turbolift_shared::{duration, naming, protocol};
 
 #[cfg(feature = "distributed")]
-pub use client::Config;
-#[cfg(feature = "distributed")]
-pub use tls::TlsFiles;
+pub use turbolift_core::{Config, TlsFiles};
 
 /// The OpenTelemetry API whose span contexts calls carry (`otel` feature): a program's
 /// tracer provider must be of this version for its spans' contexts to travel.
 #[cfg(feature = "otel")]
-pub use opentelemetry;
+pub use turbolift_core::opentelemetry;
 /// The `tracing` layer whose span contexts calls carry (`otel` feature): a program's
 /// subscriber needs this version's `layer()` for its spans' contexts to travel.
 #[cfg(feature = "otel")]
-pub use tracing_opentelemetry;
+pub use turbolift_core::tracing_opentelemetry;
 
 /// serde, re-exported so that user crates can derive without naming it as a dependency:
 /// `#[derive(turbolift::serde::Serialize)] #[serde(crate = "turbolift::serde")]`.

@@ -125,7 +125,7 @@ where
 
 fn run_blocking_call(info: &'static FnInfo, call: BlockingCall) -> Invocation {
     Box::pin(async move {
-        let placement = &info.placement;
+        let placement = info.placement();
         if let Some(slot) = placement.inline_slot() {
             let outcome = catch_unwind(AssertUnwindSafe(call));
             placement.ran_inline(slot, info.id());
@@ -241,8 +241,8 @@ fn run_blocking_batch(
 ) {
     let mut next = 0;
     let info = sink.info();
-    if let Some(slot) = info.placement.inline_slot() {
-        let limit = super::placement::inline_limit();
+    if let Some(slot) = info.placement().inline_slot() {
+        let limit = crate::placement::inline_limit();
         let mut frames = Vec::new();
         let since = Instant::now();
         for call in calls.by_ref() {
@@ -253,7 +253,7 @@ fn run_blocking_batch(
             sink.took(took);
             push_result(&sink, &mut frames, next, outcome);
             next += 1;
-            info.placement.took_inline(took, info.id());
+            info.placement().took_inline(took, info.id());
             if took > limit || now - since >= limit || frames.len() >= FLUSH_BYTES {
                 break;
             }
@@ -273,7 +273,7 @@ fn run_blocking_batch(
             #[cfg(feature = "otel")]
             let _span = span.enter();
             let (sink, pending) = &*shared;
-            let placement = &sink.info().placement;
+            let placement = sink.info().placement();
             let mut frames = Vec::new();
             let mut since = Instant::now();
             loop {

@@ -10,7 +10,6 @@ pub(crate) mod handler;
 mod headers;
 mod metrics;
 mod options;
-pub(crate) mod placement;
 mod program;
 mod refusals;
 mod router;
@@ -31,9 +30,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use turbolift_shared::protocol::{self, ErrorKind, env};
 
+pub use crate::placement::{DEFAULT_INLINE_MAX, Placement};
 pub use batch::BatchSink;
 pub use handler::{Handler, InvokeError, registered};
-pub use placement::{DEFAULT_INLINE_MAX, Placement};
 #[doc(hidden)]
 pub use program::{ProgramMain, program_main};
 
@@ -195,7 +194,7 @@ impl Service {
             tls: options.tls.clone(),
             shm: shm_dir(options),
         });
-        placement::set_inline_max(options.inline_max);
+        crate::placement::set_inline_max(options.inline_max);
         let router = router::build(state.clone(), handlers);
         let probes = router::probes_only(state.clone());
         Service {

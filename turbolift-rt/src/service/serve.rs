@@ -55,7 +55,7 @@ pub(super) async fn serve(
     tune_allocator();
     open_files_for(state.max_connections);
     let mut warned: Option<Instant> = None;
-    super::placement::watch(tokio::runtime::Handle::current());
+    crate::placement::watch(tokio::runtime::Handle::current());
     state.ready.store(true, Ordering::Release);
     tokio::pin!(shutdown);
     loop {

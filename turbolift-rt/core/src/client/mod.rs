@@ -236,7 +236,7 @@ async fn attempts(remote: &Remote, body: Encoded, byte_buffer: bool) -> Result<E
             }
             Err(refusal) => {
                 if let Refusal::Retry(reason) = &refusal {
-                    tracing::debug!(function = remote.info.id(), replica = %replica.base, %reason, "retrying on another replica");
+                    tracing::debug!(target: "turbolift::client", function = remote.info.id(), replica = %replica.base, %reason, "retrying on another replica");
                 }
                 retry.refused(index, refusal, None).await?;
             }
@@ -253,7 +253,7 @@ fn large_arguments(remote: &Remote, body: &Encoded) -> Option<Region> {
     match dir.holding(body) {
         Ok(region) => Some(region),
         Err(e) => {
-            tracing::debug!(function = remote.info.id(), error = %e, "arguments over TCP: no region of shared memory");
+            tracing::debug!(target: "turbolift::client", function = remote.info.id(), error = %e, "arguments over TCP: no region of shared memory");
             None
         }
     }

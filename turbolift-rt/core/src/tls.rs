@@ -58,7 +58,7 @@ impl TlsFiles {
 }
 
 #[cfg(feature = "tls")]
-pub(crate) use with_rustls::*;
+pub use with_rustls::*;
 
 #[cfg(feature = "tls")]
 mod with_rustls {
@@ -123,7 +123,8 @@ mod with_rustls {
         /// it is shown against the authority. A client without one may connect (the
         /// kubelet's probes have none) but reaches only health and readiness: whether a
         /// connection may call is [`client_verified`].
-        pub(crate) fn server_config(&self) -> Result<rustls::ServerConfig, String> {
+        #[doc(hidden)]
+        pub fn server_config(&self) -> Result<rustls::ServerConfig, String> {
             let (certs, key) = self.identity()?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(self.roots()?),
@@ -148,7 +149,8 @@ mod with_rustls {
 
         #[cfg(feature = "service")]
         /// A health check's side: believes only the authority, shows nothing.
-        pub(crate) fn probe_config(&self) -> Result<rustls::ClientConfig, String> {
+        #[doc(hidden)]
+        pub fn probe_config(&self) -> Result<rustls::ClientConfig, String> {
             Ok(rustls::ClientConfig::builder_with_provider(provider())
                 .with_safe_default_protocol_versions()
                 .map_err(|e| e.to_string())?
@@ -170,7 +172,7 @@ mod with_rustls {
     #[cfg(feature = "service")]
     /// Whether the client of `connection` showed a certificate the authority signed (the
     /// handshake refused any other).
-    pub(crate) fn client_verified(connection: &rustls::ServerConnection) -> bool {
+    pub fn client_verified(connection: &rustls::ServerConnection) -> bool {
         connection
             .peer_certificates()
             .is_some_and(|c| !c.is_empty())

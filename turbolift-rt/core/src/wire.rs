@@ -5,7 +5,8 @@
 //! padded body is never mistaken for a valid call.
 
 #[cfg(feature = "distributed")]
-pub(crate) mod body;
+#[doc(hidden)]
+pub mod body;
 pub mod frames;
 
 use std::any::{Any, TypeId};

@@ -22,9 +22,10 @@ use crate::local::{self, panic_message};
 /// own.
 ///
 /// Await it for every value (`Err` with the first failure, in input order), or use it
-/// as a [`Stream`] (or with [`Batch::next`]) to take results as they come:
+/// as a [`Stream`] (or with [`Batch::next`]) to take results as they come (the example of
+/// the crate's documentation, which runs as a test, does both):
 ///
-/// ```
+/// ```ignore
 /// #[turbolift::distribute]
 /// fn square(u: u64) -> u64 {
 ///     u * u

@@ -39,9 +39,7 @@ static PROVIDER: Mutex<Option<SdkTracerProvider>> = Mutex::new(None);
 /// The layer that exports the service's spans, when an OTLP endpoint is set (and
 /// `OTEL_SDK_DISABLED` is not `true`); `None` without one, or (said on stderr) when the
 /// exporter cannot be built.
-pub(crate) fn layer<S>(
-    function: &str,
-) -> Option<OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>
+pub fn layer<S>(function: &str) -> Option<OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>>
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
 {
@@ -65,7 +63,7 @@ where
 }
 
 /// Sends the spans not yet exported, and stops exporting.
-pub(crate) fn shutdown() {
+pub fn shutdown() {
     if let Some(provider) = PROVIDER.lock().unwrap_or_else(|e| e.into_inner()).take()
         && let Err(e) = provider.shutdown()
     {

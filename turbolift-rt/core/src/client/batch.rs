@@ -258,7 +258,7 @@ pub(super) async fn run_request(
             Ok(answer) => answer,
             Err(refusal) => {
                 if let Refusal::Retry(reason) = &refusal {
-                    tracing::debug!(function, replica = %replica.base, %reason, "retrying the rest of a batch on another replica");
+                    tracing::debug!(target: "turbolift::client::batch", function, replica = %replica.base, %reason, "retrying the rest of a batch on another replica");
                 }
                 if let Err(error) = retry.refused(index, refusal, Some(deadline)).await {
                     return fail(answers, &todo, &error);

@@ -9,7 +9,7 @@ use super::{TRACEPARENT, TRACESTATE};
 
 /// The span context a request carries (its caller's span), if its `traceparent` is valid (W3C Trace Context
 /// level 1); `tracestate` is kept when it parses too.
-pub(crate) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
+pub fn extract(headers: &HeaderMap) -> Option<SpanContext> {
     let mut parents = headers.get_all(TRACEPARENT).iter();
     let parent = parents.next()?;
     if parents.next().is_some() {
@@ -72,7 +72,7 @@ fn tracestate(headers: &HeaderMap) -> Option<TraceState> {
 /// `calls` the service records), a child of `parent`, the span context the request
 /// carried ([`extract`]), if any. Made once the request is admitted: a request refused
 /// (no secret, say) makes no span.
-pub(crate) fn serving(function: &str, batch: bool, parent: Option<SpanContext>) -> tracing::Span {
+pub fn serving(function: &str, batch: bool, parent: Option<SpanContext>) -> tracing::Span {
     let span = if batch {
         tracing::info_span!(
             target: "turbolift",

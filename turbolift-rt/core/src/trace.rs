@@ -25,11 +25,11 @@ use opentelemetry::trace::{SpanContext, TraceContextExt};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 #[cfg(feature = "otlp")]
-pub(crate) mod export;
+pub mod export;
 #[cfg(feature = "service")]
 mod incoming;
 #[cfg(feature = "service")]
-pub(crate) use incoming::{extract, serving};
+pub use incoming::{extract, serving};
 
 /// The W3C header of the caller's span: `00-<trace id>-<span id>-<flags>`.
 pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");

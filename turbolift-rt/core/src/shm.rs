@@ -38,7 +38,7 @@ use crate::wire::Encoded;
 
 /// Bodies at least this long go through shared memory when both ends have a directory:
 /// below it, a region's system calls cost more than the socket's copies.
-pub(crate) const MIN_LEN: usize = 256 * 1024;
+pub const MIN_LEN: usize = 256 * 1024;
 /// Free regions a program keeps for later calls.
 const KEPT: usize = 8;
 /// A region larger than this is removed after its call instead of kept.
@@ -104,7 +104,7 @@ impl ShmDir {
 
 /// Whether `path` is a directory this process may use for regions: a directory (not a
 /// link to one) of this user, with no permission for anyone else.
-pub(crate) fn check_dir(path: &Path) -> Result<(), String> {
+pub fn check_dir(path: &Path) -> Result<(), String> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_dir() {
         return Err(format!("{} is not a directory", path.display()));
@@ -258,7 +258,7 @@ fn byte_buffer_copy(bytes: &[u8]) -> Encoded {
 /// is decoded straight from the mapping, which the returned encoding holds (postcard
 /// decodes into owned values, so nothing decoded points into it).
 #[cfg(feature = "service")]
-pub(crate) fn read_arguments(
+pub fn read_arguments(
     dir: &Path,
     name: &str,
     len: usize,
@@ -285,7 +285,7 @@ pub(crate) fn read_arguments(
 
 /// Writes a result into region `name` of `dir`, which the program offered.
 #[cfg(feature = "service")]
-pub(crate) fn write_result(dir: &Path, name: &str, result: &Encoded) -> Result<(), String> {
+pub fn write_result(dir: &Path, name: &str, result: &Encoded) -> Result<(), String> {
     let (file, size) = open_region(dir, name, true)?;
     let len = result.len();
     if size < len {

@@ -141,8 +141,8 @@ pub(crate) struct Replica {
 
 impl Remote {
     fn new(info: &'static FnInfo, config: &config::Config, urls: &[String]) -> Result<Self, Error> {
-        let route = crate::naming::route(info.id());
-        let batch_route = crate::naming::batch_route(info.id());
+        let route = turbolift_shared::naming::route(info.id());
+        let batch_route = turbolift_shared::naming::batch_route(info.id());
         let replicas = urls
             .iter()
             .map(|base| {

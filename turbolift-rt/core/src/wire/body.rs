@@ -16,18 +16,18 @@ use crate::wire::Encoded;
 /// connection that is receiving a large body fast grows it: a 10 MiB body then arrives in
 /// a few reads instead of 25 or more, each a system call and a chunk to gather (10 MiB
 /// echoed in-process: about 560 MB/s with the default, 770 MB/s with this).
-pub(crate) const READ_BUFFER: usize = 4 << 20;
+pub const READ_BUFFER: usize = 4 << 20;
 
 /// An encoded value as an HTTP body: its head, then its tail, with an exact length (so
 /// that `content-length` is sent).
 #[derive(Debug, Default)]
-pub(crate) struct Chunks {
+pub struct Chunks {
     head: Option<Bytes>,
     tail: Option<Bytes>,
 }
 
 impl Chunks {
-    pub(crate) fn new(encoded: Encoded) -> Self {
+    pub fn new(encoded: Encoded) -> Self {
         let some = |b: Bytes| (!b.is_empty()).then_some(b);
         Chunks {
             head: some(encoded.head),
@@ -70,7 +70,7 @@ impl Body for Chunks {
 /// parts: the prefix in `head`, and the bytes in `tail`, gathered at the start of a buffer
 /// of their own, so that the `Vec<u8>` decoded from it is that buffer, neither copied nor
 /// moved over the prefix. Anything else comes whole, in `head`.
-pub(crate) async fn read_all<B>(mut body: B, cap: usize, split: bool) -> Result<Encoded, B::Error>
+pub async fn read_all<B>(mut body: B, cap: usize, split: bool) -> Result<Encoded, B::Error>
 where
     B: Body<Data = Bytes> + Unpin,
 {

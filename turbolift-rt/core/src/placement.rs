@@ -95,7 +95,7 @@ fn nanos_since_epoch() -> u64 {
 }
 
 /// Puts the runtime `handle` under the watchdog of inline calls (started with the first).
-pub(crate) fn watch(handle: tokio::runtime::Handle) {
+pub fn watch(handle: tokio::runtime::Handle) {
     static WATCHED: Mutex<Vec<tokio::runtime::Handle>> = Mutex::new(Vec::new());
     let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
     if watched.iter().any(|h| h.id() == handle.id()) {
@@ -147,7 +147,7 @@ pub(crate) fn watch(handle: tokio::runtime::Handle) {
 }
 
 /// Sets the inline limit for this process (`Duration::ZERO`: never inline).
-pub(crate) fn set_inline_max(max: Duration) {
+pub fn set_inline_max(max: Duration) {
     let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
     INLINE_MAX_NANOS.store(nanos, Ordering::Relaxed);
 }
@@ -158,7 +158,7 @@ fn inline_max() -> u64 {
 
 /// The inline limit: also how long a batch's calls may run inline, one after another,
 /// before the rest go to the pool.
-pub(crate) fn inline_limit() -> Duration {
+pub fn inline_limit() -> Duration {
     Duration::from_nanos(inline_max())
 }
 
@@ -202,7 +202,7 @@ impl Placement {
 
     /// A place to run inline now, if the function has earned it and an I/O thread can
     /// be spared.
-    pub(crate) fn inline_slot(&self) -> Option<InlineSlot> {
+    pub fn inline_slot(&self) -> Option<InlineSlot> {
         if !self.earned() {
             return None;
         }
@@ -231,7 +231,7 @@ impl Placement {
 
     /// Records a call that ran inline in `slot`, and gives the slot back; `function`
     /// names it in the log.
-    pub(crate) fn ran_inline(&self, slot: InlineSlot, function: &str) {
+    pub fn ran_inline(&self, slot: InlineSlot, function: &str) {
         let took = slot.started.elapsed();
         drop(slot);
         self.took_inline(took, function);
@@ -239,7 +239,7 @@ impl Placement {
 
     /// What [`Placement::ran_inline`] learns from an inline call that took `took`; a
     /// batch's calls that run inline in one slot tell it each of theirs.
-    pub(crate) fn took_inline(&self, took: Duration, function: &str) {
+    pub fn took_inline(&self, took: Duration, function: &str) {
         let max = u128::from(inline_max());
         if took.as_nanos() <= max {
             // Counted only while there are strikes to wipe out, so that the usual short
@@ -263,6 +263,7 @@ impl Placement {
             self.suspect.store(true, Ordering::Relaxed);
         }
         tracing::debug!(
+            target: "turbolift::service::placement",
             function,
             took_us = took.as_micros() as u64,
             suspect,
@@ -272,7 +273,7 @@ impl Placement {
 
     /// Records a call that ran on the pool for `took` (`None`: it panicked); `function`
     /// names it in the log.
-    pub(crate) fn ran_on_pool(&self, took: Option<Duration>, function: &str) {
+    pub fn ran_on_pool(&self, took: Option<Duration>, function: &str) {
         let max = u128::from(inline_max());
         match took {
             Some(t) if t.as_nanos() <= max => {
@@ -302,6 +303,7 @@ impl Placement {
         let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
         if strikes < STRIKES {
             tracing::debug!(
+                target: "turbolift::service::placement",
                 function,
                 took_us = took.as_micros() as u64,
                 strikes,
@@ -309,6 +311,7 @@ impl Placement {
             );
         } else if !self.demoted.swap(true, Ordering::Relaxed) {
             tracing::info!(
+                target: "turbolift::service::placement",
                 function,
                 took_us = took.as_micros() as u64,
                 strikes,
@@ -330,7 +333,7 @@ impl Default for Placement {
 }
 
 /// One of the inline places, given back when dropped (also on a panic).
-pub(crate) struct InlineSlot {
+pub struct InlineSlot {
     /// When the call started.
     started: Instant,
 }
