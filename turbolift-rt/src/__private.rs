@@ -9,5 +9,3 @@ pub use crate::service::BatchSink;
 pub use crate::service::handler::{
     Handler, Invocation, invoke_async, invoke_async_batch, invoke_blocking, invoke_blocking_batch,
 };
-#[cfg(feature = "service")]
-pub use inventory;

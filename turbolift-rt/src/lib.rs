@@ -18,8 +18,8 @@ pub mod service;
 #[doc(hidden)]
 pub mod __private;
 
+pub use turbolift_core::distribute;
 pub use turbolift_core::{Batch, Error, RemoteError};
-pub use turbolift_macros::distribute;
 pub use turbolift_shared::{duration, naming, protocol};
 
 #[cfg(feature = "distributed")]

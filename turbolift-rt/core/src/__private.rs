@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 pub use bytes::Bytes;
 
 pub use crate::wire::{Encoded, is_byte_buffer};
+#[cfg(feature = "service")]
+pub use inventory;
 
 use crate::local;
 use crate::{Batch, Error, batch};

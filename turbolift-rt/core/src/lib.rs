@@ -19,6 +19,9 @@ pub mod client;
 #[cfg(feature = "service")]
 #[doc(hidden)]
 pub mod placement;
+#[cfg(feature = "service")]
+#[doc(hidden)]
+pub mod secret;
 #[cfg(feature = "distributed")]
 #[doc(hidden)]
 pub mod shm;
@@ -34,6 +37,8 @@ pub mod __private;
 
 pub use batch::Batch;
 pub use error::{Error, RemoteError};
+#[doc(hidden)]
+pub use turbolift_macros::distribute;
 
 #[cfg(feature = "distributed")]
 pub use client::Config;

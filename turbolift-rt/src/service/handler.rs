@@ -78,11 +78,11 @@ fn no_byte_buffer() -> bool {
     false
 }
 
-inventory::collect!(Handler);
+crate::__private::inventory::collect!(Handler);
 
 /// Every handler linked into this binary.
 pub fn registered() -> impl Iterator<Item = &'static Handler> {
-    inventory::iter::<Handler>.into_iter()
+    crate::__private::inventory::iter::<Handler>.into_iter()
 }
 
 /// Why an invocation did not produce an encoded result.

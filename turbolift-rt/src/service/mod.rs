@@ -25,7 +25,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::HeaderValue;
 use axum::response::Response;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use turbolift_shared::protocol::{self, ErrorKind, env};
@@ -78,7 +77,7 @@ impl State {
     #[allow(clippy::result_large_err)]
     fn check_secret(&self, given: Option<&HeaderValue>) -> Result<(), Response> {
         let given = given.map(HeaderValue::as_bytes).unwrap_or_default();
-        if is_secret(given, &self.secret) {
+        if turbolift_core::secret::is_secret(given, &self.secret) {
             Ok(())
         } else {
             Err(self.reject(
@@ -129,22 +128,6 @@ impl State {
         let names: Vec<String> = self.functions.iter().map(|f| format!("`{f}`")).collect();
         names.join(", ")
     }
-}
-
-/// Whether `given` is the `secret`, compared in constant time (subtle's `ConstantTimeEq`),
-/// so the time taken does not tell how much matched; only a different length is answered
-/// at once.
-fn is_secret(given: &[u8], secret: &[u8]) -> bool {
-    if given.len() != secret.len() {
-        return false;
-    }
-    // Every byte is compared, whatever the first difference (no early exit): the
-    // differences are gathered into one byte, which is compared in constant time.
-    let differences = given
-        .iter()
-        .zip(secret)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    differences.ct_eq(&0).into()
 }
 
 /// The directory of `options` for shared memory, if it may be used: not with TLS, and
@@ -408,7 +391,7 @@ fn init_logging(#[cfg_attr(not(feature = "otlp"), allow(unused_variables))] func
         })
     };
     let subscriber = tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .finish()
         .with(filter);
@@ -425,19 +408,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = async { match &mut term { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
         _ = async { match &mut int { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_secret;
-
-    #[test]
-    fn only_the_whole_secret_is_the_secret() {
-        assert!(is_secret(b"secret", b"secret"));
-        assert!(!is_secret(b"secreT", b"secret"));
-        assert!(!is_secret(b"secret!", b"secret"));
-        assert!(!is_secret(b"", b"secret"));
-        assert!(!is_secret(b"secret", b""));
     }
 }

@@ -21,13 +21,16 @@ impl ProgramMain {
     }
 }
 
-inventory::collect!(ProgramMain);
+crate::__private::inventory::collect!(ProgramMain);
 
 /// Runs the `main` of the binary whose library this executable links: the body of the
 /// program executable that `cargo turbolift` generates for a binary with distributed
 /// functions.
 pub fn program_main() -> ExitCode {
-    match inventory::iter::<ProgramMain>.into_iter().next() {
+    match crate::__private::inventory::iter::<ProgramMain>
+        .into_iter()
+        .next()
+    {
         Some(ProgramMain(main)) => main(),
         None => {
             eprintln!(
