@@ -139,6 +139,41 @@ async fn a_lone_call_goes_alone_and_many_at_once_go_together_in_order() {
     service.stop().await;
 }
 
+/// Work of the caller's own, as long as `d`, on this thread.
+fn busy(d: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+#[tokio::test]
+async fn a_burst_after_lone_calls_is_coalesced_however_long_the_caller_takes_to_make_it() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let (service, seen) = proxied("coalesce::plus_one").await;
+    // Lone calls first: the lane knows the function's calls are short.
+    for n in 0..20 {
+        assert_eq!(plus_one(n).await.unwrap(), n + 1);
+    }
+    // Then 5,000 at once, each made after 40 µs of the caller's own work: the two sent
+    // alone are written only once all 5,000 have been made, 200 ms later, so their time
+    // is the caller's. It must not make the function look slow.
+    let calls = (0..5_000u64).map(|n| async move {
+        busy(Duration::from_micros(40));
+        plus_one(n).await
+    });
+    for (n, answer) in join_all(calls).await.into_iter().enumerate() {
+        assert_eq!(answer.unwrap(), n as u64 + 1, "call {n}");
+    }
+    let calls = seen.calls.load(Ordering::SeqCst) - 20;
+    let batches = seen.batches.load(Ordering::SeqCst);
+    assert!(
+        batches > 0 && calls + batches < 5_000 / 10,
+        "{calls} call requests and {batches} batch requests for 5,000 calls"
+    );
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn a_first_burst_is_coalesced_before_any_call_has_come_back() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
