@@ -54,7 +54,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The runtime's trace context and span export, which no workspace member turns on.
 cargo clippy -p turbolift -p turbolift-core --all-targets --features otlp --locked -- -D warnings
 
-step "packaging: the five published crates built from their packages, cargo-turbolift installed from its own"
+step "packaging: the six published crates built from their packages, cargo-turbolift installed from its own"
 scripts/package-check.sh
 
 step "kubernetes-validate (Kubernetes schemas, offline) in target/k8s-venv"
