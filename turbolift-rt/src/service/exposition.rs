@@ -57,14 +57,8 @@ impl Exposition {
         text.push_str("# HELP ");
         text.push_str(&family);
         text.push(' ');
-        for c in help.chars() {
-            match c {
-                '\\' => text.push_str("\\\\"),
-                '\n' => text.push_str("\\n"),
-                '"' if self.openmetrics => text.push_str("\\\""),
-                c => text.push(c),
-            }
-        }
+        // Prometheus' text format escapes no quote in help; OpenMetrics does.
+        push_escaped(text, help, self.openmetrics);
         let kind_name = match kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
@@ -141,19 +135,24 @@ impl Family<'_> {
                 }
                 text.push_str(key);
                 text.push_str("=\"");
-                for c in value.chars() {
-                    match c {
-                        '\\' => text.push_str("\\\\"),
-                        '"' => text.push_str("\\\""),
-                        '\n' => text.push_str("\\n"),
-                        c => text.push(c),
-                    }
-                }
+                push_escaped(text, value, true);
                 text.push('"');
             }
             text.push('}');
         }
         let _ = writeln!(text, " {value}");
+    }
+}
+
+/// `value` with its backslashes and line feeds escaped, and its double quotes if `quotes`.
+fn push_escaped(text: &mut String, value: &str, quotes: bool) {
+    for c in value.chars() {
+        match c {
+            '\\' => text.push_str("\\\\"),
+            '\n' => text.push_str("\\n"),
+            '"' if quotes => text.push_str("\\\""),
+            c => text.push(c),
+        }
     }
 }
 

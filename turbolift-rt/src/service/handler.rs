@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::batch::BatchSink;
-use crate::__private::{FnInfo, Wire};
+use crate::__private::{FnInfo, Wire, inventory};
 use crate::local::panic_message;
 use crate::wire::frames::{self, BatchArgs};
 use crate::wire::{self, Encoded};
@@ -78,11 +78,11 @@ fn no_byte_buffer() -> bool {
     false
 }
 
-crate::__private::inventory::collect!(Handler);
+inventory::collect!(Handler);
 
 /// Every handler linked into this binary.
 pub fn registered() -> impl Iterator<Item = &'static Handler> {
-    crate::__private::inventory::iter::<Handler>.into_iter()
+    inventory::iter::<Handler>.into_iter()
 }
 
 /// Why an invocation did not produce an encoded result.

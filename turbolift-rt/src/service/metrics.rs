@@ -171,9 +171,9 @@ impl ServiceTime {
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
-    /// The buckets (upper bound in seconds, count in that bucket alone), their total, and
-    /// the sum in seconds.
-    fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+    /// The buckets (upper bound in seconds, count in that bucket alone) and the sum in
+    /// seconds.
+    fn snapshot(&self) -> (Vec<(f64, u64)>, f64) {
         let bounds = BOUNDS
             .iter()
             .map(|&b| Duration::from_nanos(b).as_secs_f64())
@@ -182,9 +182,8 @@ impl ServiceTime {
             .zip(&self.buckets)
             .map(|(bound, count)| (bound, count.load(Relaxed)))
             .collect();
-        let count = buckets.iter().map(|(_, n)| n).sum();
         let sum = Duration::from_nanos(self.sum_nanos.load(Relaxed)).as_secs_f64();
-        (buckets, count, sum)
+        (buckets, sum)
     }
 }
 
@@ -252,7 +251,7 @@ pub(crate) fn encode(state: &State, openmetrics: bool) -> String {
             Kind::Histogram,
         );
         for f in functions.iter() {
-            let (buckets, _, sum) = f.service_time.snapshot();
+            let (buckets, sum) = f.service_time.snapshot();
             histogram.histogram(&[("function", f.id)], &buckets, sum);
         }
     }
@@ -311,7 +310,8 @@ mod tests {
         time.observe(Duration::from_nanos(1_001)); // le 2.5 µs
         time.observe(Duration::from_millis(3)); // le 5 ms
         time.observe(Duration::from_secs(60)); // +Inf
-        let (buckets, count, sum) = time.snapshot();
+        let (buckets, sum) = time.snapshot();
+        let count: u64 = buckets.iter().map(|(_, n)| n).sum();
         assert_eq!(count, 4);
         assert!((sum - 60.003_002_001).abs() < 1e-9, "{sum}");
         let counted: Vec<(f64, u64)> = buckets.into_iter().filter(|(_, n)| *n > 0).collect();

@@ -10,6 +10,8 @@
 
 use std::process::ExitCode;
 
+use crate::__private::inventory;
+
 /// A registered way to run the crate's `main`: every distributed function of the crate
 /// registers one, all alike.
 pub struct ProgramMain(fn() -> ExitCode);
@@ -21,16 +23,13 @@ impl ProgramMain {
     }
 }
 
-crate::__private::inventory::collect!(ProgramMain);
+inventory::collect!(ProgramMain);
 
 /// Runs the `main` of the binary whose library this executable links: the body of the
 /// program executable that `cargo turbolift` generates for a binary with distributed
 /// functions.
 pub fn program_main() -> ExitCode {
-    match crate::__private::inventory::iter::<ProgramMain>
-        .into_iter()
-        .next()
-    {
+    match inventory::iter::<ProgramMain>.into_iter().next() {
         Some(ProgramMain(main)) => main(),
         None => {
             eprintln!(
